@@ -1,0 +1,51 @@
+"""sfauth: asyncio sessions for Salesforce's OAuth 2.0 JWT Bearer flow.
+
+``AuthSession`` mints RS256 assertions, trades them for an access token at
+``{login_url}{site}/services/oauth2/token``, shares one refresh among all concurrent callers and
+sends every request through one pooled aiohttp client bound to the org's ``instance_url``.
+"""
+
+from ._keys import load_private_key
+from ._logging import redact_secrets
+from ._middleware import SalesforceAuthMiddleware
+from ._session import AuthSession
+from ._token import Token
+from .exceptions import (
+    ConfigurationError,
+    CrossOriginError,
+    InvalidClientError,
+    InvalidGrantError,
+    InvalidSessionError,
+    PrivateKeyError,
+    RestApiNotAllowedError,
+    SessionError,
+    SFAuthError,
+    TokenEndpointError,
+    TokenResponseError,
+    TransientTokenError,
+    UnsupportedGrantTypeError,
+)
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "AuthSession",
+    "ConfigurationError",
+    "CrossOriginError",
+    "InvalidClientError",
+    "InvalidGrantError",
+    "InvalidSessionError",
+    "PrivateKeyError",
+    "RestApiNotAllowedError",
+    "SFAuthError",
+    "SalesforceAuthMiddleware",
+    "SessionError",
+    "Token",
+    "TokenEndpointError",
+    "TokenResponseError",
+    "TransientTokenError",
+    "UnsupportedGrantTypeError",
+    "__version__",
+    "load_private_key",
+    "redact_secrets",
+]

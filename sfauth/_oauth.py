@@ -1,0 +1,196 @@
+"""The token-endpoint exchange: one HTTP POST, its timing, logging and error mapping.
+
+RFC 7523 section 2.1 (JWT bearer grant) as used by Salesforce: ``POST {login_url}{site}/services/
+oauth2/token`` with form fields ``grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer`` and
+``assertion=<jwt>``; no client secret.
+"""
+
+from __future__ import annotations
+
+import time
+
+import aiohttp
+from cryptography.hazmat.primitives.asymmetric import rsa
+from yarl import URL
+
+from ._assertion import AssertionSigner
+from ._config import FlowConfig, is_loopback_host
+from ._logging import logger, scrub
+from ._token import Token, parse_token_response
+from .exceptions import TokenEndpointError, TokenResponseError, TransientTokenError
+
+__all__ = ["GRANT_TYPE", "TokenClient"]
+
+GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+
+#: A token response is about 1 KiB; anything past this is not one.
+MAX_TOKEN_RESPONSE_BYTES = 256 * 1024
+
+_ACCEPT = {"Accept": "application/json"}
+
+
+class TokenClient:
+    """Mints an assertion and trades it for a ``Token``; one attempt per call.
+
+    Args:
+        config: Validated flow settings.
+        private_key: The loaded RSA key.
+        assertion_lifetime: Seconds until each assertion's ``exp`` (``0 < x <= 180``).
+        attempt_timeout: Seconds one POST may take, connection included.
+
+    """
+
+    __slots__ = ("_timeout", "config", "signer")
+
+    def __init__(
+        self,
+        config: FlowConfig,
+        private_key: rsa.RSAPrivateKey,
+        *,
+        assertion_lifetime: float,
+        attempt_timeout: float,
+    ) -> None:
+        self.config = config
+        self.signer = AssertionSigner(
+            client_id=config.client_id,
+            username=config.username,
+            audience=config.audience,
+            private_key=private_key,
+            lifetime=assertion_lifetime,
+        )
+        self._timeout = aiohttp.ClientTimeout(total=attempt_timeout)
+
+    def error(
+        self, error: str, description: str, *, status: int | None, hint: str
+    ) -> TransientTokenError:
+        """Build a transient token error about this client's endpoint (no response body)."""
+        return TransientTokenError(
+            error,
+            description,
+            token_url=self.config.token_url,
+            audience=self.config.audience,
+            status=status,
+            hint=hint,
+        )
+
+    async def fetch(self, http: aiohttp.ClientSession) -> Token:
+        """Perform one exchange with a freshly minted assertion.
+
+        Args:
+            http: The session to send through; sfauth's own middlewares are bypassed.
+
+        Returns:
+            The new token.
+
+        Raises:
+            TokenEndpointError: A typed subclass for every refusal or failure; connection
+                errors and timeouts become ``TransientTokenError``.
+
+        """
+        config = self.config
+        log = logger.bind(token_url=config.token_url, audience=config.audience)
+        form = {"grant_type": GRANT_TYPE, "assertion": self.signer.mint()}
+        started = time.monotonic()
+        log.debug("sfauth.token.requested")
+        try:
+            async with http.post(
+                config.token_url,
+                data=form,
+                headers=_ACCEPT,
+                allow_redirects=False,
+                middlewares=(),
+                timeout=self._timeout,
+            ) as resp:
+                status = resp.status
+                location = resp.headers.get("Location", "")
+                body = await _read_capped(resp)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            duration = round(time.monotonic() - started, 3)
+            reason = type(exc).__name__
+            detail = scrub(str(exc))[:200] or "timed out"
+            log.warning("sfauth.token.failed", error=reason, status=None, duration=duration)
+            raise self.error(
+                "connection_error",
+                f"{reason}: {detail}",
+                status=None,
+                hint="Check network access to login_url; the request may be retried.",
+            ) from None
+        duration = round(time.monotonic() - started, 3)
+        try:
+            if body is None:
+                raise TokenResponseError(
+                    "response_too_large",
+                    f"the token endpoint sent more than {MAX_TOKEN_RESPONSE_BYTES} bytes",
+                    token_url=config.token_url,
+                    audience=config.audience,
+                    status=status,
+                    hint="Check that login_url points at a Salesforce login host.",
+                )
+            if 300 <= status < 400:
+                raise TokenEndpointError(
+                    f"http_{status}",
+                    f"the token endpoint redirected to {location[:200]!r}",
+                    token_url=config.token_url,
+                    audience=config.audience,
+                    status=status,
+                    hint="Set login_url to the host that answers without a redirect "
+                    "(often your My Domain URL); sfauth does not follow token redirects.",
+                )
+            token = parse_token_response(
+                status,
+                body,
+                token_url=config.token_url,
+                audience=config.audience,
+                obtained_at=time.time(),
+            )
+            self._check_instance_url(token)
+        except TokenEndpointError as exc:
+            log.warning(
+                "sfauth.token.failed",
+                error=exc.error,
+                error_description=exc.error_description,
+                status=status,
+                duration=duration,
+                retryable=exc.retryable,
+            )
+            raise
+        log.info(
+            "sfauth.token.obtained",
+            status=status,
+            duration=duration,
+            instance_url=token.instance_url,
+            org_id=token.org_id,
+            user_id=token.user_id,
+        )
+        return token
+
+    def _check_instance_url(self, token: Token) -> None:
+        url = URL(token.instance_url)
+        if url.scheme == "https" or (
+            url.scheme == "http" and self.config.allow_http_loopback and is_loopback_host(url.host)
+        ):
+            return
+        raise TokenResponseError(
+            "insecure_instance_url",
+            f"instance_url {token.instance_url!r} is not https",
+            token_url=self.config.token_url,
+            audience=self.config.audience,
+            status=200,
+            hint="sfauth only sends a bearer token over https "
+            "(http is allowed for loopback hosts with allow_http_loopback=True).",
+        )
+
+
+async def _read_capped(resp: aiohttp.ClientResponse) -> bytes | None:
+    """Read at most ``MAX_TOKEN_RESPONSE_BYTES``; ``None`` when the body is larger."""
+    declared = resp.content_length
+    if declared is not None and declared > MAX_TOKEN_RESPONSE_BYTES:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > MAX_TOKEN_RESPONSE_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)

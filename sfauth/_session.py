@@ -1,0 +1,282 @@
+"""AuthSession: one pooled aiohttp client bound to the org's instance, always authenticated."""
+
+from __future__ import annotations
+
+import ssl as _ssl
+from collections.abc import Coroutine, Generator
+from types import TracebackType
+from typing import Any, Self
+
+import aiohttp
+from yarl import URL
+
+from ._assertion import MAX_ASSERTION_LIFETIME
+from ._config import DEFAULT_LOGIN_URL
+from ._keys import PrivateKeyInput
+from ._middleware import SalesforceAuthMiddleware
+from ._token import Token
+from .exceptions import CrossOriginError, SFAuthError
+
+__all__ = ["AuthSession"]
+
+#: Default per-request timeouts (seconds). ``total`` covers waiting for a pooled connection,
+#: sending and reading; Salesforce REST calls themselves time out after 10 minutes.
+DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=300.0, sock_connect=30.0)
+
+
+class AuthSession:
+    r"""An authenticated, pooled HTTP session to one Salesforce org (JWT bearer flow).
+
+    ::
+
+        async with AuthSession(client_id=..., username=..., private_key="key.pem") as sf:
+            async with sf.get("/services/data/v62.0/limits") as resp:
+                limits = await resp.json()
+
+    Every request goes through one ``aiohttp.ClientSession`` whose ``TCPConnector`` holds the
+    connection pool. ``SalesforceAuthMiddleware`` adds the bearer token for the
+    ``instance_url`` origin only, fetches the first token on demand (one exchange shared by all
+    concurrent callers), and on a 401 ``INVALID_SESSION_ID`` refreshes once and replays once.
+
+    Args:
+        client_id: The connected app's consumer key (``iss``).
+        username: The Salesforce username to act as (``sub``).
+        private_key: RSA private key: PEM text (``str``/``bytes``, PKCS#1 or PKCS#8, literal
+            ``\n`` accepted), a file path, or a loaded ``RSAPrivateKey``. Parsed once.
+        passphrase: Passphrase of an encrypted PEM.
+        login_url: Scheme and host of the token endpoint (default
+            ``https://login.salesforce.com``; ``https://test.salesforce.com`` for sandboxes,
+            or a My Domain URL).
+        audience: The ``aud`` claim; derived from ``login_url``/``site`` when ``None``.
+        site: Experience Cloud path prefix such as ``"/customers"``; default ``""``.
+        assertion_lifetime: Seconds until each assertion's ``exp``; ``0 < x <= 180``.
+        allow_http_loopback: Allow plain ``http`` to loopback hosts (the emulator).
+        limit: Maximum simultaneous connections in the pool (``0`` = unlimited).
+        limit_per_host: Maximum simultaneous connections per host (``0`` = unlimited).
+        timeout: Per-request ``aiohttp.ClientTimeout``; default ``total=300 s``,
+            ``sock_connect=30 s``.
+        refresh_timeout: Seconds one token refresh may take (default 30).
+        refresh_cooldown: Seconds before a token that the API rejected without it ever working
+            may be replaced again (default 60).
+        ssl: ``ssl`` argument of the connector: ``True`` (verify with the system store), an
+            ``ssl.SSLContext`` (for example one trusting a test CA), or ``False``.
+        keepalive_timeout: Seconds an idle pooled connection is kept (default 30).
+
+    Raises:
+        ConfigurationError: A setting is missing or malformed.
+        PrivateKeyError: The key cannot be loaded or is not RSA >= 2048 bits.
+
+    """
+
+    def __init__(
+        self,
+        *,
+        client_id: str,
+        username: str,
+        private_key: PrivateKeyInput,
+        passphrase: str | bytes | None = None,
+        login_url: str = DEFAULT_LOGIN_URL,
+        audience: str | None = None,
+        site: str = "",
+        assertion_lifetime: float = MAX_ASSERTION_LIFETIME,
+        allow_http_loopback: bool = False,
+        limit: int = 100,
+        limit_per_host: int = 0,
+        timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT,
+        refresh_timeout: float = 30.0,
+        refresh_cooldown: float = 60.0,
+        ssl: _ssl.SSLContext | bool = True,
+        keepalive_timeout: float = 30.0,
+    ) -> None:
+        self.auth = SalesforceAuthMiddleware(
+            client_id=client_id,
+            username=username,
+            private_key=private_key,
+            passphrase=passphrase,
+            login_url=login_url,
+            audience=audience,
+            site=site,
+            assertion_lifetime=assertion_lifetime,
+            allow_http_loopback=allow_http_loopback,
+            refresh_timeout=refresh_timeout,
+            refresh_cooldown=refresh_cooldown,
+        )
+        self._limit = limit
+        self._limit_per_host = limit_per_host
+        self._timeout = timeout
+        self._ssl = ssl
+        self._keepalive_timeout = keepalive_timeout
+        self._http: aiohttp.ClientSession | None = None
+
+    def __repr__(self) -> str:
+        c = self.auth.config
+        state = "open" if self._http is not None and not self._http.closed else "closed"
+        return (
+            f"AuthSession(client_id={c.client_id!r}, username={c.username!r}, "
+            f"login_url={c.login_url!r}, audience={c.audience!r}, {state})"
+        )
+
+    async def __aenter__(self) -> Self:
+        self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def open(self) -> None:
+        """Create the connection pool. ``async with`` calls this; call it yourself otherwise.
+
+        Must run inside an event loop. Calling it on an open session does nothing.
+        """
+        if self._http is not None and not self._http.closed:
+            return
+        connector = aiohttp.TCPConnector(
+            limit=self._limit,
+            limit_per_host=self._limit_per_host,
+            ssl=self._ssl,
+            keepalive_timeout=self._keepalive_timeout,
+        )
+        self._http = aiohttp.ClientSession(
+            connector=connector,
+            middlewares=(self.auth,),
+            timeout=self._timeout,
+        )
+
+    async def close(self) -> None:
+        """Close the pool and its connections. Safe to call twice."""
+        http, self._http = self._http, None
+        if http is not None:
+            await http.close()
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        """The underlying ``aiohttp.ClientSession`` (the auth middleware is installed on it).
+
+        Raises:
+            SFAuthError: The session is not open (use ``async with`` or ``open()``).
+
+        """
+        http = self._http
+        if http is None or http.closed:
+            raise SFAuthError("AuthSession is not open; use `async with AuthSession(...)`")
+        return http
+
+    @property
+    def token_requests(self) -> int:
+        """How many token exchanges this session has started."""
+        return self.auth.token_requests
+
+    async def token(self) -> Token:
+        """Return the current token, logging in first if needed.
+
+        Returns:
+            The ``Token`` in use (its ``instance_url``, ``org_id``, ``user_id``…).
+
+        Raises:
+            TokenEndpointError: The exchange failed; the subclass says why.
+            SFAuthError: The session is not open.
+
+        """
+        return await self.auth.token(self.http)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> _ResponseContext:
+        """Send a request to the org's instance.
+
+        Use as ``async with sf.request("GET", path) as resp:`` or ``resp = await ...``
+        (then release the response yourself).
+
+        Args:
+            method: HTTP method.
+            path: Path on the instance, such as ``/services/data/v62.0/query`` (a missing
+                leading ``/`` is added), or an absolute URL on the current ``instance_url``
+                origin (for example a ``nextRecordsUrl`` made absolute).
+            **kwargs: Passed to ``aiohttp.ClientSession.request`` (``params``, ``json``,
+                ``data``, ``headers``, ``timeout``…).
+
+        Returns:
+            An awaitable async context manager yielding the ``aiohttp.ClientResponse``.
+
+        Raises:
+            CrossOriginError: ``path`` is an absolute or ``//host`` URL of another origin.
+            InvalidSessionError: The API kept answering 401 after one refresh and replay.
+            RestApiNotAllowedError: The session is not valid for the REST API.
+            TokenEndpointError: No token could be obtained.
+            aiohttp.ClientError: Transport failures, as aiohttp raises them.
+
+        """
+        return _ResponseContext(self._send(method, path, kwargs))
+
+    def get(self, path: str, **kwargs: Any) -> _ResponseContext:
+        """``GET`` ``path`` on the instance; see ``request``."""
+        return _ResponseContext(self._send("GET", path, kwargs))
+
+    def post(self, path: str, **kwargs: Any) -> _ResponseContext:
+        """``POST`` to ``path`` on the instance; see ``request``."""
+        return _ResponseContext(self._send("POST", path, kwargs))
+
+    def put(self, path: str, **kwargs: Any) -> _ResponseContext:
+        """``PUT`` ``path`` on the instance; see ``request``."""
+        return _ResponseContext(self._send("PUT", path, kwargs))
+
+    def patch(self, path: str, **kwargs: Any) -> _ResponseContext:
+        """``PATCH`` ``path`` on the instance; see ``request``."""
+        return _ResponseContext(self._send("PATCH", path, kwargs))
+
+    def delete(self, path: str, **kwargs: Any) -> _ResponseContext:
+        """``DELETE`` ``path`` on the instance; see ``request``."""
+        return _ResponseContext(self._send("DELETE", path, kwargs))
+
+    async def _send(
+        self, method: str, path: str, kwargs: dict[str, Any]
+    ) -> aiohttp.ClientResponse:
+        http = self.http
+        token = self.auth.current_token or await self.auth.token(http)
+        return await http.request(method, _resolve(token.instance_url, path), **kwargs)
+
+
+def _resolve(instance_url: str, path: str) -> str:
+    if path.startswith("/") and not path.startswith("//"):
+        return instance_url + path
+    if "://" not in path and not path.startswith("//"):
+        return f"{instance_url}/{path}"
+    base = URL(instance_url)
+    target = URL(path if "://" in path else f"{base.scheme}:{path}")
+    if (target.scheme, target.raw_host, target.port) != (base.scheme, base.raw_host, base.port):
+        raise CrossOriginError(
+            f"refusing to send to {str(target.origin())!r}: requests go only to the org's "
+            f"instance_url {instance_url!r}; pass a path such as '/services/data/...'"
+        )
+    return path
+
+
+class _ResponseContext:
+    """Awaitable and async context manager around a response coroutine."""
+
+    __slots__ = ("_coro", "_resp")
+
+    def __init__(self, coro: Coroutine[Any, Any, aiohttp.ClientResponse]) -> None:
+        self._coro = coro
+        self._resp: aiohttp.ClientResponse | None = None
+
+    def __await__(self) -> Generator[Any, None, aiohttp.ClientResponse]:
+        return self._coro.__await__()
+
+    async def __aenter__(self) -> aiohttp.ClientResponse:
+        self._resp = await self._coro
+        return self._resp
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        resp = self._resp
+        if resp is not None:
+            resp.release()
+            await resp.wait_for_close()

@@ -1,0 +1,197 @@
+"""Every error sfauth raises, in one tree.
+
+::
+
+    SFAuthError
+    ├── ConfigurationError (also ValueError)      bad settings, caught before any I/O
+    │   └── PrivateKeyError                        the private key cannot be used
+    ├── CrossOriginError (also ValueError)         a request would leave the instance origin
+    ├── TokenEndpointError                         the token endpoint did not give a token
+    │   ├── InvalidGrantError                      invalid_grant (user, aud, signature, exp)
+    │   ├── InvalidClientError                     invalid_client_id, app_not_found, ...
+    │   ├── UnsupportedGrantTypeError              unsupported_grant_type (malformed body)
+    │   ├── TransientTokenError                    unknown_error, 5xx, non-JSON, connection failure
+    │   └── TokenResponseError                     a 200 whose body is not a usable token
+    └── SessionError                               the REST API refused the session (HTTP 401)
+        ├── InvalidSessionError                    401 that a refresh did not fix
+        └── RestApiNotAllowedError                 session valid, but not for the REST API
+
+Errors from the token endpoint carry the structured fields Salesforce sent (``error``,
+``error_description``), the ``token_url`` and ``audience`` that were used, the HTTP ``status``
+and a one-line ``hint``. No exception ever carries an access token, an assertion, a private key
+or request headers.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "CrossOriginError",
+    "InvalidClientError",
+    "InvalidGrantError",
+    "InvalidSessionError",
+    "PrivateKeyError",
+    "RestApiNotAllowedError",
+    "SFAuthError",
+    "SessionError",
+    "TokenEndpointError",
+    "TokenResponseError",
+    "TransientTokenError",
+    "UnsupportedGrantTypeError",
+]
+
+
+class SFAuthError(Exception):
+    """Base class of every error raised by sfauth."""
+
+
+class ConfigurationError(SFAuthError, ValueError):
+    """A setting passed to sfauth is missing or malformed.
+
+    Raised before any network I/O; the message names the setting and how to fix it.
+    """
+
+
+class PrivateKeyError(ConfigurationError):
+    """The private key cannot be loaded or is not usable for RS256.
+
+    Salesforce verifies JWT bearer assertions with the X.509 certificate uploaded to the
+    connected app, so the key must be an RSA private key of at least 2048 bits.
+    """
+
+
+class CrossOriginError(SFAuthError, ValueError):
+    """A request URL points outside the org's ``instance_url`` origin.
+
+    sfauth refuses such requests before sending so the bearer token cannot reach another host.
+    """
+
+
+class TokenEndpointError(SFAuthError):
+    """The token endpoint (``{login_url}{site}/services/oauth2/token``) did not issue a token.
+
+    Attributes:
+        error: Salesforce's ``error`` code (for example ``"invalid_grant"``), or a short
+            sfauth code such as ``"http_503"`` / ``"connection_error"`` when the server sent none.
+        error_description: Salesforce's ``error_description`` (or a short description).
+        token_url: The URL that was posted to.
+        audience: The ``aud`` claim that was sent.
+        status: The HTTP status, or ``None`` when no response arrived.
+        hint: One line telling the user what to check.
+        retryable: Whether sending a fresh assertion later may succeed.
+
+    """
+
+    retryable: bool = False
+
+    def __init__(
+        self,
+        error: str,
+        error_description: str,
+        *,
+        token_url: str,
+        audience: str,
+        status: int | None,
+        hint: str,
+    ) -> None:
+        self.error = error
+        self.error_description = error_description
+        self.token_url = token_url
+        self.audience = audience
+        self.status = status
+        self.hint = hint
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        status = f"HTTP {self.status}" if self.status is not None else "no response"
+        return (
+            f"{self.error}: {self.error_description} "
+            f"({status} from POST {self.token_url}, aud={self.audience}). {self.hint}"
+        )
+
+
+class InvalidGrantError(TokenEndpointError):
+    """``invalid_grant``: the assertion or the user was refused (RFC 7523 section 3.1).
+
+    Covers an unapproved user, a wrong audience, a bad signature, an expired ``exp``
+    (often clock skew), an inactive user. Never retried: a new assertion gets the same answer.
+    """
+
+
+class InvalidClientError(TokenEndpointError):
+    """The connected app is unknown or not usable by this user.
+
+    ``invalid_client_id`` (wrong consumer key or app not in this org), ``invalid_client``,
+    ``app_not_found`` or ``invalid_app_access`` (external client app not installed or not
+    approved for the user).
+    """
+
+
+class UnsupportedGrantTypeError(TokenEndpointError):
+    """``unsupported_grant_type``: the form body did not carry the JWT bearer grant type."""
+
+
+class TransientTokenError(TokenEndpointError):
+    """A failure on Salesforce's side or on the way there; trying again later may succeed.
+
+    ``unknown_error`` / ``retry your request``, HTTP 5xx, a maintenance HTML page, a dropped
+    connection or a timeout.
+    """
+
+    retryable = True
+
+
+class TokenResponseError(TokenEndpointError):
+    """The token endpoint answered 200 but the body is not a usable token response.
+
+    For example: not JSON, ``access_token`` or ``instance_url`` missing, ``token_type`` other
+    than ``Bearer``, or an ``id`` that is not ``.../id/{org_id}/{user_id}``.
+    """
+
+
+class SessionError(SFAuthError):
+    """The REST API refused the session with HTTP 401.
+
+    Attributes:
+        status: The HTTP status (401).
+        error_code: Salesforce's ``errorCode`` (usually ``"INVALID_SESSION_ID"``), or ``None``.
+        message: Salesforce's ``message``, or a short description of the body.
+        method: The HTTP method of the refused request.
+        url: The request URL without its query string.
+
+    """
+
+    def __init__(
+        self,
+        description: str,
+        *,
+        status: int,
+        error_code: str | None,
+        message: str,
+        method: str,
+        url: str,
+    ) -> None:
+        self.status = status
+        self.error_code = error_code
+        self.message = message
+        self.method = method
+        self.url = url
+        super().__init__(
+            f"{description} ({method} {url} -> HTTP {status} {error_code or '-'}: {message})"
+        )
+
+
+class InvalidSessionError(SessionError):
+    """401 ``INVALID_SESSION_ID`` that a fresh token did not fix.
+
+    Raised when a request was already replayed once with a new token, or when the refresh
+    cooldown refuses another login because recent fresh tokens were rejected too.
+    """
+
+
+class RestApiNotAllowedError(SessionError):
+    """401 "This session is not valid for use with the REST API".
+
+    A new token does not fix this: the connected app lacks the ``api`` OAuth scope, or the
+    org's session security level policy blocks API access for this session.
+    """

@@ -1,0 +1,667 @@
+"""The emulator: a local Salesforce (token endpoint + a slice of the REST API) on aiohttp.web."""
+
+from __future__ import annotations
+
+import base64
+import collections
+import secrets
+import socket
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Self
+
+from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from sfauth.testing._ids import IdFactory, random_consumer_key
+from sfauth.testing._keys import (
+    ParsedJwt,
+    TlsMaterial,
+    generate_key_and_certificate,
+    load_rsa_public_key,
+    parse_jwt,
+)
+from sfauth.testing._models import (
+    EmulatorCredentials,
+    RequestRecord,
+    ScriptedResponse,
+    TokenRequestRecord,
+)
+from sfauth.testing._rest import RestApi
+from sfauth.testing._state import Cursor, Handler, Session, User, json_response, serve_script
+from sfauth.testing._store import SObjectStore
+from sfauth.testing._token import LOGIN_AUDIENCE, TEST_AUDIENCE, TokenRejected, check_assertion
+
+__all__ = ["Emulator"]
+
+_INDUSTRIES = ("Technology", "Finance", "Healthcare", "Manufacturing", "Retail")
+_SESSION_INVALID = [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}]
+_REST_REJECTED = [
+    {
+        "message": "This session is not valid for use with the REST API",
+        "errorCode": "INVALID_SESSION_ID",
+    }
+]
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family)
+
+
+class Emulator(RestApi):
+    """A local Salesforce org for tests and demos: JWT Bearer token endpoint plus REST API.
+
+    The token endpoint really verifies RS256 assertions against the registered certificates and
+    enforces ``iss``/``sub``/``aud``/``exp`` with Salesforce's error bodies. The REST endpoints
+    (versions, resources, SOQL query with paging, sObject CRUD and upsert, limits, userinfo,
+    revoke) work on in-memory data and answer ``401 INVALID_SESSION_ID`` for unknown, expired or
+    revoked sessions. Everything it sees is counted and (optionally) recorded.
+
+    All state lives on the instance; handlers do no crypto and no logging on REST paths. A fresh
+    emulator holds 250 ``Account`` records (``Name`` ``"Account 0001"``…, ``Industry``).
+
+    Example::
+
+        async with Emulator() as emu:
+            creds = emu.create_credentials()
+            ...  # point the client at creds.login_url
+
+    Args:
+        host: Interface to listen on.
+        port: TCP port of the first site; ``0`` picks a free port.
+        session_timeout: Seconds of inactivity after which a session expires (sliding: every
+            successful use restarts the period).
+        page_size: Default query batch size (``nextRecordsUrl`` paging).
+        api_versions: Versions served under ``/services/data/v{version}``.
+        tls: Serve HTTPS with a throw-away trustme CA (needs the ``trustme`` package).
+        record_requests: Keep a :class:`RequestRecord` per REST request.
+        daily_api_limit: ``M`` of ``Sforce-Limit-Info: api-usage=N/M`` (not enforced).
+        clock: Monotonic clock in seconds used for session expiry (inject a fake one in tests).
+        default_accounts: Number of ``Account`` records seeded at construction.
+
+    Raises:
+        ValueError: If ``page_size`` or ``session_timeout`` is not positive or ``api_versions``
+            is empty.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        session_timeout: float = 7200.0,
+        page_size: int = 2000,
+        api_versions: Sequence[str] = ("60.0", "61.0", "62.0"),
+        tls: bool = False,
+        record_requests: bool = True,
+        daily_api_limit: int = 15000,
+        clock: Callable[[], float] = time.monotonic,
+        default_accounts: int = 250,
+    ) -> None:
+        if page_size < 1:
+            raise ValueError("page_size must be positive")
+        if session_timeout <= 0:
+            raise ValueError("session_timeout must be positive")
+        if not api_versions:
+            raise ValueError("api_versions must not be empty")
+        self.host = host
+        self.port = port
+        self.session_timeout = session_timeout
+        self.page_size = page_size
+        self.api_versions: tuple[str, ...] = tuple(api_versions)
+        self.tls = tls
+        self.record_requests = record_requests
+        self.daily_api_limit = daily_api_limit
+        self.clock = clock
+        #: Authenticated REST endpoints answer 401 "not valid for use with the REST API".
+        self.reject_rest_api = False
+        #: Authenticated endpoints answer 401 "Session expired or invalid" even for good tokens.
+        self.always_401 = False
+        #: Accepted ``aud`` values; the emulator's own URL is added on :meth:`start`.
+        self.audiences: set[str] = {LOGIN_AUDIENCE, TEST_AUDIENCE}
+        #: ``(endpoint name, status)`` → count, e.g. ``("query", 200)`` or ``("token", 400)``.
+        self.counters: collections.Counter[tuple[str, int]] = collections.Counter()
+        #: Every REST request (when ``record_requests``), oldest first.
+        self.requests: list[RequestRecord] = []
+        #: Every token-endpoint POST, oldest first.
+        self.token_requests: list[TokenRequestRecord] = []
+
+        self._versions = frozenset(self.api_versions)
+        self._ids = IdFactory()
+        self._store = SObjectStore(self._ids)
+        self._default_org_id = self._ids.new("00D")
+        self._apps: dict[str, rsa.RSAPublicKey] = {}
+        self._users: dict[str, User] = {}
+        self._sessions: dict[str, Session] = {}
+        self._cursors: collections.OrderedDict[str, Cursor] = collections.OrderedDict()
+        self._communities: dict[str, str] = {}
+        self._token_script: collections.deque[ScriptedResponse] = collections.deque()
+        self._rest_script: collections.deque[ScriptedResponse] = collections.deque()
+        self._token_request_count = 0
+        self._api_usage = 0
+        self._instance_url: str | None = None
+        self._url: str | None = None
+        self._urls: list[str] = []
+        self._runner: web.AppRunner | None = None
+        self._started = False
+        self._tls: TlsMaterial | None = None
+        if default_accounts:
+            self.seed(
+                "Account",
+                (
+                    {
+                        "Name": f"Account {n:04d}",
+                        "Industry": _INDUSTRIES[(n - 1) % len(_INDUSTRIES)],
+                    }
+                    for n in range(1, default_accounts + 1)
+                ),
+            )
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Bind the first site and start serving.
+
+        Raises:
+            RuntimeError: If the emulator was already started.
+            OSError: If the address cannot be bound.
+            ImportError: If ``tls=True`` and trustme is not installed.
+        """
+        if self._started:
+            raise RuntimeError("an Emulator can only be started once")
+        self._started = True
+        if self.tls:
+            self._tls = TlsMaterial([self.host])
+        app = web.Application()
+        self._add_routes(app)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        await runner.setup()
+        self._runner = runner
+        try:
+            self._url = await self._open_site(self.port)
+        except BaseException:
+            await self.stop()
+            raise
+        self.audiences.add(self._url)
+
+    async def stop(self) -> None:
+        """Close every site and release the sockets. Safe to call more than once."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def _open_site(self, port: int) -> str:
+        assert self._runner is not None
+        sock = _bind(self.host, port)
+        try:
+            ssl_context = self._tls.server_context if self._tls is not None else None
+            site = web.SockSite(self._runner, sock, ssl_context=ssl_context)
+            await site.start()
+        except BaseException:
+            sock.close()
+            raise
+        bound_port = sock.getsockname()[1]
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        url = f"{'https' if self._tls else 'http'}://{host}:{bound_port}"
+        self._urls.append(url)
+        return url
+
+    async def add_instance(self) -> str:
+        """Open one more listening site (same app, same data) on a new free port.
+
+        Use it with :meth:`set_instance_url` to simulate an org whose ``instance_url`` moves.
+
+        Returns:
+            The new site's base URL (no trailing slash).
+
+        Raises:
+            RuntimeError: If the emulator is not running.
+        """
+        if self._runner is None:
+            raise RuntimeError("the emulator is not running")
+        return await self._open_site(0)
+
+    @property
+    def url(self) -> str:
+        """Base URL of the first site: the login host and the default ``instance_url``.
+
+        Raises:
+            RuntimeError: If the emulator has not been started.
+        """
+        if self._url is None:
+            raise RuntimeError("the emulator has not been started")
+        return self._url
+
+    @property
+    def urls(self) -> list[str]:
+        """Base URLs of all sites, the first one first."""
+        return list(self._urls)
+
+    @property
+    def instance_url(self) -> str:
+        """The ``instance_url`` the next token response will carry."""
+        return self._instance_url if self._instance_url is not None else self.url
+
+    def set_instance_url(self, url: str | None) -> None:
+        """Change the ``instance_url`` returned by subsequent token responses.
+
+        Existing sessions stay valid on every site.
+
+        Args:
+            url: New base URL (a trailing slash is dropped); ``None`` restores :attr:`url`.
+        """
+        self._instance_url = url.rstrip("/") if url is not None else None
+
+    def client_ssl_context(self) -> ssl.SSLContext:
+        """Return a client SSL context that trusts the emulator's CA.
+
+        Returns:
+            A fresh :class:`ssl.SSLContext`.
+
+        Raises:
+            RuntimeError: If the emulator does not serve HTTPS or has not been started.
+        """
+        if self._tls is None:
+            raise RuntimeError("the emulator serves HTTPS only when started with tls=True")
+        return self._tls.client_context()
+
+    @property
+    def ca_pem(self) -> bytes:
+        """PEM of the emulator's CA certificate (``tls=True`` only).
+
+        Raises:
+            RuntimeError: If the emulator does not serve HTTPS or has not been started.
+        """
+        if self._tls is None:
+            raise RuntimeError("the emulator serves HTTPS only when started with tls=True")
+        return self._tls.ca_pem
+
+    # ------------------------------------------------------------------ apps, users, sessions
+
+    def register_app(self, client_id: str, certificate: bytes | str | x509.Certificate) -> None:
+        """Register (or replace) a connected app and the certificate its assertions verify with.
+
+        Args:
+            client_id: The app's consumer key (the assertion's ``iss``).
+            certificate: The app's X.509 certificate: PEM bytes/str or a loaded certificate.
+
+        Raises:
+            ValueError: If the certificate does not parse or its key is not RSA.
+        """
+        self._apps[client_id] = load_rsa_public_key(certificate)
+
+    def register_user(
+        self,
+        username: str,
+        *,
+        client_id: str,
+        approved: bool = True,
+        active: bool = True,
+        org_id: str | None = None,
+        user_id: str | None = None,
+        name: str | None = None,
+    ) -> None:
+        """Register a user, or update one, and set whether it is pre-authorised for an app.
+
+        Calling it again for the same username keeps its ids (unless given) and approvals for
+        other apps; ``approved`` and ``active`` apply to this call's ``client_id``/the user.
+
+        Args:
+            username: Salesforce username (the assertion's ``sub``).
+            client_id: Connected app the approval applies to.
+            approved: Whether the user's profile is pre-authorised for the app.
+            active: Whether the user is active.
+            org_id: 18-character org id (``00D…``); defaults to the emulator's org.
+            user_id: 18-character user id (``005…``); generated when omitted.
+            name: Display name for userinfo; defaults to the username's local part.
+        """
+        user = self._users.get(username)
+        if user is None:
+            user = User(
+                username=username,
+                user_id=user_id or self._ids.new("005"),
+                org_id=org_id or self._default_org_id,
+                active=active,
+                name=name or username.partition("@")[0],
+            )
+            self._users[username] = user
+        else:
+            user.user_id = user_id or user.user_id
+            user.org_id = org_id or user.org_id
+            user.name = name or user.name
+            user.active = active
+        if approved:
+            user.approved.add(client_id)
+        else:
+            user.approved.discard(client_id)
+
+    def create_credentials(
+        self, username: str = "etl@example.com", client_id: str | None = None
+    ) -> EmulatorCredentials:
+        """Generate an RSA-2048 key and certificate, register the app and user, return them.
+
+        Args:
+            username: User to register (approved and active).
+            client_id: Consumer key; a random Salesforce-shaped one (``3MVG9…``) when ``None``.
+
+        Returns:
+            Credentials whose ``login_url`` is :attr:`url`.
+
+        Raises:
+            RuntimeError: If the emulator has not been started (the login URL is unknown).
+        """
+        login_url = self.url
+        client_id = client_id or random_consumer_key()
+        key_pem, certificate_pem = generate_key_and_certificate(f"sfauth emulator {username}")
+        self.register_app(client_id, certificate_pem)
+        self.register_user(username, client_id=client_id)
+        user = self._users[username]
+        return EmulatorCredentials(
+            client_id=client_id,
+            username=username,
+            private_key_pem=key_pem,
+            certificate_pem=certificate_pem,
+            login_url=login_url,
+            audience=LOGIN_AUDIENCE,
+            org_id=user.org_id,
+            user_id=user.user_id,
+        )
+
+    def expire_all_sessions(self) -> None:
+        """Invalidate every access token issued so far."""
+        self._sessions.clear()
+
+    def revoke(self, access_token: str) -> bool:
+        """Invalidate one access token.
+
+        Args:
+            access_token: The token to revoke.
+
+        Returns:
+            Whether the token was a live session.
+        """
+        return self._sessions.pop(access_token, None) is not None
+
+    @property
+    def active_sessions(self) -> int:
+        """Number of sessions not revoked (expired ones are dropped lazily on use)."""
+        return len(self._sessions)
+
+    # ------------------------------------------------------------------ faults and counters
+
+    def script_token_responses(self, responses: Iterable[ScriptedResponse]) -> None:
+        """Queue canned answers for the next token requests, served in order, as-is.
+
+        A scripted answer replaces the normal verification; the request is still counted and
+        recorded. When the queue is empty the normal logic resumes.
+
+        Args:
+            responses: Answers to append to the queue.
+        """
+        self._token_script.extend(responses)
+
+    def script_rest_responses(self, responses: Iterable[ScriptedResponse]) -> None:
+        """Queue canned answers for the next REST requests (any endpoint but the token one).
+
+        Served in order and as-is, before authentication (no ``Sforce-Limit-Info`` is added and
+        the API usage does not grow); the requests are still counted and recorded.
+
+        Args:
+            responses: Answers to append to the queue.
+        """
+        self._rest_script.extend(responses)
+
+    @property
+    def token_request_count(self) -> int:
+        """Number of POSTs received on any token endpoint."""
+        return self._token_request_count
+
+    @property
+    def api_usage(self) -> int:
+        """``N`` of ``Sforce-Limit-Info: api-usage=N/M``: authenticated REST calls so far."""
+        return self._api_usage
+
+    # ------------------------------------------------------------------ data
+
+    def seed(self, sobject: str, records: Iterable[Mapping[str, object]]) -> list[str]:
+        """Add records to an sObject (registering the type if new).
+
+        Ids are 18-character Salesforce-shaped: prefix ``001`` for Account, ``003`` for
+        Contact, other standard prefixes for Lead/Opportunity/Case/…, ``a00``, ``a01``, … for
+        other types. ``Id`` and ``attributes`` keys in the input are ignored.
+
+        Args:
+            sobject: sObject API name, e.g. ``"Account"`` or ``"Invoice__c"``.
+            records: Field values of each record.
+
+        Returns:
+            The new ids, in input order.
+
+        Raises:
+            ValueError: If ``sobject`` is not a valid API name.
+        """
+        sobject_type = self._store.ensure(sobject)
+        return [self._store.insert(sobject_type, record) for record in records]
+
+    def records(self, sobject: str) -> list[dict[str, object]]:
+        """Return copies of an sObject's records, including ``Id``.
+
+        Args:
+            sobject: sObject API name (case-insensitive).
+
+        Returns:
+            The records in insertion order (empty for unknown types).
+        """
+        sobject_type = self._store.get(sobject)
+        if sobject_type is None:
+            return []
+        return [dict(record) for record in sobject_type.records.values()]
+
+    # ------------------------------------------------------------------ routing
+
+    def _add_routes(self, app: web.Application) -> None:
+        token = self._token
+        data = "/services/data/{ver}"
+        sobjects = data + "/sobjects/{sobject}"
+        app.router.add_post("/services/oauth2/token", token)
+        app.router.add_post("/{site:.+}/services/oauth2/token", token)
+        routes: list[tuple[str, str, str, Handler, bool, bool]] = [
+            ("GET", "/services/data", "versions", self._versions_handler, False, False),
+            ("GET", "/services/data/", "versions", self._versions_handler, False, False),
+            ("GET", data, "resources", self._resources, True, True),
+            ("GET", data + "/", "resources", self._resources, True, True),
+            ("GET", data + "/query", "query", self._query, True, True),
+            ("GET", data + "/query/", "query", self._query, True, True),
+            ("GET", data + "/query/{locator}", "query_more", self._query_more, True, True),
+            ("GET", data + "/limits", "limits", self._limits, True, True),
+            ("GET", data + "/limits/", "limits", self._limits, True, True),
+            ("POST", sobjects, "sobject_create", self._sobject_create, True, True),
+            ("POST", sobjects + "/", "sobject_create", self._sobject_create, True, True),
+            ("GET", sobjects + "/{id}", "sobject_get", self._sobject_get, True, True),
+            ("PATCH", sobjects + "/{id}", "sobject_update", self._sobject_update, True, True),
+            ("DELETE", sobjects + "/{id}", "sobject_delete", self._sobject_delete, True, True),
+            (
+                "PATCH",
+                sobjects + "/{field}/{value}",
+                "sobject_upsert",
+                self._sobject_upsert,
+                True,
+                True,
+            ),
+            ("GET", "/services/oauth2/userinfo", "userinfo", self._userinfo, True, False),
+            ("POST", "/services/oauth2/revoke", "revoke", self._revoke_handler, False, False),
+            ("*", data + "/{tail:.*}", "not_found", self._not_found, True, True),
+        ]
+        for method, path, name, handler, auth, data_api in routes:
+            app.router.add_route(method, path, self._endpoint(name, handler, auth, data_api))
+
+    def _endpoint(
+        self, name: str, handler: Handler, auth: bool, data_api: bool
+    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def endpoint(request: web.Request) -> web.StreamResponse:
+            body = await request.read() if request.body_exists else b""
+            status: int
+            if self._rest_script:
+                response, status = await serve_script(request, self._rest_script.popleft())
+            else:
+                response = await self._dispatch(request, handler, auth, data_api, body)
+                status = response.status
+            self.counters[(name, status)] += 1
+            if self.record_requests:
+                self.requests.append(
+                    RequestRecord(
+                        method=request.method,
+                        path=request.path,
+                        query_string=request.rel_url.raw_query_string,
+                        host=request.host,
+                        status=status,
+                        authorization=request.headers.get("Authorization"),
+                        body=body,
+                        headers=dict(request.headers),
+                        endpoint=name,
+                    )
+                )
+            return response
+
+        return endpoint
+
+    async def _dispatch(
+        self, request: web.Request, handler: Handler, auth: bool, data_api: bool, body: bytes
+    ) -> web.Response:
+        if not auth:
+            return await handler(request, None, body)
+        session = self._authenticate(request)
+        if session is None or self.always_401:
+            return json_response(401, _SESSION_INVALID)
+        if data_api and self.reject_rest_api:
+            return json_response(401, _REST_REJECTED)
+        self._api_usage += 1
+        response = await handler(request, session, body)
+        response.headers["Sforce-Limit-Info"] = (
+            f"api-usage={self._api_usage}/{self.daily_api_limit}"
+        )
+        return response
+
+    def _authenticate(self, request: web.Request) -> Session | None:
+        header = request.headers.get("Authorization")
+        if not header:
+            return None
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() not in ("bearer", "oauth"):
+            return None
+        token = token.strip()
+        session = self._sessions.get(token)
+        if session is None:
+            return None
+        now = self.clock()
+        if now - session.last_use > self.session_timeout:
+            del self._sessions[token]
+            return None
+        session.last_use = now
+        return session
+
+    # ------------------------------------------------------------------ token endpoint
+
+    async def _token(self, request: web.Request) -> web.StreamResponse:
+        site = request.match_info.get("site", "").strip("/")
+        posted = await request.post()
+        form: dict[str, str] = {}
+        for key, value in posted.items():
+            if isinstance(value, str):
+                form.setdefault(key, value)
+        assertion = form.get("assertion", "")
+        parsed = parse_jwt(assertion)
+        self._token_request_count += 1
+        scripted = bool(self._token_script)
+        error: str | None
+        if scripted:
+            script = self._token_script.popleft()
+            response, status = await serve_script(request, script)
+            payload = script.json
+            error = None
+            if isinstance(payload, dict) and isinstance(payload.get("error"), str):
+                error = payload["error"]
+        else:
+            try:
+                payload = self._grant(request, site, form, parsed if assertion else None)
+            except TokenRejected as rejected:
+                error = rejected.error
+                response = json_response(
+                    400, {"error": rejected.error, "error_description": rejected.description}
+                )
+            else:
+                error = None
+                response = json_response(200, payload)
+            status = response.status
+        self.counters[("token", status)] += 1
+        self.token_requests.append(
+            TokenRequestRecord(
+                assertion=assertion,
+                header=parsed.header,
+                claims=parsed.claims,
+                path=request.path,
+                host=request.host,
+                status=status,
+                error=error,
+                form=form,
+                content_type=request.headers.get("Content-Type", ""),
+                site=site,
+                scripted=scripted,
+            )
+        )
+        return response
+
+    def _grant(
+        self, request: web.Request, site: str, form: Mapping[str, str], parsed: ParsedJwt | None
+    ) -> dict[str, str]:
+        base = f"{request.scheme}://{request.host}"
+        audiences: set[str] | frozenset[str] = self.audiences
+        if site:
+            audiences = self.audiences | {f"{self.url}/{site}", f"{base}/{site}"}
+        now = time.time()
+        user, client_id = check_assertion(
+            form.get("grant_type"),
+            parsed,
+            apps=self._apps,
+            users=self._users,
+            audiences=audiences,
+            now=now,
+        )
+        access_token = f"{user.org_id}!{secrets.token_urlsafe(66)}"
+        id_url = f"{base}/id/{user.org_id}/{user.user_id}"
+        payload: dict[str, str] = {"access_token": access_token}
+        if site:
+            payload["sfdc_community_url"] = f"{base}/{site}"
+            payload["sfdc_community_id"] = self._community_id(site)
+        payload.update(
+            signature=base64.b64encode(secrets.token_bytes(32)).decode(),
+            scope="web openid api full",
+            instance_url=self.instance_url,
+            id=id_url,
+            token_type="Bearer",
+            issued_at=str(int(now * 1000)),
+        )
+        self._sessions[access_token] = Session(user, client_id, id_url, self.clock())
+        return payload
+
+    def _community_id(self, site: str) -> str:
+        community = self._communities.get(site)
+        if community is None:
+            community = self._communities[site] = self._ids.new("0DB")
+        return community

@@ -1,0 +1,67 @@
+"""Shared fixtures: keys generated at test time, a running emulator, sessions bound to it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from sfauth import AuthSession
+from sfauth.testing import Emulator, EmulatorCredentials
+
+
+@pytest.fixture(scope="session")
+def rsa_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture(scope="session")
+def pkcs8_pem(rsa_key: rsa.RSAPrivateKey) -> bytes:
+    return rsa_key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[Emulator]:
+    async with Emulator() as emu:
+        yield emu
+
+
+@pytest.fixture
+def creds(emulator: Emulator) -> EmulatorCredentials:
+    return emulator.create_credentials(username="etl@example.com")
+
+
+SessionFactory = Callable[..., AuthSession]
+
+
+@pytest.fixture
+async def make_session(
+    emulator: Emulator, creds: EmulatorCredentials
+) -> AsyncIterator[SessionFactory]:
+    """Build AuthSessions bound to the emulator; every one is closed after the test."""
+    opened: list[AuthSession] = []
+
+    def make(**overrides: Any) -> AuthSession:
+        kwargs: dict[str, Any] = {
+            "client_id": creds.client_id,
+            "username": creds.username,
+            "private_key": creds.private_key_pem,
+            "login_url": emulator.url,
+            "allow_http_loopback": True,
+        }
+        kwargs.update(overrides)
+        session = AuthSession(**kwargs)
+        session.open()
+        opened.append(session)
+        return session
+
+    yield make
+    for session in opened:
+        await session.close()

@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from sfauth import ConfigurationError, PrivateKeyError, load_private_key
+
+
+def _pem(
+    key: rsa.RSAPrivateKey, fmt: serialization.PrivateFormat, password: bytes | None = None
+) -> bytes:
+    enc: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(password)
+        if password
+        else serialization.NoEncryption()
+    )
+    return key.private_bytes(serialization.Encoding.PEM, fmt, enc)
+
+
+def _same(a: rsa.RSAPrivateKey, b: rsa.RSAPrivateKey) -> bool:
+    return a.private_numbers() == b.private_numbers()
+
+
+def test_pkcs8_bytes_and_str(rsa_key: rsa.RSAPrivateKey) -> None:
+    pem = _pem(rsa_key, serialization.PrivateFormat.PKCS8)
+    assert _same(load_private_key(pem), rsa_key)
+    assert _same(load_private_key(pem.decode()), rsa_key)
+
+
+def test_pkcs1_traditional(rsa_key: rsa.RSAPrivateKey) -> None:
+    pem = _pem(rsa_key, serialization.PrivateFormat.TraditionalOpenSSL)
+    assert pem.startswith(b"-----BEGIN RSA PRIVATE KEY-----")
+    assert _same(load_private_key(pem), rsa_key)
+
+
+def test_literal_backslash_n_from_environment(rsa_key: rsa.RSAPrivateKey) -> None:
+    flattened = _pem(rsa_key, serialization.PrivateFormat.PKCS8).decode().replace("\n", "\\n")
+    assert "\n" not in flattened
+    assert _same(load_private_key(flattened), rsa_key)
+
+
+def test_windows_line_endings(rsa_key: rsa.RSAPrivateKey) -> None:
+    crlf = _pem(rsa_key, serialization.PrivateFormat.PKCS8).replace(b"\n", b"\r\n")
+    assert _same(load_private_key(crlf), rsa_key)
+
+
+def test_path_str_and_pathlike(rsa_key: rsa.RSAPrivateKey, tmp_path: Path) -> None:
+    path = tmp_path / "key.pem"
+    path.write_bytes(_pem(rsa_key, serialization.PrivateFormat.PKCS8))
+    assert _same(load_private_key(path), rsa_key)
+    assert _same(load_private_key(str(path)), rsa_key)
+
+
+def test_encrypted_with_passphrase(rsa_key: rsa.RSAPrivateKey) -> None:
+    pem = _pem(rsa_key, serialization.PrivateFormat.PKCS8, b"s3cret-pass")
+    assert b"ENCRYPTED" in pem
+    assert _same(load_private_key(pem, "s3cret-pass"), rsa_key)
+    assert _same(load_private_key(pem, b"s3cret-pass"), rsa_key)
+
+
+def test_encrypted_without_passphrase(rsa_key: rsa.RSAPrivateKey) -> None:
+    pem = _pem(rsa_key, serialization.PrivateFormat.PKCS8, b"s3cret-pass")
+    with pytest.raises(PrivateKeyError, match="encrypted PEM but no passphrase"):
+        load_private_key(pem)
+
+
+def test_wrong_passphrase_message_has_no_secret(rsa_key: rsa.RSAPrivateKey) -> None:
+    pem = _pem(rsa_key, serialization.PrivateFormat.PKCS8, b"s3cret-pass")
+    with pytest.raises(PrivateKeyError, match="passphrase is wrong") as info:
+        load_private_key(pem, "not-the-pass")
+    assert "not-the-pass" not in str(info.value)
+    assert info.value.__cause__ is None
+
+
+def test_loaded_key_object_is_accepted_as_is(rsa_key: rsa.RSAPrivateKey) -> None:
+    assert load_private_key(rsa_key) is rsa_key
+
+
+def test_rsa_1024_refused() -> None:
+    small = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    with pytest.raises(PrivateKeyError, match="RSA-1024; at least 2048 bits"):
+        load_private_key(_pem(small, serialization.PrivateFormat.PKCS8))
+
+
+def test_ec_key_refused() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    with pytest.raises(
+        PrivateKeyError, match=r"is an EC \(secp256r1\) key; .* only accepts RS256"
+    ):
+        load_private_key(pem)
+
+
+def test_public_key_refused(rsa_key: rsa.RSAPrivateKey) -> None:
+    pub = rsa_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    with pytest.raises(PrivateKeyError, match="holds a PUBLIC KEY, not a private key"):
+        load_private_key(pub)
+
+
+def test_garbage_text_treated_as_missing_path() -> None:
+    with pytest.raises(PrivateKeyError, match="no file exists at 'not-a-key'"):
+        load_private_key("not-a-key")
+
+
+def test_garbage_bytes() -> None:
+    with pytest.raises(PrivateKeyError, match="is not PEM"):
+        load_private_key(b"\x30\x82\x04\xa4 binary DER-ish")
+
+
+def test_malformed_pem_body() -> None:
+    with pytest.raises(PrivateKeyError, match="PEM body is malformed"):
+        load_private_key("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    path = tmp_path / "empty.pem"
+    path.write_bytes(b"")
+    with pytest.raises(PrivateKeyError, match="the private_key file is empty"):
+        load_private_key(path)
+
+
+def test_private_key_error_is_a_configuration_error() -> None:
+    assert issubclass(PrivateKeyError, ConfigurationError)
+    assert issubclass(PrivateKeyError, ValueError)

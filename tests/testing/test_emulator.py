@@ -1,0 +1,1431 @@
+"""Tests of sfauth.testing.Emulator over real sockets."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import re
+import stat
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from sfauth.testing import (
+    Emulator,
+    EmulatorCredentials,
+    RequestRecord,
+    ScriptedResponse,
+    TokenRequestRecord,
+)
+
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+JSON_CT = "application/json;charset=UTF-8"
+TOKEN_PATH = "/services/oauth2/token"
+V = "/services/data/v62.0"
+SESSION_INVALID = [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}]
+NOT_FOUND = [{"errorCode": "NOT_FOUND", "message": "The requested resource does not exist"}]
+ID_RE = re.compile(r"^[0-9A-Za-z]{18}$")
+_DROP = object()
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def emu(clock: FakeClock) -> AsyncIterator[Emulator]:
+    async with Emulator(clock=clock) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def creds(emu: Emulator) -> EmulatorCredentials:
+    return emu.create_credentials(username="etl@example.com")
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+def make_assertion(
+    creds: EmulatorCredentials, *, key: bytes | None = None, **overrides: object
+) -> str:
+    claims: dict[str, object] = {
+        "iss": creds.client_id,
+        "sub": creds.username,
+        "aud": creds.audience,
+        "exp": int(time.time()) + 120,
+    }
+    claims.update(overrides)
+    claims = {k: v for k, v in claims.items() if v is not _DROP}
+    return jwt.encode(claims, key or creds.private_key_pem, algorithm="RS256")
+
+
+async def post_token(
+    http: aiohttp.ClientSession,
+    base: str,
+    form: dict[str, str],
+    *,
+    path: str = TOKEN_PATH,
+    **kwargs: Any,
+) -> tuple[int, Any, aiohttp.ClientResponse]:
+    async with http.post(base + path, data=form, **kwargs) as response:
+        body = await response.read()
+        payload = await response.json(content_type=None) if body else None
+        return response.status, payload, response
+
+
+async def login(
+    http: aiohttp.ClientSession, emu: Emulator, creds: EmulatorCredentials, **kwargs: Any
+) -> dict[str, str]:
+    form = {"grant_type": JWT_BEARER, "assertion": make_assertion(creds)}
+    status, payload, _ = await post_token(http, emu.url, form, **kwargs)
+    assert status == 200, payload
+    assert isinstance(payload, dict)
+    return payload
+
+
+def bearer(token: dict[str, str]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token['access_token']}"}
+
+
+async def get_json(
+    http: aiohttp.ClientSession, url: str, **kwargs: Any
+) -> tuple[int, Any, aiohttp.ClientResponse]:
+    async with http.get(url, **kwargs) as response:
+        body = await response.read()
+        return response.status, (await response.json() if body else None), response
+
+
+# ---------------------------------------------------------------------------------------------
+# token endpoint
+
+
+async def test_token_success_shape(
+    emu: Emulator, creds: EmulatorCredentials, http: aiohttp.ClientSession
+) -> None:
+    before_ms = int(time.time() * 1000)
+    form = {"grant_type": JWT_BEARER, "assertion": make_assertion(creds)}
+    status, payload, response = await post_token(http, emu.url, form)
+    after_ms = int(time.time() * 1000)
+
+    assert status == 200
+    assert response.headers["Content-Type"] == JSON_CT
+    assert set(payload) == {
+        "access_token",
+        "signature",
+        "scope",
+        "instance_url",
+        "id",
+        "token_type",
+        "issued_at",
+    }
+    org_id, _, secret = payload["access_token"].partition("!")
+    assert org_id == creds.org_id
+    assert len(secret) >= 86
+    assert re.fullmatch(r"[A-Za-z0-9_-]+", secret)
+    assert payload["scope"] == "web openid api full"
+    assert payload["instance_url"] == emu.url
+    assert payload["token_type"] == "Bearer"
+    assert payload["id"] == f"{emu.url}/id/{creds.org_id}/{creds.user_id}"
+    assert before_ms <= int(payload["issued_at"]) <= after_ms
+    assert len(base64.b64decode(payload["signature"], validate=True)) == 32
+    assert creds.org_id.startswith("00D")
+    assert ID_RE.match(creds.org_id)
+    assert creds.user_id.startswith("005")
+    assert ID_RE.match(creds.user_id)
+
+    assert emu.token_request_count == 1
+    assert emu.counters[("token", 200)] == 1
+    record = emu.token_requests[0]
+    assert isinstance(record, TokenRequestRecord)
+    assert record.assertion == form["assertion"]
+    assert record.header == {"alg": "RS256", "typ": "JWT"}
+    assert record.claims["iss"] == creds.client_id
+    assert record.claims["sub"] == creds.username
+    assert record.path == TOKEN_PATH
+    assert record.host == emu.url.removeprefix("http://")
+    assert record.status == 200
+    assert record.error is None
+    assert record.form == form
+    assert record.content_type == "application/x-www-form-urlencoded"
+    assert record.site == ""
+    assert record.scripted is False
+
+    second = await login(http, emu, creds)
+    assert second["access_token"] != payload["access_token"]
+    assert emu.token_request_count == 2
+    assert emu.active_sessions == 2
+
+
+@pytest.mark.parametrize(
+    "audience", ["https://login.salesforce.com", "https://test.salesforce.com", "EMU_URL"]
+)
+async def test_token_accepted_audiences(
+    emu: Emulator, creds: EmulatorCredentials, http: aiohttp.ClientSession, audience: str
+) -> None:
+    aud = emu.url if audience == "EMU_URL" else audience
+    form = {"grant_type": JWT_BEARER, "assertion": make_assertion(creds, aud=aud)}
+    status, _, _ = await post_token(http, emu.url, form)
+    assert status == 200
+
+
+async def test_token_audiences_are_mutable(
+    emu: Emulator, creds: EmulatorCredentials, http: aiohttp.ClientSession
+) -> None:
+    assert emu.audiences == {
+        "https://login.salesforce.com",
+        "https://test.salesforce.com",
+        emu.url,
+    }
+    emu.audiences.discard("https://login.salesforce.com")
+    emu.audiences.add("https://acme.my.salesforce.com")
+    form = {"grant_type": JWT_BEARER, "assertion": make_assertion(creds)}
+    status, payload, _ = await post_token(http, emu.url, form)
+    assert (status, payload["error_description"]) == (400, "audience is invalid")
+    form["assertion"] = make_assertion(creds, aud="https://acme.my.salesforce.com")
+    status, _, _ = await post_token(http, emu.url, form)
+    assert status == 200
+
+
+async def test_token_exp_at_the_three_minute_limit_is_accepted(
+    emu: Emulator, creds: EmulatorCredentials, http: aiohttp.ClientSession
+) -> None:
+    assertion = make_assertion(creds, exp=int(time.time()) + 180)
+    status, _, _ = await post_token(
+        http, emu.url, {"grant_type": JWT_BEARER, "assertion": assertion}
+    )
+    assert status == 200
+
+
+FormBuilder = Callable[[Emulator, EmulatorCredentials], dict[str, str]]
+
+
+def _form(assertion: str, grant_type: str | None = JWT_BEARER) -> dict[str, str]:
+    form = {"assertion": assertion}
+    if grant_type is not None:
+        form["grant_type"] = grant_type
+    return form
+
+
+def _other_user(emu: Emulator, creds: EmulatorCredentials, **kwargs: Any) -> dict[str, str]:
+    emu.register_user("other@example.com", client_id=creds.client_id, **kwargs)
+    return _form(make_assertion(creds, sub="other@example.com"))
+
+
+def _wrong_key(emu: Emulator, creds: EmulatorCredentials) -> dict[str, str]:
+    other = emu.create_credentials(username="someone@example.com")
+    return _form(make_assertion(creds, key=other.private_key_pem))
+
+
+def _approved_elsewhere(emu: Emulator, creds: EmulatorCredentials) -> dict[str, str]:
+    other = emu.create_credentials(username="someone@example.com")
+    return _form(make_assertion(creds, sub=other.username))
+
+
+def _unsigned(emu: Emulator, creds: EmulatorCredentials) -> dict[str, str]:
+    claims = {"iss": creds.client_id, "sub": creds.username, "aud": creds.audience}
+    claims["exp"] = int(time.time()) + 60  # type: ignore[assignment]
+    return _form(jwt.encode(claims, None, algorithm="none"))
+
+
+def _hs256(emu: Emulator, creds: EmulatorCredentials) -> dict[str, str]:
+    claims = {"iss": creds.client_id, "sub": creds.username, "aud": creds.audience}
+    claims["exp"] = int(time.time()) + 60  # type: ignore[assignment]
+    return _form(jwt.encode(claims, "s" * 32, algorithm="HS256"))
+
+
+def _rs384(emu: Emulator, creds: EmulatorCredentials) -> dict[str, str]:
+    claims = {"iss": creds.client_id, "sub": creds.username, "aud": creds.audience}
+    claims["exp"] = int(time.time()) + 60  # type: ignore[assignment]
+    return _form(jwt.encode(claims, creds.private_key_pem, algorithm="RS384"))
+
+
+ERROR_CASES: list[tuple[str, FormBuilder, str, str]] = [
+    (
+        "grant_type missing",
+        lambda e, c: _form(make_assertion(c), grant_type=None),
+        "unsupported_grant_type",
+        "grant type not supported",
+    ),
+    (
+        "grant_type password",
+        lambda e, c: _form(make_assertion(c), grant_type="password"),
+        "unsupported_grant_type",
+        "grant type not supported",
+    ),
+    (
+        "assertion missing",
+        lambda e, c: {"grant_type": JWT_BEARER},
+        "invalid_grant",
+        "invalid assertion",
+    ),
+    ("not a jwt", lambda e, c: _form("not-a-jwt"), "invalid_grant", "invalid assertion"),
+    ("garbage segments", lambda e, c: _form("a.b.c"), "invalid_grant", "invalid assertion"),
+    ("alg none", _unsigned, "invalid_grant", "invalid assertion"),
+    ("alg HS256", _hs256, "invalid_grant", "invalid assertion"),
+    ("alg RS384", _rs384, "invalid_grant", "invalid assertion"),
+    ("wrong key", _wrong_key, "invalid_grant", "invalid assertion"),
+    (
+        "unknown iss",
+        lambda e, c: _form(make_assertion(c, iss="3MVG9unknown")),
+        "invalid_client_id",
+        "client identifier invalid",
+    ),
+    (
+        "iss missing",
+        lambda e, c: _form(make_assertion(c, iss=_DROP)),
+        "invalid_client_id",
+        "client identifier invalid",
+    ),
+    (
+        "aud missing",
+        lambda e, c: _form(make_assertion(c, aud=_DROP)),
+        "invalid_grant",
+        "audience is invalid",
+    ),
+    (
+        "aud list",
+        lambda e, c: _form(make_assertion(c, aud=["https://login.salesforce.com"])),
+        "invalid_grant",
+        "audience is invalid",
+    ),
+    (
+        "aud bare host",
+        lambda e, c: _form(make_assertion(c, aud="login.salesforce.com")),
+        "invalid_grant",
+        "audience is invalid",
+    ),
+    (
+        "aud other host",
+        lambda e, c: _form(make_assertion(c, aud="https://example.com")),
+        "invalid_grant",
+        "audience is invalid",
+    ),
+    (
+        "exp missing",
+        lambda e, c: _form(make_assertion(c, exp=_DROP)),
+        "invalid_grant",
+        "invalid assertion",
+    ),
+    (
+        "exp string",
+        lambda e, c: _form(make_assertion(c, exp=str(int(time.time()) + 60))),
+        "invalid_grant",
+        "invalid assertion",
+    ),
+    (
+        "exp float",
+        lambda e, c: _form(make_assertion(c, exp=time.time() + 60.5)),
+        "invalid_grant",
+        "invalid assertion",
+    ),
+    (
+        "exp past",
+        lambda e, c: _form(make_assertion(c, exp=int(time.time()) - 5)),
+        "invalid_grant",
+        "expired authorization code",
+    ),
+    (
+        "exp milliseconds",
+        lambda e, c: _form(make_assertion(c, exp=int(time.time() * 1000))),
+        "invalid_grant",
+        "invalid assertion",
+    ),
+    (
+        "exp too far ahead",
+        lambda e, c: _form(make_assertion(c, exp=int(time.time()) + 300)),
+        "invalid_grant",
+        "invalid assertion",
+    ),
+    (
+        "sub unknown",
+        lambda e, c: _form(make_assertion(c, sub="nobody@example.com")),
+        "invalid_grant",
+        "user hasn't approved this consumer",
+    ),
+    (
+        "user not approved",
+        lambda e, c: _other_user(e, c, approved=False),
+        "invalid_grant",
+        "user hasn't approved this consumer",
+    ),
+    (
+        "user approved for another app only",
+        _approved_elsewhere,
+        "invalid_grant",
+        "user hasn't approved this consumer",
+    ),
+    (
+        "inactive user",
+        lambda e, c: _other_user(e, c, active=False),
+        "invalid_grant",
+        "inactive user",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("build", "error", "description"),
+    [pytest.param(b, e, d, id=name) for name, b, e, d in ERROR_CASES],
+)
+async def test_token_errors(
+    emu: Emulator,
+    creds: EmulatorCredentials,
+    http: aiohttp.ClientSession,
+    build: FormBuilder,
+    error: str,
+    description: str,
+) -> None:
+    form = build(emu, creds)
+    status, payload, response = await post_token(http, emu.url, form)
+    assert status == 400
+    assert payload == {"error": error, "error_description": description}
+    assert response.headers["Content-Type"] == JSON_CT
+    assert emu.token_request_count == 1
+    assert emu.counters == {("token", 400): 1}
+    record = emu.token_requests[-1]
+    assert (record.status, record.error) == (400, error)
+    assert record.assertion == form.get("assertion", "")
+    assert emu.active_sessions == 0
+
+
+async def test_token_request_with_json_body_is_unsupported_grant(
+    emu: Emulator, creds: EmulatorCredentials, http: aiohttp.ClientSession
+) -> None:
+    body = {"grant_type": JWT_BEARER, "assertion": make_assertion(creds)}
+    async with http.post(emu.url + TOKEN_PATH, json=body) as response:
+        assert response.status == 400
+        assert await response.json() == {
+            "error": "unsupported_grant_type",
+            "error_description": "grant type not supported",
+        }
+    record = emu.token_requests[0]
+    assert record.form == {}
+    assert record.content_type == "application/json"
+
+
+async def test_token_record_keeps_unverified_claims_of_rejected_assertion(
+    emu: Emulator, creds: EmulatorCredentials, http: aiohttp.ClientSession
+) -> None:
+    assertion = make_assertion(creds, aud="https://example.com")
+    await post_token(http, emu.url, _form(assertion))
+    record = emu.token_requests[0]
+    assert record.claims["aud"] == "https://example.com"
+    assert record.header["alg"] == "RS256"
+    await post_token(http, emu.url, _form("junk"))
+    assert (emu.token_requests[1].header, emu.token_requests[1].claims) == ({}, {})
+
+
+async def test_site_prefix_route_returns_community_fields(
+    emu: Emulator, creds: EmulatorCredentials, http: aiohttp.ClientSession
+) -> None:
+    site_url = emu.url + "/customers"
+    for aud in ("https://login.salesforce.com", site_url):
+        form = _form(make_assertion(creds, aud=aud))
+        status, payload, _ = await post_token(
+            http, emu.url, form, path="/customers/services/oauth2/token"
+        )
+        assert status == 200, payload
+        assert payload["sfdc_community_url"] == site_url
+        assert payload["sfdc_community_id"].startswith("0DB")
+        assert ID_RE.match(payload["sfdc_community_id"])
+        assert payload["id"] == f"{emu.url}/id/{creds.org_id}/{creds.user_id}"
+        assert payload["instance_url"] == emu.url
+    assert emu.token_requests[0].path == "/customers/services/oauth2/token"
+    assert emu.token_requests[0].site == "customers"
+    ids = {emu.token_requests[0].status, emu.token_requests[1].status}
+    assert ids == {200}
+
+    # the site URL is an audience only on its own route
+    form = _form(make_assertion(creds, aud=site_url))
+    status, payload, _ = await post_token(http, emu.url, form)
+    assert (status, payload["error_description"]) == (400, "audience is invalid")
+    form = _form(make_assertion(creds, aud=emu.url + "/partners"))
+    status, payload, _ = await post_token(
+        http, emu.url, form, path="/customers/services/oauth2/token"
+    )
+    assert (status, payload["error_description"]) == (400, "audience is invalid")
+
+    # plain route: no community fields
+    token = await login(http, emu, creds)
+    assert "sfdc_community_url" not in token
+    assert emu.counters[("token", 200)] == 3
+
+
+async def test_nested_site_prefix(
+    emu: Emulator, creds: EmulatorCredentials, http: aiohttp.ClientSession
+) -> None:
+    status, payload, _ = await post_token(
+        http, emu.url, _form(make_assertion(creds)), path="/a/b/services/oauth2/token"
+    )
+    assert status == 200
+    assert payload["sfdc_community_url"] == emu.url + "/a/b"
+
+
+# ---------------------------------------------------------------------------------------------
+# sessions
+
+
+async def test_missing_and_unknown_tokens_get_401(
+    emu: Emulator, http: aiohttp.ClientSession
+) -> None:
+    url = f"{V}/query?q=SELECT+Id+FROM+Account"
+    for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic abc"}):
+        status, payload, response = await get_json(http, emu.url + url, headers=headers)
+        assert status == 401
+        assert payload == SESSION_INVALID
+        assert response.headers["Content-Type"] == JSON_CT
+        assert "Sforce-Limit-Info" not in response.headers
+    assert emu.counters == {("query", 401): 3}
+    assert emu.api_usage == 0
+
+
+async def test_session_expires_after_inactivity_and_slides(
+    emu: Emulator, creds: EmulatorCredentials, http: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    token = await login(http, emu, creds)
+    url = emu.url + f"{V}/limits"
+    clock.now += 7000
+    assert (await get_json(http, url, headers=bearer(token)))[0] == 200
+    clock.now += 7000  # 14000 s after login but only 7000 s since the last use
+    assert (await get_json(http, url, headers=bearer(token)))[0] == 200
+    clock.now += 7200  # exactly the timeout: still valid
+    assert (await get_json(http, url, headers=bearer(token)))[0] == 200
+    clock.now += 7200.5
+    status, payload, _ = await get_json(http, url, headers=bearer(token))
+    assert (status, payload) == (401, SESSION_INVALID)
+    clock.now -= 10_000  # an expired session stays expired
+    assert (await get_json(http, url, headers=bearer(token)))[0] == 401
+    assert emu.active_sessions == 0
+
+
+async def test_custom_session_timeout(clock: FakeClock, http: aiohttp.ClientSession) -> None:
+    async with Emulator(clock=clock, session_timeout=60.0) as emu:
+        creds = emu.create_credentials()
+        token = await login(http, emu, creds)
+        clock.now += 60.5
+        status, _, _ = await get_json(http, emu.url + f"{V}/limits", headers=bearer(token))
+        assert status == 401
+
+
+async def test_revoke_and_expire_all(
+    emu: Emulator, creds: EmulatorCredentials, http: aiohttp.ClientSession
+) -> None:
+    first, second, third = [await login(http, emu, creds) for _ in range(3)]
+    url = emu.url + f"{V}/limits"
+    assert emu.revoke(first["access_token"]) is True
+    assert emu.revoke(first["access_token"]) is False
+    assert (await get_json(http, url, headers=bearer(first)))[:2] == (401, SESSION_INVALID)
+    assert (await get_json(http, url, headers=bearer(second)))[0] == 200
+    emu.expire_all_sessions()
+    for token in (second, third):
+        assert (await get_json(http, url, headers=bearer(token)))[:2] == (401, SESSION_INVALID)
+    # a new login works again
+    fresh = await login(http, emu, creds)
+    assert (await get_json(http, url, headers=bearer(fresh)))[0] == 200
+
+
+async def test_oauth_scheme_is_accepted(
+    emu: Emulator, creds: EmulatorCredentials, http: aiohttp.ClientSession
+) -> None:
+    token = await login(http, emu, creds)
+    headers = {"Authorization": f"OAuth {token['access_token']}"}
+    assert (await get_json(http, emu.url + f"{V}/limits", headers=headers))[0] == 200
+
+
+async def test_reject_rest_api(
+    emu: Emulator, creds: EmulatorCredentials, http: aiohttp.ClientSession
+) -> None:
+    token = await login(http, emu, creds)
+    emu.reject_rest_api = True
+    status, payload, response = await get_json(
+        http, emu.url + f"{V}/query", params={"q": "SELECT Id FROM Account"}, headers=bearer(token)
+    )
+    assert status == 401
+    assert payload == [
+        {
+            "message": "This session is not valid for use with the REST API",
+            "errorCode": "INVALID_SESSION_ID",
+        }
+    ]
+    assert response.headers["Content-Type"] == JSON_CT
+    # unknown tokens still get the ordinary answer; userinfo is not the REST API
+    status, payload, _ = await get_json(
+        http, emu.url + f"{V}/limits", headers={"Authorization": "Bearer x"}
+    )
+    assert (status, payload) == (401, SESSION_INVALID)
+    status, _, _ = await get_json(
+        http, emu.url + "/services/oauth2/userinfo", headers=bearer(token)
+    )
+    assert status == 200
+    emu.reject_rest_api = False
+    assert (await get_json(http, emu.url + f"{V}/limits", headers=bearer(token)))[0] == 200
+
+
+async def test_always_401(
+    emu: Emulator, creds: EmulatorCredentials, http: aiohttp.ClientSession
+) -> None:
+    emu.always_401 = True
+    token = await login(http, emu, creds)
+    for path in (f"{V}/limits", "/services/oauth2/userinfo", f"{V}/sobjects/Account/x"):
+        status, payload, response = await get_json(http, emu.url + path, headers=bearer(token))
+        assert (status, payload) == (401, SESSION_INVALID)
+        assert "Sforce-Limit-Info" not in response.headers
+    assert emu.api_usage == 0
+    emu.always_401 = False
+    assert (await get_json(http, emu.url + f"{V}/limits", headers=bearer(token)))[0] == 200
+
+
+# ---------------------------------------------------------------------------------------------
+# query
+
+
+@pytest.fixture
+async def paged(clock: FakeClock) -> AsyncIterator[Emulator]:
+    async with Emulator(clock=clock, page_size=100) as emulator:
+        yield emulator
+
+
+async def test_query_paging(paged: Emulator, http: aiohttp.ClientSession) -> None:
+    emu = paged
+    token = await login(http, emu, emu.create_credentials())
+    status, page, response = await get_json(
+        http,
+        emu.url + f"{V}/query",
+        params={"q": "SELECT Id, Name FROM Account"},
+        headers=bearer(token),
+    )
+    assert status == 200
+    assert response.headers["Content-Type"] == JSON_CT
+    assert page["totalSize"] == 250
+    assert page["done"] is False
+    assert len(page["records"]) == 100
+    assert re.fullmatch(rf"{V}/query/01g[0-9A-Za-z]{{15}}-100", page["nextRecordsUrl"])
+    first = page["records"][0]
+    assert list(first) == ["attributes", "Id", "Name"]
+    assert first["attributes"] == {
+        "type": "Account",
+        "url": f"{V}/sobjects/Account/{first['Id']}",
+    }
+    assert first["Name"] == "Account 0001"
+    assert first["Id"].startswith("001")
+    assert ID_RE.match(first["Id"])
+
+    records = list(page["records"])
+    pages = [page]
+    while not page["done"]:
+        status, page, _ = await get_json(
+            http, emu.url + page["nextRecordsUrl"], headers=bearer(token)
+        )
+        assert status == 200
+        assert page["totalSize"] == 250
+        pages.append(page)
+        records.extend(page["records"])
+    assert [len(p["records"]) for p in pages] == [100, 100, 50]
+    assert pages[1]["nextRecordsUrl"].endswith("-200")
+    assert "nextRecordsUrl" not in pages[2]
+    assert len(records) == 250
+    assert len({r["Id"] for r in records}) == 250
+    assert [r["Name"] for r in records] == [f"Account {n:04d}" for n in range(1, 251)]
+    assert emu.counters[("query", 200)] == 1
+    assert emu.counters[("query_more", 200)] == 2
+
+    # a finished cursor is gone
+    status, payload, _ = await get_json(
+        http, emu.url + pages[1]["nextRecordsUrl"], headers=bearer(token)
+    )
+    assert status == 400
+    assert payload == [{"message": "invalid query locator", "errorCode": "INVALID_QUERY_LOCATOR"}]
+
+
+async def test_query_batch_size_header_is_clamped(
+    emu: Emulator, creds: EmulatorCredentials, http: aiohttp.ClientSession
+) -> None:
+    token = await login(http, emu, creds)
+    url = emu.url + f"{V}/query"
+    params = {"q": "SELECT Id FROM Account"}
+    status, page, _ = await get_json(http, url, params=params, headers=bearer(token))
+    assert (status, page["done"], len(page["records"])) == (200, True, 250)
+    for requested, expected in (("batchSize=200", 200), ("batchSize=50", 200)):
+        headers = {**bearer(token), "Sforce-Query-Options": requested}
+        status, page, _ = await get_json(http, url, params=params, headers=headers)
+        assert (status, page["done"], len(page["records"])) == (200, False, expected)
+        assert page["nextRecordsUrl"].endswith(f"-{expected}")
+
+
+async def query(
+    http: aiohttp.ClientSession, emu: Emulator, token: dict[str, str], soql: str
+) -> tuple[int, Any]:
+    status, payload, _ = await get_json(
+        http, emu.url + f"{V}/query", params={"q": soql}, headers=bearer(token)
+    )
+    return status, payload
+
+
+async def test_query_limit_order_offset(
+    emu: Emulator, creds: EmulatorCredentials, http: aiohttp.ClientSession
+) -> None:
+    token = await login(http, emu, creds)
+    status, page = await query(http, emu, token, "SELECT Id, Name FROM Account LIMIT 5")
+    assert status == 200
+    assert (page["totalSize"], page["done"]) == (5, True)
+    assert [r["Name"] for r in page["records"]] == [f"Account {n:04d}" for n in range(1, 6)]
+
+    _, page = await query(
+        http, emu, token, "select name from account order by name desc limit 3 offset 1"
+    )
+    assert [r["Name"] for r in page["records"]] == ["Account 0249", "Account 0248", "Account 0247"]
+    assert list(page["records"][0]) == ["attributes", "Name"]
+
+    _, page = await query(http, emu, token, "SELECT Id FROM Account LIMIT 0")
+    assert page == {"totalSize": 0, "done": True, "records": []}
+
+
+async def test_query_where(
+    emu: Emulator, creds: EmulatorCredentials, http: aiohttp.ClientSession
+) -> None:
+    token = await login(http, emu, creds)
+    _, page = await query(
+        http, emu, token, "SELECT Id, Name, Industry FROM Account WHERE Industry = 'Finance'"
+    )
+    assert page["totalSize"] == 50
+    assert {r["Industry"] for r in page["records"]} == {"Finance"}
+    assert page["records"][0]["Name"] == "Account 0002"
+
+    _, page = await query(
+        http,
+        emu,
+        token,
+        "SELECT Name FROM Account WHERE industry = 'finance' AND Name = 'Account 0007'",
+    )
+    assert [r["Name"] for r in page["records"]] == ["Account 0007"]
+
+    _, page = await query(http, emu, token, "SELECT Name FROM Account WHERE Name LIKE '%000_'")
+    assert page["totalSize"] == 9
+
+    _, page = await query(
+        http,
+        emu,
+        token,
+        "SELECT Name FROM Account WHERE Name IN ('Account 0001', 'Account 0003') ORDER BY Name",
+    )
+    assert [r["Name"] for r in page["records"]] == ["Account 0001", "Account 0003"]
+
+    _, page = await query(
+        http,
+        emu,
+        token,
+        "SELECT Id FROM Account WHERE Industry != 'Finance' AND Name > 'Account 0245'",
+    )
+    assert page["totalSize"] == 4
+
+    _, page = await query(http, emu, token, "SELECT Id FROM Account WHERE Name = 'nope'")
+    assert page == {"totalSize": 0, "done": True, "records": []}
+
+    record_id = emu.seed("Contact", [{"LastName": "O'Brien", "Age": 41}])[0]
+    _, page = await query(
+        http,
+        emu,
+        token,
+        "SELECT Id, LastName FROM Contact WHERE LastName = 'O\\'Brien' AND Age >= 40",
+    )
+    assert [r["Id"] for r in page["records"]] == [record_id]
+
+
+@pytest.mark.parametrize(
+    "soql",
+    [
+        "SELECT FROM Account",
+        "SELEC Id FROM Account",
+        "SELECT Id FROM",
+        "SELECT Id, FROM Account",
+        "SELECT Id FROM Account WHERE",
+        "SELECT Id FROM Account WHERE Name = ",
+        "SELECT Id FROM Account LIMIT x",
+        "SELECT Id FROM Account LIMIT 5 extra",
+        "SELECT Id FROM Account WHERE Name = 'unterminated",
+        "SELECT Id FROM Account WHERE Name = 'a' OR Name = 'b'",
+        "DELETE FROM Account",
+        "",
+    ],
+)
+async def test_query_malformed(
+    emu: Emulator, creds: EmulatorCredentials, http: aiohttp.ClientSession, soql: str
+) -> None:
+    token = await login(http, emu, creds)
+    status, payload, response = await get_json(
+        http, emu.url + f"{V}/query", params={"q": soql}, headers=bearer(token)
+    )
+    assert status == 400
+    assert response.headers["Content-Type"] == JSON_CT
+    assert len(payload) == 1
+    assert payload[0]["errorCode"] == "MALFORMED_QUERY"
+    assert isinstance(payload[0]["message"], str)
+    assert payload[0]["message"]
+    assert response.headers["Sforce-Limit-Info"] == "api-usage=1/15000"
+    assert emu.counters[("query", 400)] == 1
+
+
+async def test_query_unknown_object_and_version(
+    emu: Emulator, creds: EmulatorCredentials, http: aiohttp.ClientSession
+) -> None:
+    token = await login(http, emu, creds)
+    status, payload = await query(http, emu, token, "SELECT Id FROM Widget")
+    assert status == 400
+    assert payload == [
+        {"message": "sObject type 'Widget' is not supported.", "errorCode": "INVALID_TYPE"}
+    ]
+    for path in ("/services/data/v99.0/query?q=SELECT+Id+FROM+Account", "/services/data/v99.0/"):
+        status, payload, response = await get_json(http, emu.url + path, headers=bearer(token))
+        assert (status, payload) == (404, NOT_FOUND)
+        assert response.headers["Sforce-Limit-Info"].startswith("api-usage=")
+    status, payload, _ = await get_json(http, emu.url + f"{V}/nothing/here", headers=bearer(token))
+    assert (status, payload) == (404, NOT_FOUND)
+
+
+# ---------------------------------------------------------------------------------------------
+# sObjects
+
+
+async def test_sobject_crud(
+    emu: Emulator, creds: EmulatorCredentials, http: aiohttp.ClientSession
+) -> None:
+    token = await login(http, emu, creds)
+    base = emu.url + f"{V}/sobjects/Contact"
+    async with http.post(
+        base + "/", json={"LastName": "Smith", "Email": "s@example.com"}, headers=bearer(token)
+    ) as response:
+        assert response.status == 201
+        assert response.headers["Content-Type"] == JSON_CT
+        created = await response.json()
+    record_id = created["id"]
+    assert created == {"id": record_id, "success": True, "errors": []}
+    assert record_id.startswith("003")
+    assert ID_RE.match(record_id)
+
+    status, record, _ = await get_json(http, f"{base}/{record_id}", headers=bearer(token))
+    assert status == 200
+    assert record == {
+        "attributes": {"type": "Contact", "url": f"{V}/sobjects/Contact/{record_id}"},
+        "Id": record_id,
+        "LastName": "Smith",
+        "Email": "s@example.com",
+    }
+    status, record, _ = await get_json(
+        http, f"{base}/{record_id}", params={"fields": "email"}, headers=bearer(token)
+    )
+    assert record == {
+        "attributes": {"type": "Contact", "url": f"{V}/sobjects/Contact/{record_id}"},
+        "Email": "s@example.com",
+    }
+
+    async with http.patch(
+        f"{base}/{record_id}", json={"email": "new@example.com"}, headers=bearer(token)
+    ) as response:
+        assert response.status == 204
+        assert await response.read() == b""
+    assert emu.records("Contact") == [
+        {"Id": record_id, "LastName": "Smith", "Email": "new@example.com"}
+    ]
+    status, page = await query(http, emu, token, "SELECT Id, Email FROM Contact")
+    assert [r["Email"] for r in page["records"]] == ["new@example.com"]
+
+    async with http.delete(f"{base}/{record_id}", headers=bearer(token)) as response:
+        assert response.status == 204
+    for method in ("GET", "PATCH", "DELETE"):
+        async with http.request(
+            method, f"{base}/{record_id}", json={}, headers=bearer(token)
+        ) as response:
+            assert response.status == 404
+            assert await response.json() == NOT_FOUND
+    assert emu.records("Contact") == []
+    assert emu.counters[("sobject_create", 201)] == 1
+    assert emu.counters[("sobject_get", 200)] == 2
+    assert emu.counters[("sobject_update", 204)] == 1
+    assert emu.counters[("sobject_delete", 204)] == 1
+    assert emu.counters[("sobject_get", 404)] == 1
+    assert emu.counters[("sobject_update", 404)] == 1
+    assert emu.counters[("sobject_delete", 404)] == 1
+
+
+async def test_sobject_errors(
+    emu: Emulator, creds: EmulatorCredentials, http: aiohttp.ClientSession
+) -> None:
+    token = await login(http, emu, creds)
+    headers = {**bearer(token), "Content-Type": "application/json"}
+    base = emu.url + f"{V}/sobjects"
+    for body in (b"{not json", b"[1, 2]", b"\xff\xfe"):
+        async with http.post(f"{base}/Account/", data=body, headers=headers) as response:
+            assert response.status == 400
+            payload = await response.json()
+            assert payload[0]["errorCode"] == "JSON_PARSER_ERROR"
+            assert response.headers["Sforce-Limit-Info"].startswith("api-usage=")
+    async with http.post(f"{base}/Account/", json={"Id": "x"}, headers=bearer(token)) as response:
+        assert response.status == 400
+        assert (await response.json())[0]["errorCode"] == "INVALID_FIELD_FOR_INSERT_UPDATE"
+    async with http.post(f"{base}/Widget/", json={"Name": "x"}, headers=bearer(token)) as response:
+        assert response.status == 404
+        assert await response.json() == NOT_FOUND
+    account_id = emu.records("Account")[0]["Id"]
+    async with http.patch(
+        f"{base}/Account/{account_id}", data=b"nope", headers=headers
+    ) as response:
+        assert response.status == 400
+        assert (await response.json())[0]["errorCode"] == "JSON_PARSER_ERROR"
+    assert emu.counters[("sobject_create", 400)] == 4
+
+
+async def test_custom_object_create(
+    emu: Emulator, creds: EmulatorCredentials, http: aiohttp.ClientSession
+) -> None:
+    token = await login(http, emu, creds)
+    async with http.post(
+        emu.url + f"{V}/sobjects/Invoice__c",
+        json={"Amount__c": 12.5},
+        headers=bearer(token),
+    ) as response:
+        assert response.status == 201
+        record_id = (await response.json())["id"]
+    assert record_id.startswith("a00")
+    status, page = await query(http, emu, token, "SELECT Id, Amount__c FROM invoice__c")
+    assert status == 200
+    assert page["records"][0]["attributes"]["type"] == "Invoice__c"
+    assert page["records"][0]["Amount__c"] == 12.5
+
+
+async def test_sobject_upsert_by_external_id(
+    emu: Emulator, creds: EmulatorCredentials, http: aiohttp.ClientSession
+) -> None:
+    token = await login(http, emu, creds)
+    url = emu.url + f"{V}/sobjects/Account/External_Id__c/EXT-1"
+    async with http.patch(url, json={"Name": "Acme"}, headers=bearer(token)) as response:
+        assert response.status == 201
+        created = await response.json()
+    record_id = created["id"]
+    assert created == {"id": record_id, "success": True, "errors": [], "created": True}
+    assert record_id.startswith("001")
+
+    async with http.patch(url, json={"Name": "Acme Corp"}, headers=bearer(token)) as response:
+        assert response.status == 200
+        assert await response.json() == {
+            "id": record_id,
+            "success": True,
+            "errors": [],
+            "created": False,
+        }
+    records = [r for r in emu.records("Account") if r["Id"] == record_id]
+    assert records == [{"Id": record_id, "Name": "Acme Corp", "External_Id__c": "EXT-1"}]
+    assert len(emu.records("Account")) == 251
+    _, page = await query(
+        http, emu, token, "SELECT Name FROM Account WHERE External_Id__c = 'EXT-1'"
+    )
+    assert [r["Name"] for r in page["records"]] == ["Acme Corp"]
+
+    emu.seed("Account", [{"Name": "dup", "External_Id__c": "D"}] * 2)
+    dup_url = emu.url + f"{V}/sobjects/Account/External_Id__c/D"
+    async with http.patch(dup_url, json={}, headers=bearer(token)) as response:
+        assert response.status == 300
+        assert len(await response.json()) == 2
+    assert emu.counters[("sobject_upsert", 201)] == 1
+    assert emu.counters[("sobject_upsert", 200)] == 1
+    assert emu.counters[("sobject_upsert", 300)] == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# limits, versions, resources, userinfo, revoke
+
+
+async def test_limits_and_limit_info_header(clock: FakeClock, http: aiohttp.ClientSession) -> None:
+    async with Emulator(clock=clock, daily_api_limit=500) as emu:
+        token = await login(http, emu, emu.create_credentials())
+        status, _, response = await get_json(http, emu.url + "/services/data/")
+        assert status == 200
+        assert "Sforce-Limit-Info" not in response.headers
+        for n in range(1, 4):
+            _, _, response = await get_json(
+                http, emu.url + f"{V}/query?q=SELECT+Id+FROM+Account", headers=bearer(token)
+            )
+            assert response.headers["Sforce-Limit-Info"] == f"api-usage={n}/500"
+        status, limits, response = await get_json(
+            http, emu.url + f"{V}/limits", headers=bearer(token)
+        )
+        assert status == 200
+        assert response.headers["Sforce-Limit-Info"] == "api-usage=4/500"
+        assert limits["DailyApiRequests"] == {"Max": 500, "Remaining": 496}
+        assert limits["ConcurrentAsyncGetReportInstances"] == {"Max": 200, "Remaining": 200}
+        assert emu.api_usage == 4
+        assert emu.counters[("limits", 200)] == 1
+        assert emu.counters[("versions", 200)] == 1
+
+
+async def test_versions_and_resources(
+    emu: Emulator, creds: EmulatorCredentials, http: aiohttp.ClientSession
+) -> None:
+    for path in ("/services/data/", "/services/data"):
+        status, versions, response = await get_json(http, emu.url + path)
+        assert status == 200
+        assert response.headers["Content-Type"] == JSON_CT
+        assert versions == [
+            {"label": "Spring '24", "url": "/services/data/v60.0", "version": "60.0"},
+            {"label": "Summer '24", "url": "/services/data/v61.0", "version": "61.0"},
+            {"label": "Winter '25", "url": "/services/data/v62.0", "version": "62.0"},
+        ]
+    token = await login(http, emu, creds)
+    status, resources, _ = await get_json(
+        http, emu.url + "/services/data/v60.0/", headers=bearer(token)
+    )
+    assert status == 200
+    assert resources == {
+        "identity": token["id"],
+        "limits": "/services/data/v60.0/limits",
+        "query": "/services/data/v60.0/query",
+        "sobjects": "/services/data/v60.0/sobjects",
+    }
+    assert (await get_json(http, emu.url + "/services/data/v60.0/"))[0] == 401
+
+
+async def test_custom_api_versions(clock: FakeClock, http: aiohttp.ClientSession) -> None:
+    async with Emulator(clock=clock, api_versions=["59.0", "63.0"]) as emu:
+        _, versions, _ = await get_json(http, emu.url + "/services/data/")
+        assert [(v["label"], v["version"]) for v in versions] == [
+            ("Winter '24", "59.0"),
+            ("Spring '25", "63.0"),
+        ]
+        token = await login(http, emu, emu.create_credentials())
+        assert (await get_json(http, emu.url + f"{V}/limits", headers=bearer(token)))[0] == 404
+        status, _, _ = await get_json(
+            http, emu.url + "/services/data/v63.0/limits", headers=bearer(token)
+        )
+        assert status == 200
+
+
+async def test_userinfo(
+    emu: Emulator, creds: EmulatorCredentials, http: aiohttp.ClientSession
+) -> None:
+    token = await login(http, emu, creds)
+    status, info, response = await get_json(
+        http, emu.url + "/services/oauth2/userinfo", headers=bearer(token)
+    )
+    assert status == 200
+    assert response.headers["Content-Type"] == JSON_CT
+    assert info["sub"] == token["id"]
+    assert info["user_id"] == creds.user_id
+    assert info["organization_id"] == creds.org_id
+    assert info["preferred_username"] == "etl@example.com"
+    assert info["email"] == "etl@example.com"
+    assert info["name"] == "etl"
+    assert response.headers["Sforce-Limit-Info"] == "api-usage=1/15000"
+    status, payload, _ = await get_json(http, emu.url + "/services/oauth2/userinfo")
+    assert (status, payload) == (401, SESSION_INVALID)
+    assert emu.counters == {("token", 200): 1, ("userinfo", 200): 1, ("userinfo", 401): 1}
+
+
+async def test_revoke_endpoint(
+    emu: Emulator, creds: EmulatorCredentials, http: aiohttp.ClientSession
+) -> None:
+    token = await login(http, emu, creds)
+    url = emu.url + "/services/oauth2/revoke"
+    async with http.post(url, data={"token": token["access_token"]}) as response:
+        assert response.status == 200
+        assert await response.read() == b""
+    status, payload, _ = await get_json(http, emu.url + f"{V}/limits", headers=bearer(token))
+    assert (status, payload) == (401, SESSION_INVALID)
+    for form in ({"token": token["access_token"]}, {"token": "junk"}, {}):
+        async with http.post(url, data=form) as response:
+            assert response.status == 400
+            assert response.headers["Content-Type"] == JSON_CT
+            assert await response.json() == {
+                "error": "unsupported_token_type",
+                "error_description": "this token type is not supported",
+            }
+    assert emu.counters[("revoke", 200)] == 1
+    assert emu.counters[("revoke", 400)] == 3
+
+
+# ---------------------------------------------------------------------------------------------
+# instances, scripting, recording
+
+
+async def test_add_instance_and_set_instance_url(
+    emu: Emulator, creds: EmulatorCredentials, http: aiohttp.ClientSession
+) -> None:
+    old = await login(http, emu, creds)
+    new_url = await emu.add_instance()
+    assert new_url != emu.url
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+", new_url)
+    assert emu.urls == [emu.url, new_url]
+    emu.set_instance_url(new_url + "/")
+    assert emu.instance_url == new_url
+    token = await login(http, emu, creds)
+    assert token["instance_url"] == new_url
+    assert token["id"].startswith(emu.url + "/id/")
+
+    status, page, _ = await get_json(
+        http, new_url + f"{V}/query?q=SELECT+Id+FROM+Account+LIMIT+2", headers=bearer(token)
+    )
+    assert (status, page["totalSize"]) == (200, 2)
+    assert emu.requests[-1].host == new_url.removeprefix("http://")
+    # sessions are org-wide: the old token works on the new site too
+    assert (await get_json(http, new_url + f"{V}/limits", headers=bearer(old)))[0] == 200
+    # token endpoint on the new site: `id` uses the host the request came in on
+    status, payload, _ = await post_token(http, new_url, _form(make_assertion(creds)))
+    assert status == 200
+    assert payload["id"].startswith(new_url + "/id/")
+    emu.set_instance_url(None)
+    assert (await login(http, emu, creds))["instance_url"] == emu.url
+
+
+async def test_stop_closes_every_site(clock: FakeClock, http: aiohttp.ClientSession) -> None:
+    emu = Emulator(clock=clock)
+    await emu.start()
+    second = await emu.add_instance()
+    assert (await get_json(http, second + "/services/data/"))[0] == 200
+    await emu.stop()
+    await emu.stop()
+    for url in (emu.url, second):
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await get_json(http, url + "/services/data/")
+    with pytest.raises(RuntimeError):
+        await emu.start()
+    with pytest.raises(RuntimeError):
+        await emu.add_instance()
+
+
+async def test_script_token_responses_in_order(
+    emu: Emulator, creds: EmulatorCredentials, http: aiohttp.ClientSession
+) -> None:
+    html = "<html><body>Down for maintenance</body></html>"
+    emu.script_token_responses(
+        [
+            ScriptedResponse(
+                status=400,
+                json={"error": "unknown_error", "error_description": "retry your request"},
+            ),
+            ScriptedResponse(
+                status=503, text=html, content_type="text/html", headers={"Retry-After": "2"}
+            ),
+        ]
+    )
+    emu.script_token_responses([ScriptedResponse(status=200, json={"access_token": "fake"})])
+    form = _form(make_assertion(creds))
+
+    status, payload, response = await post_token(http, emu.url, form)
+    assert (status, payload) == (
+        400,
+        {"error": "unknown_error", "error_description": "retry your request"},
+    )
+    assert response.headers["Content-Type"] == JSON_CT
+
+    async with http.post(emu.url + TOKEN_PATH, data=form) as response:
+        assert response.status == 503
+        assert response.headers["Content-Type"] == "text/html"
+        assert response.headers["Retry-After"] == "2"
+        assert await response.text() == html
+
+    # served as-is, without verification
+    status, payload, _ = await post_token(http, emu.url, _form("garbage", grant_type="x"))
+    assert (status, payload) == (200, {"access_token": "fake"})
+    assert emu.active_sessions == 0
+
+    # the script is used up: normal logic again
+    status, payload, _ = await post_token(http, emu.url, form)
+    assert status == 200
+    assert payload["access_token"] != "fake"
+
+    assert emu.token_request_count == 4
+    assert [(r.status, r.error, r.scripted) for r in emu.token_requests] == [
+        (400, "unknown_error", True),
+        (503, None, True),
+        (200, None, True),
+        (200, None, False),
+    ]
+    assert emu.token_requests[2].form == {"assertion": "garbage", "grant_type": "x"}
+    assert emu.counters == {("token", 400): 1, ("token", 503): 1, ("token", 200): 2}
+
+
+async def test_scripted_reset_and_delay(
+    emu: Emulator, creds: EmulatorCredentials, http: aiohttp.ClientSession
+) -> None:
+    emu.script_token_responses([ScriptedResponse(reset=True)])
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await post_token(http, emu.url, _form(make_assertion(creds)))
+    assert emu.token_requests[0].status == 0
+    assert emu.counters[("token", 0)] == 1
+
+    emu.script_token_responses([ScriptedResponse(status=204, delay=0.3)])
+    with pytest.raises(TimeoutError):
+        await post_token(
+            http,
+            emu.url,
+            _form(make_assertion(creds)),
+            timeout=aiohttp.ClientTimeout(total=0.05),
+        )
+    assert (await login(http, emu, creds))["token_type"] == "Bearer"
+
+
+async def test_script_rest_responses(
+    emu: Emulator, creds: EmulatorCredentials, http: aiohttp.ClientSession
+) -> None:
+    token = await login(http, emu, creds)
+    limit_body = [
+        {"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}
+    ]
+    emu.script_rest_responses(
+        [
+            ScriptedResponse(status=503, text="busy", headers={"Retry-After": "1"}),
+            ScriptedResponse(status=403, json=limit_body),
+        ]
+    )
+    url = emu.url + f"{V}/limits"
+    async with http.get(url, headers=bearer(token)) as response:
+        assert response.status == 503
+        assert response.headers["Retry-After"] == "1"
+        assert response.headers["Content-Type"] == "text/plain;charset=UTF-8"
+        assert "Sforce-Limit-Info" not in response.headers
+        assert await response.text() == "busy"
+    status, payload, _ = await get_json(http, url, headers=bearer(token))
+    assert (status, payload) == (403, limit_body)
+    status, _, response = await get_json(http, url, headers=bearer(token))
+    assert status == 200
+    assert response.headers["Sforce-Limit-Info"] == "api-usage=1/15000"
+    assert emu.counters[("limits", 503)] == 1
+    assert emu.counters[("limits", 403)] == 1
+    assert emu.counters[("limits", 200)] == 1
+
+
+async def test_request_records(
+    emu: Emulator, creds: EmulatorCredentials, http: aiohttp.ClientSession
+) -> None:
+    token = await login(http, emu, creds)
+    await get_json(
+        http, emu.url + f"{V}/query", params={"q": "SELECT Id FROM Account"}, headers=bearer(token)
+    )
+    async with http.post(
+        emu.url + f"{V}/sobjects/Account/", data=b'{"Name": "x"}', headers=bearer(token)
+    ):
+        pass
+    assert len(emu.requests) == 2
+    first, second = emu.requests
+    assert isinstance(first, RequestRecord)
+    assert first.method == "GET"
+    assert first.path == f"{V}/query"
+    assert first.query_string == "q=SELECT+Id+FROM+Account"
+    assert first.host == emu.url.removeprefix("http://")
+    assert first.status == 200
+    assert first.authorization == f"Bearer {token['access_token']}"
+    assert first.body == b""
+    assert first.headers["Authorization"] == first.authorization
+    assert first.endpoint == "query"
+    assert (second.method, second.status, second.body) == ("POST", 201, b'{"Name": "x"}')
+    assert second.endpoint == "sobject_create"
+
+
+async def test_record_requests_off_still_counts(
+    clock: FakeClock, http: aiohttp.ClientSession
+) -> None:
+    async with Emulator(clock=clock, record_requests=False) as emu:
+        token = await login(http, emu, emu.create_credentials())
+        for _ in range(3):
+            await get_json(http, emu.url + f"{V}/limits", headers=bearer(token))
+        assert emu.requests == []
+        assert emu.counters[("limits", 200)] == 3
+        assert len(emu.token_requests) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# TLS, credentials, data, misc
+
+
+async def test_tls_round_trip(clock: FakeClock) -> None:
+    async with Emulator(clock=clock, tls=True) as emu:
+        assert emu.url.startswith("https://127.0.0.1:")
+        assert b"BEGIN CERTIFICATE" in emu.ca_pem
+        creds = emu.create_credentials()
+        connector = aiohttp.TCPConnector(ssl=emu.client_ssl_context())
+        async with aiohttp.ClientSession(connector=connector) as http:
+            token = await login(http, emu, creds)
+            assert token["instance_url"] == emu.url
+            assert token["id"].startswith(emu.url + "/id/")
+            status, page, _ = await get_json(
+                http,
+                emu.url + f"{V}/query",
+                params={"q": "SELECT Id FROM Account LIMIT 1"},
+                headers=bearer(token),
+            )
+            assert (status, page["totalSize"]) == (200, 1)
+            second = await emu.add_instance()
+            assert second.startswith("https://")
+            assert (await get_json(http, second + "/services/data/"))[0] == 200
+        async with aiohttp.ClientSession() as untrusting:
+            with pytest.raises(aiohttp.ClientConnectorCertificateError):
+                await get_json(untrusting, emu.url + "/services/data/")
+
+
+async def test_client_ssl_context_requires_tls(emu: Emulator) -> None:
+    with pytest.raises(RuntimeError):
+        emu.client_ssl_context()
+    with pytest.raises(RuntimeError):
+        _ = emu.ca_pem
+
+
+async def test_credentials(emu: Emulator, tmp_path: Path) -> None:
+    creds = emu.create_credentials(username="svc@example.com", client_id="my-client")
+    assert creds.client_id == "my-client"
+    assert creds.login_url == emu.url
+    assert creds.audience == "https://login.salesforce.com"
+    assert creds.private_key_pem.startswith(b"-----BEGIN PRIVATE KEY-----")
+    assert creds.certificate_pem.startswith(b"-----BEGIN CERTIFICATE-----")
+    key = serialization.load_pem_private_key(creds.private_key_pem, None)
+    assert key.key_size == 2048  # type: ignore[union-attr]
+
+    text = repr(creds)
+    assert "PRIVATE" not in text
+    assert "BEGIN" not in text
+    key_body = creds.private_key_pem.decode().splitlines()[1]
+    assert key_body not in text
+    assert "my-client" in text
+    assert key_body not in str(creds)
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        creds.username = "x"  # type: ignore[misc]
+
+    path = creds.write_private_key(tmp_path / "key.pem")
+    assert path == tmp_path / "key.pem"
+    assert path.read_bytes() == creds.private_key_pem
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    path.chmod(0o644)
+    creds.write_private_key(str(path))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+    generated = emu.create_credentials(username="x@example.com")
+    assert generated.client_id.startswith("3MVG9")
+    assert generated.client_id != creds.client_id
+    assert generated.org_id == creds.org_id
+    assert generated.user_id != creds.user_id
+
+
+async def test_register_app_and_user_explicitly(
+    emu: Emulator, creds: EmulatorCredentials, http: aiohttp.ClientSession
+) -> None:
+    from cryptography import x509
+
+    certificate = x509.load_pem_x509_certificate(creds.certificate_pem)
+    emu.register_app("second-app", certificate)
+    org_id = "00D000000000001AAA"
+    user_id = "005000000000001AAA"
+    emu.register_user("ops@example.com", client_id="second-app", org_id=org_id, user_id=user_id)
+    form = _form(make_assertion(creds, iss="second-app", sub="ops@example.com"))
+    status, payload, _ = await post_token(http, emu.url, form)
+    assert status == 200
+    assert payload["access_token"].startswith(org_id + "!")
+    assert payload["id"] == f"{emu.url}/id/{org_id}/{user_id}"
+
+    # deactivate, then revoke the approval
+    emu.register_user("ops@example.com", client_id="second-app", active=False)
+    status, payload, _ = await post_token(http, emu.url, form)
+    assert payload["error_description"] == "inactive user"
+    emu.register_user("ops@example.com", client_id="second-app", approved=False)
+    status, payload, _ = await post_token(http, emu.url, form)
+    assert payload["error_description"] == "user hasn't approved this consumer"
+
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    import datetime
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ec")])
+    now = datetime.datetime.now(datetime.UTC)
+    ec_cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(ec_key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(ec_key, hashes.SHA256())
+    )
+    with pytest.raises(ValueError, match="RSA"):
+        emu.register_app("ec-app", ec_cert)
+    with pytest.raises(ValueError, match="not a PEM-encoded"):
+        emu.register_app("bad", b"not a certificate")
+
+
+async def test_seed_and_records() -> None:
+    emu = Emulator(default_accounts=0)
+    assert emu.records("Account") == []
+    account_ids = emu.seed("Account", [{"Name": "A"}, {"Name": "B", "Id": "ignored"}])
+    contact_ids = emu.seed("Contact", [{"LastName": "C"}])
+    custom_ids = emu.seed("Thing__c", [{"Label__c": "t"}])
+    other_ids = emu.seed("Other__c", [{}])
+    assert [i[:3] for i in account_ids] == ["001", "001"]
+    assert contact_ids[0].startswith("003")
+    assert custom_ids[0].startswith("a00")
+    assert other_ids[0].startswith("a01")
+    all_ids = account_ids + contact_ids + custom_ids + other_ids
+    assert all(ID_RE.match(i) for i in all_ids)
+    assert len(set(all_ids)) == 5
+    assert emu.records("account") == [
+        {"Id": account_ids[0], "Name": "A"},
+        {"Id": account_ids[1], "Name": "B"},
+    ]
+    emu.records("Account")[0]["Name"] = "mutated"
+    assert emu.records("Account")[0]["Name"] == "A"
+    assert emu.records("Nothing") == []
+    with pytest.raises(ValueError, match="invalid sObject name"):
+        emu.seed("bad name!", [{}])
+
+
+def test_default_seed() -> None:
+    records = Emulator().records("Account")
+    assert len(records) == 250
+    assert records[0]["Name"] == "Account 0001"
+    assert records[-1]["Name"] == "Account 0250"
+    assert len({r["Industry"] for r in records}) == 5
+
+
+async def test_not_started_errors() -> None:
+    emu = Emulator()
+    with pytest.raises(RuntimeError):
+        _ = emu.url
+    with pytest.raises(RuntimeError):
+        emu.create_credentials()
+    with pytest.raises(ValueError, match="page_size"):
+        Emulator(page_size=0)
+    with pytest.raises(ValueError, match="api_versions"):
+        Emulator(api_versions=())
+
+
+def test_public_api() -> None:
+    import sfauth.testing as testing
+
+    assert testing.__all__ == sorted(testing.__all__)
+    assert set(testing.__all__) == {
+        "Emulator",
+        "EmulatorCredentials",
+        "RequestRecord",
+        "ScriptedResponse",
+        "TokenRequestRecord",
+    }
+    for name in testing.__all__:
+        assert getattr(testing, name).__doc__
