@@ -66,7 +66,11 @@ def _parser() -> argparse.ArgumentParser:
         description="Salesforce OAuth 2.0 JWT bearer flow: tokens, assertions, an emulator.",
     )
     parser.add_argument(
-        "-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)"
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log sfauth events to stderr (-v info, -vv debug)",
     )
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
@@ -139,7 +143,7 @@ def _positive_int(text: str) -> int:
 
 
 def _configure_logging(verbose: int) -> None:
-    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    level = (logging.ERROR, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,
@@ -283,7 +287,12 @@ async def _demo(n: int, limit: int) -> int:
             print(f"requests failed: {failed}")
             for reason, count in sorted(failures.items()):
                 print(f"  {reason}: {count}")
-            print(f"token requests:  {emu.token_request_count}")
+            replayed = emu.counters[("query", 401)]
+            print(f"replayed on 401: {replayed} (sent with the expired session, replayed once)")
+            print(
+                f"token requests:  {emu.token_request_count} "
+                "(first login + one refresh shared by every request that saw the expiry)"
+            )
             print(f"wall time:       {wall:.2f} s ({n / wall:,.0f} requests/s)")
     return 0 if failed == 0 and ok == n else 1
 
