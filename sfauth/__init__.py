@@ -6,44 +6,58 @@ sends every request through one pooled aiohttp client bound to the org's ``insta
 """
 
 from ._keys import load_private_key
+from ._limits import ApiUsage
 from ._logging import redact_secrets
 from ._middleware import SalesforceAuthMiddleware
+from ._retry import RetryPolicy
 from ._session import AuthSession
 from ._token import Token
 from .exceptions import (
+    APIError,
+    CircuitOpenError,
     ConfigurationError,
     CrossOriginError,
     InvalidClientError,
     InvalidGrantError,
     InvalidSessionError,
     PrivateKeyError,
+    RequestLimitError,
     RestApiNotAllowedError,
     SessionError,
     SFAuthError,
     TokenEndpointError,
     TokenResponseError,
+    TransientAPIError,
     TransientTokenError,
+    TransportError,
     UnsupportedGrantTypeError,
 )
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "APIError",
+    "ApiUsage",
     "AuthSession",
+    "CircuitOpenError",
     "ConfigurationError",
     "CrossOriginError",
     "InvalidClientError",
     "InvalidGrantError",
     "InvalidSessionError",
     "PrivateKeyError",
+    "RequestLimitError",
     "RestApiNotAllowedError",
+    "RetryPolicy",
     "SFAuthError",
     "SalesforceAuthMiddleware",
     "SessionError",
     "Token",
     "TokenEndpointError",
     "TokenResponseError",
+    "TransientAPIError",
     "TransientTokenError",
+    "TransportError",
     "UnsupportedGrantTypeError",
     "__version__",
     "load_private_key",

@@ -37,7 +37,6 @@ class AssertionSigner:
 
     Raises:
         ConfigurationError: ``lifetime`` is out of range.
-
     """
 
     __slots__ = ("_audience", "_claims", "_clock", "_key", "_lifetime")
@@ -73,7 +72,6 @@ class AssertionSigner:
 
         Returns:
             The compact JWS (``header.claims.signature``). It is a credential: do not log it.
-
         """
         claims = dict(self._claims)
         claims["exp"] = int(self._clock()) + self._lifetime

@@ -50,7 +50,6 @@ def default_audience(login_url: str, site: str = "") -> str:
         The site URL (``login_url + site``) when ``site`` is set; ``https://test.salesforce.com``
         for ``test.salesforce.com`` and ``*.sandbox.my.salesforce.com`` hosts; otherwise
         ``https://login.salesforce.com`` (which also serves My Domain hosts).
-
     """
     if site:
         return login_url + site
@@ -103,7 +102,6 @@ class FlowConfig:
 
         Raises:
             ConfigurationError: A value is empty or malformed; the message says which and why.
-
         """
         if not isinstance(client_id, str) or not client_id.strip():
             raise ConfigurationError("client_id is empty; pass the connected app's consumer key")
@@ -151,7 +149,6 @@ def check_base_url(name: str, url: str, *, allow_http_loopback: bool) -> str:
     Raises:
         ConfigurationError: No scheme or host, a path/query/fragment, credentials in the URL,
             or plain ``http`` where it is not allowed.
-
     """
     if not isinstance(url, str) or not url:
         raise ConfigurationError(f"{name} must be a URL such as {DEFAULT_LOGIN_URL!r}")

@@ -48,7 +48,6 @@ def load_private_key(
             the key is encrypted and no (or a wrong) passphrase was given, or the key is not
             RSA (Salesforce only accepts RS256 signatures) or shorter than 2048 bits. The
             message never contains key material.
-
     """
     if isinstance(private_key, rsa.RSAPrivateKey):
         return _check_rsa(private_key)

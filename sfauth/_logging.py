@@ -52,7 +52,6 @@ def scrub(text: str) -> str:
 
     Returns:
         ``text`` with session ids, JWTs, ``Bearer …`` values and PEM private keys masked.
-
     """
     return SECRET_PATTERN.sub(REDACTED, text)
 
@@ -94,7 +93,6 @@ def redact_secrets(
 
     Returns:
         The same ``event_dict``, redacted.
-
     """
     for key, value in event_dict.items():
         if key.lower() in _SECRET_KEYS:

@@ -16,6 +16,7 @@ from yarl import URL
 from ._assertion import AssertionSigner
 from ._config import FlowConfig, is_loopback_host
 from ._logging import logger, scrub
+from ._retry import parse_retry_after
 from ._token import Token, parse_token_response
 from .exceptions import TokenEndpointError, TokenResponseError, TransientTokenError
 
@@ -37,7 +38,6 @@ class TokenClient:
         private_key: The loaded RSA key.
         assertion_lifetime: Seconds until each assertion's ``exp`` (``0 < x <= 180``).
         attempt_timeout: Seconds one POST may take, connection included.
-
     """
 
     __slots__ = ("_timeout", "config", "signer")
@@ -85,7 +85,6 @@ class TokenClient:
         Raises:
             TokenEndpointError: A typed subclass for every refusal or failure; connection
                 errors and timeouts become ``TransientTokenError``.
-
         """
         config = self.config
         log = logger.bind(token_url=config.token_url, audience=config.audience)
@@ -103,6 +102,7 @@ class TokenClient:
             ) as resp:
                 status = resp.status
                 location = resp.headers.get("Location", "")
+                retry_after = resp.headers.get("Retry-After")
                 body = await _read_capped(resp)
         except (aiohttp.ClientError, TimeoutError) as exc:
             duration = round(time.monotonic() - started, 3)
@@ -145,6 +145,8 @@ class TokenClient:
             )
             self._check_instance_url(token)
         except TokenEndpointError as exc:
+            if exc.retryable:
+                exc.retry_after = parse_retry_after(retry_after)
             log.warning(
                 "sfauth.token.failed",
                 error=exc.error,

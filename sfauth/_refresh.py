@@ -1,9 +1,10 @@
-"""Single-flight token refresh, rejection bookkeeping and the login cooldown.
+"""Single-flight token refresh, rejection bookkeeping, the circuit breaker and token age.
 
 design.md section 3: the first caller that needs a new token starts one stored task; every
 caller awaits it through ``asyncio.shield`` so cancelling any waiter, the starter included,
-never cancels the refresh. The refresh's own timeout lives inside the task. No lock is held
-across I/O; the fast path (a cached token) does not await anything.
+never cancels the refresh. The refresh's own timeout lives inside the task, so every wait ends
+in a token or an error within ``refresh_timeout`` seconds. No lock is held across I/O; the fast
+path (a cached token) awaits nothing.
 """
 
 from __future__ import annotations
@@ -17,14 +18,18 @@ from yarl import URL
 
 from ._logging import logger
 from ._oauth import TokenClient
+from ._retry import RetryPolicy, call_with_retries
 from ._token import Token
+from .exceptions import CircuitOpenError, SFAuthError
 
-__all__ = ["TokenManager"]
+__all__ = ["TokenManager", "origin_of"]
 
 _MAX_OLD_ORIGINS = 8
 
+Origin = tuple[str, str, int | None]
 
-def origin_of(url: str) -> tuple[str, str, int | None]:
+
+def origin_of(url: str) -> Origin:
     """``(scheme, host, port)`` of an absolute URL, with the default port made explicit."""
     parsed = URL(url)
     return (parsed.scheme, parsed.raw_host or "", parsed.port)
@@ -35,86 +40,135 @@ class TokenManager:
 
     Args:
         client: Performs one token exchange.
-        refresh_timeout: Seconds a refresh may take in total; waiters get a
-            ``TransientTokenError`` when it runs out.
-        refresh_cooldown: Seconds during which a token that replaced a rejected token, and was
-            itself rejected before it ever worked, is not replaced again (no login storm when
-            an org rejects every fresh token).
+        retry: Retry policy for transient token-endpoint failures (fresh assertion per try).
+        refresh_timeout: Seconds one refresh may take in total, retries included.
+        refresh_cooldown: Seconds the circuit stays open after ``failure_threshold``
+            consecutive failed or rejected refreshes.
+        failure_threshold: Consecutive failed or rejected refreshes that open the circuit.
+        max_token_age: Seconds after which a token is replaced before use (proactive
+            refresh), or ``None`` to refresh only on a 401.
         clock: Monotonic seconds; ``time.monotonic`` unless testing.
-
     """
 
     def __init__(
         self,
         client: TokenClient,
         *,
+        retry: RetryPolicy,
         refresh_timeout: float,
         refresh_cooldown: float,
+        failure_threshold: int = 3,
+        max_token_age: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
         self.current: Token | None = None
         self.generation = 0
         self.proven = False
-        self.origin: tuple[str, str, int | None] | None = None
-        self.old_origins: list[tuple[str, str, int | None]] = []
+        self.origin: Origin | None = None
+        self.old_origins: list[Origin] = []
+        self.token_requests = 0
+        self._retry = retry
         self._refresh_timeout = refresh_timeout
         self._cooldown = refresh_cooldown
+        self._threshold = failure_threshold
+        self._max_age = max_token_age
         self._clock = clock
         self._task: asyncio.Task[Token] | None = None
         self._obtained = 0.0
         self._rejected: Token | None = None
-        self._unproven_rejections = 0
-        self.token_requests = 0
+        self._failures = 0
+        self._open_until = 0.0
+        self._quiet_until = 0.0
+        self._last_error: BaseException | None = None
+
+    def valid_token(self) -> Token | None:
+        """The current token if it can be used as is (no I/O), else ``None``."""
+        token = self.current
+        if token is None or self._max_age is None:
+            return token
+        now = self._clock()
+        if now - self._obtained < self._max_age or now < self._quiet_until:
+            return token
+        return None
 
     async def get(self, http: aiohttp.ClientSession) -> Token:
-        """Return the current token, or join (or start) the refresh when there is none.
+        """Return a usable token, joining (or starting) the refresh when needed.
+
+        Past ``max_token_age`` the caller triggers the single-flight refresh; if that refresh
+        fails (or the circuit is open), the old token is still returned, the failure is logged,
+        not raised, and no proactive refresh is tried for ``refresh_cooldown`` seconds.
 
         Args:
             http: Session for the token request, if one must be made.
 
         Raises:
             TokenEndpointError: The shared refresh failed (every waiter gets the same error).
-
+            CircuitOpenError: Refreshes keep failing; no login is attempted until the cooldown
+                ends.
         """
-        token = self.current
+        token = self.valid_token()
         if token is not None:
             return token
-        return await self._join(http)
+        aged = self.current
+        if aged is None:
+            return await self._join(http)
+        try:
+            return await self._join(http)
+        except SFAuthError as exc:
+            # Keep using the still-valid token; try again after refresh_cooldown.
+            self._quiet_until = self._clock() + self._cooldown
+            logger.warning(
+                "sfauth.token.proactive_refresh_failed",
+                error=type(exc).__name__,
+                reason=str(exc)[:300],
+                retry_in=self._cooldown,
+            )
+            return self.current or aged
 
     def mark_proven(self, token: Token) -> None:
-        """Record that ``token`` got a non-401 answer, which resets the rejection streak."""
+        """Record that ``token`` got a non-401 answer; this closes the circuit."""
         if token is self.current:
             self.proven = True
-            self._unproven_rejections = 0
+            self._failures = 0
 
-    def reject(self, token: Token) -> bool:
+    def reject(self, token: Token, error: SFAuthError) -> bool:
         """Record a 401 ``INVALID_SESSION_ID`` for ``token``.
 
-        Returns:
-            ``True`` when a refresh is allowed (or already happened) for this rejection,
-            ``False`` when the cooldown forbids replacing the token now.
+        A token rejected before it ever worked counts as a failed refresh for the circuit.
 
+        Args:
+            token: The token the rejected request carried.
+            error: The typed error describing the rejection, kept as ``last_error``.
+
+        Returns:
+            ``True`` when a refresh may replace it (or it was already replaced), ``False``
+            while the circuit is open.
         """
         if token is not self.current:
             return True  # stale: already replaced, or being replaced
         if self._rejected is not token:
             self._rejected = token
             if not self.proven:
-                self._unproven_rejections += 1
-        age = self._clock() - self._obtained
-        return self._unproven_rejections < 2 or age >= self._cooldown
+                self._count_failure(error)
+        return self._clock() >= self._open_until
+
+    def circuit_error(self) -> CircuitOpenError:
+        """The error to raise while the circuit is open."""
+        return CircuitOpenError(
+            self._failures, max(self._open_until - self._clock(), 0.0), self._last_error
+        )
 
     async def replace(self, rejected: Token, http: aiohttp.ClientSession) -> Token:
         """Return a token newer than ``rejected``, refreshing once for all callers.
 
         A 401 for a token that has already been replaced (a stale generation) does not start
         another refresh: the caller gets the newer token, or joins the refresh in flight.
-        Call ``reject`` first; this method does not check the cooldown.
+        Call ``reject`` first.
 
         Raises:
             TokenEndpointError: The shared refresh failed.
-
+            CircuitOpenError: The circuit is open.
         """
         if self.current is rejected:
             self.current = None
@@ -126,26 +180,54 @@ class TokenManager:
     async def _join(self, http: aiohttp.ClientSession) -> Token:
         task = self._task
         if task is None:
+            if self._clock() < self._open_until:
+                raise self.circuit_error()
             task = asyncio.get_running_loop().create_task(self._run(http), name="sfauth-refresh")
             task.add_done_callback(self._finished)
             self._task = task
         return await asyncio.shield(task)
 
     async def _run(self, http: aiohttp.ClientSession) -> Token:
-        self.token_requests += 1
+        client = self.client
+
+        async def attempt() -> Token:
+            self.token_requests += 1
+            return await client.fetch(http)
+
         try:
             async with asyncio.timeout(self._refresh_timeout):
-                token = await self.client.fetch(http)
+                token = await call_with_retries(
+                    self._retry,
+                    attempt,
+                    log_fields={"token_url": client.config.token_url},
+                )
         except TimeoutError:
-            raise self.client.error(
+            error = client.error(
                 "timeout",
                 f"no token within refresh_timeout={self._refresh_timeout:g} s",
                 status=None,
                 hint="The token endpoint is slow or unreachable; raise refresh_timeout or "
                 "check network access to login_url.",
-            ) from None
+            )
+            self._count_failure(error)
+            raise error from None
+        except SFAuthError as exc:
+            self._count_failure(exc)
+            raise
         self._install(token)
         return token
+
+    def _count_failure(self, error: BaseException) -> None:
+        self._failures += 1
+        self._last_error = error
+        if self._failures >= self._threshold:
+            self._open_until = self._clock() + self._cooldown
+            logger.error(
+                "sfauth.circuit.opened",
+                failures=self._failures,
+                cooldown=self._cooldown,
+                reason=f"{type(error).__name__}: {str(error)[:300]}",
+            )
 
     def _install(self, token: Token) -> None:
         origin = origin_of(token.instance_url)

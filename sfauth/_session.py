@@ -8,12 +8,15 @@ from types import TracebackType
 from typing import Any, Self
 
 import aiohttp
+from multidict import CIMultiDict
 from yarl import URL
 
 from ._assertion import MAX_ASSERTION_LIFETIME
 from ._config import DEFAULT_LOGIN_URL
 from ._keys import PrivateKeyInput
-from ._middleware import SalesforceAuthMiddleware
+from ._limits import ApiUsage
+from ._middleware import RETRY_UNSAFE_HEADER, SalesforceAuthMiddleware
+from ._retry import RetryPolicy
 from ._token import Token
 from .exceptions import CrossOriginError, SFAuthError
 
@@ -55,9 +58,18 @@ class AuthSession:
         limit_per_host: Maximum simultaneous connections per host (``0`` = unlimited).
         timeout: Per-request ``aiohttp.ClientTimeout``; default ``total=300 s``,
             ``sock_connect=30 s``.
-        refresh_timeout: Seconds one token refresh may take (default 30).
-        refresh_cooldown: Seconds before a token that the API rejected without it ever working
-            may be replaced again (default 60).
+        retry: How transient failures are retried (``RetryPolicy()`` by default: up to 8
+            attempts within 60 s, exponential backoff with full jitter, ``Retry-After``
+            honoured); ``RetryPolicy.none()`` disables retries.
+        refresh_timeout: Seconds one token refresh may take, retries included (default 30).
+        refresh_cooldown: Seconds the circuit stays open after ``failure_threshold``
+            consecutive failed or rejected refreshes (default 60).
+        failure_threshold: Consecutive failed refreshes, or fresh tokens rejected before they
+            ever worked, that open the circuit (default 3).
+        max_token_age: Seconds after which the token is replaced before the next request;
+            ``None`` (default) refreshes on a 401 only.
+        usage_warning: Fraction of the daily API allocation at which ``sfauth.limits.high``
+            is logged (default 0.8).
         ssl: ``ssl`` argument of the connector: ``True`` (verify with the system store), an
             ``ssl.SSLContext`` (for example one trusting a test CA), or ``False``.
         keepalive_timeout: Seconds an idle pooled connection is kept (default 30).
@@ -65,7 +77,6 @@ class AuthSession:
     Raises:
         ConfigurationError: A setting is missing or malformed.
         PrivateKeyError: The key cannot be loaded or is not RSA >= 2048 bits.
-
     """
 
     def __init__(
@@ -83,8 +94,12 @@ class AuthSession:
         limit: int = 100,
         limit_per_host: int = 0,
         timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
         refresh_timeout: float = 30.0,
         refresh_cooldown: float = 60.0,
+        failure_threshold: int = 3,
+        max_token_age: float | None = None,
+        usage_warning: float = 0.8,
         ssl: _ssl.SSLContext | bool = True,
         keepalive_timeout: float = 30.0,
     ) -> None:
@@ -98,8 +113,12 @@ class AuthSession:
             site=site,
             assertion_lifetime=assertion_lifetime,
             allow_http_loopback=allow_http_loopback,
+            retry=retry,
             refresh_timeout=refresh_timeout,
             refresh_cooldown=refresh_cooldown,
+            failure_threshold=failure_threshold,
+            max_token_age=max_token_age,
+            usage_warning=usage_warning,
         )
         self._limit = limit
         self._limit_per_host = limit_per_host
@@ -159,7 +178,6 @@ class AuthSession:
 
         Raises:
             SFAuthError: The session is not open (use ``async with`` or ``open()``).
-
         """
         http = self._http
         if http is None or http.closed:
@@ -168,8 +186,13 @@ class AuthSession:
 
     @property
     def token_requests(self) -> int:
-        """How many token exchanges this session has started."""
+        """How many token requests this session has sent."""
         return self.auth.token_requests
+
+    @property
+    def api_usage(self) -> ApiUsage | None:
+        """The org's API usage from the latest ``Sforce-Limit-Info`` header, if any was seen."""
+        return self.auth.api_usage
 
     async def token(self) -> Token:
         """Return the current token, logging in first if needed.
@@ -180,11 +203,12 @@ class AuthSession:
         Raises:
             TokenEndpointError: The exchange failed; the subclass says why.
             SFAuthError: The session is not open.
-
         """
         return await self.auth.token(self.http)
 
-    def request(self, method: str, path: str, **kwargs: Any) -> _ResponseContext:
+    def request(
+        self, method: str, path: str, *, idempotent: bool = False, **kwargs: Any
+    ) -> _ResponseContext:
         """Send a request to the org's instance.
 
         Use as ``async with sf.request("GET", path) as resp:`` or ``resp = await ...``
@@ -195,6 +219,10 @@ class AuthSession:
             path: Path on the instance, such as ``/services/data/v62.0/query`` (a missing
                 leading ``/`` is added), or an absolute URL on the current ``instance_url``
                 origin (for example a ``nextRecordsUrl`` made absolute).
+            idempotent: Allow retrying a POST or PATCH after a transient answer or a dropped
+                connection (only do this when sending it twice is harmless, e.g. an upsert by
+                external id). GET, HEAD, OPTIONS, PUT and DELETE are always retried; any
+                request that provably never reached the server is retried.
             **kwargs: Passed to ``aiohttp.ClientSession.request`` (``params``, ``json``,
                 ``data``, ``headers``, ``timeout``…).
 
@@ -205,37 +233,43 @@ class AuthSession:
             CrossOriginError: ``path`` is an absolute or ``//host`` URL of another origin.
             InvalidSessionError: The API kept answering 401 after one refresh and replay.
             RestApiNotAllowedError: The session is not valid for the REST API.
+            RequestLimitError: The org's daily API request limit is spent.
+            TransientAPIError: A transient answer persisted through every allowed retry.
+            TransportError: The connection failed or timed out (after allowed retries).
             TokenEndpointError: No token could be obtained.
-            aiohttp.ClientError: Transport failures, as aiohttp raises them.
-
+            CircuitOpenError: Refreshes keep failing; no login is attempted for a while.
         """
+        if idempotent:
+            headers = CIMultiDict(kwargs.get("headers") or {})
+            headers[RETRY_UNSAFE_HEADER] = "1"
+            kwargs["headers"] = headers
         return _ResponseContext(self._send(method, path, kwargs))
 
     def get(self, path: str, **kwargs: Any) -> _ResponseContext:
         """``GET`` ``path`` on the instance; see ``request``."""
-        return _ResponseContext(self._send("GET", path, kwargs))
+        return self.request("GET", path, **kwargs)
 
     def post(self, path: str, **kwargs: Any) -> _ResponseContext:
-        """``POST`` to ``path`` on the instance; see ``request``."""
-        return _ResponseContext(self._send("POST", path, kwargs))
+        """``POST`` to ``path`` on the instance (not retried unless ``idempotent=True``)."""
+        return self.request("POST", path, **kwargs)
 
     def put(self, path: str, **kwargs: Any) -> _ResponseContext:
         """``PUT`` ``path`` on the instance; see ``request``."""
-        return _ResponseContext(self._send("PUT", path, kwargs))
+        return self.request("PUT", path, **kwargs)
 
     def patch(self, path: str, **kwargs: Any) -> _ResponseContext:
-        """``PATCH`` ``path`` on the instance; see ``request``."""
-        return _ResponseContext(self._send("PATCH", path, kwargs))
+        """``PATCH`` ``path`` on the instance (not retried unless ``idempotent=True``)."""
+        return self.request("PATCH", path, **kwargs)
 
     def delete(self, path: str, **kwargs: Any) -> _ResponseContext:
         """``DELETE`` ``path`` on the instance; see ``request``."""
-        return _ResponseContext(self._send("DELETE", path, kwargs))
+        return self.request("DELETE", path, **kwargs)
 
     async def _send(
         self, method: str, path: str, kwargs: dict[str, Any]
     ) -> aiohttp.ClientResponse:
         http = self.http
-        token = self.auth.current_token or await self.auth.token(http)
+        token = await self.auth.token(http)
         return await http.request(method, _resolve(token.instance_url, path), **kwargs)
 
 

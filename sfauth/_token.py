@@ -49,7 +49,6 @@ class Token:
         obtained_at: When sfauth received the token, epoch seconds (``time.time()``).
         sfdc_community_url: Experience Cloud site URL, for tokens minted through a site.
         sfdc_community_id: Experience Cloud site id, for tokens minted through a site.
-
     """
 
     access_token: str = field(repr=False)
@@ -84,7 +83,6 @@ class Token:
             ``access_token``, ``instance_url``, ``id``, ``org_id``, ``user_id``, ``scope``,
             ``token_type`` and, when known, ``issued_at`` (ms, as a string like Salesforce
             sends it) and the community fields.
-
         """
         out: dict[str, Any] = {
             "access_token": self.access_token if show_token else mask_token(self.access_token),
@@ -133,7 +131,6 @@ def parse_token_response(
     Raises:
         TokenEndpointError: A subclass chosen by ``classify_token_error`` for error
             responses, or ``TokenResponseError`` for a 200 whose body is unusable.
-
     """
     if status != 200:
         raise classify_token_error(status, body, token_url=token_url, audience=audience)
@@ -281,7 +278,6 @@ def classify_token_error(
 
     Returns:
         The exception to raise (never raises itself).
-
     """
     data = _json_object(body)
     error = data.get("error") if data is not None else None

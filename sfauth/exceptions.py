@@ -12,9 +12,14 @@
     │   ├── UnsupportedGrantTypeError              unsupported_grant_type (malformed body)
     │   ├── TransientTokenError                    unknown_error, 5xx, non-JSON, connection failure
     │   └── TokenResponseError                     a 200 whose body is not a usable token
-    └── SessionError                               the REST API refused the session (HTTP 401)
-        ├── InvalidSessionError                    401 that a refresh did not fix
-        └── RestApiNotAllowedError                 session valid, but not for the REST API
+    ├── CircuitOpenError                           refreshes keep failing: no login for a while
+    ├── APIError                                   the REST API answered with an error
+    │   ├── SessionError                           HTTP 401
+    │   │   ├── InvalidSessionError                401 that a refresh did not fix
+    │   │   └── RestApiNotAllowedError             session valid, but not for the REST API
+    │   ├── RequestLimitError                      403 TotalRequests: the daily quota is spent
+    │   └── TransientAPIError                      5xx/429/concurrent limit, retries exhausted
+    └── TransportError                             no answer: connection failed or timed out
 
 Errors from the token endpoint carry the structured fields Salesforce sent (``error``,
 ``error_description``), the ``token_url`` and ``audience`` that were used, the HTTP ``status``
@@ -25,18 +30,23 @@ or request headers.
 from __future__ import annotations
 
 __all__ = [
+    "APIError",
+    "CircuitOpenError",
     "ConfigurationError",
     "CrossOriginError",
     "InvalidClientError",
     "InvalidGrantError",
     "InvalidSessionError",
     "PrivateKeyError",
+    "RequestLimitError",
     "RestApiNotAllowedError",
     "SFAuthError",
     "SessionError",
     "TokenEndpointError",
     "TokenResponseError",
+    "TransientAPIError",
     "TransientTokenError",
+    "TransportError",
     "UnsupportedGrantTypeError",
 ]
 
@@ -79,10 +89,11 @@ class TokenEndpointError(SFAuthError):
         status: The HTTP status, or ``None`` when no response arrived.
         hint: One line telling the user what to check.
         retryable: Whether sending a fresh assertion later may succeed.
-
+        retry_after: Seconds the server asked to wait (``Retry-After``), or ``None``.
     """
 
     retryable: bool = False
+    retry_after: float | None = None
 
     def __init__(
         self,
@@ -149,17 +160,44 @@ class TokenResponseError(TokenEndpointError):
     """
 
 
-class SessionError(SFAuthError):
-    """The REST API refused the session with HTTP 401.
+class CircuitOpenError(SFAuthError):
+    """Token refreshes keep failing, so sfauth stopped logging in for a cooldown.
+
+    After ``failure_threshold`` consecutive refreshes that failed, or whose new token the API
+    rejected before it ever worked, every caller that needs a new token fails fast with this
+    error until the cooldown ends; then one caller may try again. This keeps a broken
+    configuration from turning into a login storm (Salesforce limits logins per user per hour).
 
     Attributes:
-        status: The HTTP status (401).
-        error_code: Salesforce's ``errorCode`` (usually ``"INVALID_SESSION_ID"``), or ``None``.
-        message: Salesforce's ``message``, or a short description of the body.
-        method: The HTTP method of the refused request.
-        url: The request URL without its query string.
-
+        failures: Consecutive failed or rejected refreshes.
+        retry_in: Seconds until a refresh may be tried again.
+        last_error: The error of the last failed refresh, if one is known.
     """
+
+    def __init__(self, failures: int, retry_in: float, last_error: BaseException | None) -> None:
+        self.failures = failures
+        self.retry_in = retry_in
+        self.last_error = last_error
+        last = f" Last failure: {type(last_error).__name__}: {last_error}" if last_error else ""
+        super().__init__(
+            f"not logging in again for {retry_in:.1f} s after {failures} consecutive failed or "
+            f"rejected token refreshes (see refresh_cooldown).{last}"
+        )
+
+
+class APIError(SFAuthError):
+    """The REST API answered with an error that sfauth acted on.
+
+    Attributes:
+        status: The HTTP status.
+        error_code: Salesforce's ``errorCode`` (e.g. ``"INVALID_SESSION_ID"``), or ``None``.
+        message: Salesforce's ``message``, or a short description of the body.
+        method: The HTTP method of the request.
+        url: The request URL without its query string.
+        attempts: How many times the request was sent.
+    """
+
+    retryable: bool = False
 
     def __init__(
         self,
@@ -170,15 +208,27 @@ class SessionError(SFAuthError):
         message: str,
         method: str,
         url: str,
+        attempts: int = 1,
     ) -> None:
         self.status = status
         self.error_code = error_code
         self.message = message
         self.method = method
         self.url = url
-        super().__init__(
-            f"{description} ({method} {url} -> HTTP {status} {error_code or '-'}: {message})"
+        self.attempts = attempts
+        self.description = description
+        super().__init__(description)
+
+    def __str__(self) -> str:
+        tries = f", {self.attempts} attempts" if self.attempts > 1 else ""
+        return (
+            f"{self.description} ({self.method} {self.url} -> HTTP {self.status} "
+            f"{self.error_code or '-'}: {self.message}{tries})"
         )
+
+
+class SessionError(APIError):
+    """The REST API refused the session with HTTP 401."""
 
 
 class InvalidSessionError(SessionError):
@@ -195,3 +245,68 @@ class RestApiNotAllowedError(SessionError):
     A new token does not fix this: the connected app lacks the ``api`` OAuth scope, or the
     org's session security level policy blocks API access for this session.
     """
+
+
+class RequestLimitError(APIError):
+    """The org's 24-hour API request quota is spent (403 ``TotalRequests Limit exceeded``).
+
+    ``REQUEST_LIMIT_EXCEEDED`` naming ``TotalRequests`` is not retried: requests fail until the
+    rolling window frees capacity or Salesforce raises the limit (Setup > Company Information >
+    API Requests).
+    """
+
+
+class TransientAPIError(APIError):
+    """A transient answer persisted through every retry the ``RetryPolicy`` allowed.
+
+    Transient: 502/503/504, a transient 500, 429, or 403 ``REQUEST_LIMIT_EXCEEDED`` naming
+    ``ConcurrentRequests`` or ``ConcurrentPerOrgLongTxn`` (the concurrent long-running request
+    limit).
+
+    Attributes:
+        retry_after: Seconds the server last asked to wait (``Retry-After``), or ``None``.
+    """
+
+    retryable = True
+    retry_after: float | None = None
+
+
+class TransportError(SFAuthError):
+    """No HTTP answer: the connection failed, was reset, or timed out.
+
+    Wraps the aiohttp or OS error without its request headers. Retried like a transient
+    answer when that is safe (always when the request provably was not sent; otherwise only
+    for idempotent methods or when the caller opted in).
+
+    Attributes:
+        method: The HTTP method.
+        url: The request URL without its query string.
+        reason: The underlying error's type name (e.g. ``"ServerDisconnectedError"``).
+        attempts: How many times the request was sent or tried.
+        sent: ``False`` when the request provably never reached the server.
+    """
+
+    retryable = True
+    retry_after: float | None = None
+
+    def __init__(
+        self,
+        description: str,
+        *,
+        method: str,
+        url: str,
+        reason: str,
+        sent: bool,
+        attempts: int = 1,
+    ) -> None:
+        self.method = method
+        self.url = url
+        self.reason = reason
+        self.sent = sent
+        self.attempts = attempts
+        self.description = description
+        super().__init__(description)
+
+    def __str__(self) -> str:
+        tries = f" after {self.attempts} attempts" if self.attempts > 1 else ""
+        return f"{self.method} {self.url} failed{tries}: {self.reason}: {self.description}"

@@ -11,10 +11,17 @@ from pathlib import Path
 import aiohttp
 import jwt
 import pytest
+import structlog
 
 from sfauth.cli import main
 
 SFAUTH = [sys.executable, "-m", "sfauth"]
+
+
+@pytest.fixture(autouse=True)
+def _restore_structlog() -> Iterator[None]:
+    yield
+    structlog.reset_defaults()  # main() configures logging for the CLI process
 
 
 def test_demo_prints_a_clean_summary(capsys: pytest.CaptureFixture[str]) -> None:

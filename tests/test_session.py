@@ -12,11 +12,13 @@ from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
 
 from sfauth import (
     AuthSession,
+    CircuitOpenError,
     CrossOriginError,
     InvalidClientError,
     InvalidGrantError,
     InvalidSessionError,
     RestApiNotAllowedError,
+    RetryPolicy,
     SalesforceAuthMiddleware,
     SFAuthError,
     Token,
@@ -177,12 +179,18 @@ async def test_api_answering_401_forever_is_bounded(
     assert emulator.token_request_count == 2  # the first login, one refresh
     assert emulator.counters[("query", 401)] == 2000  # each request sent once, replayed once
 
-    # Later requests do not log in again during the cooldown: one send each, typed error.
+    # The next request may try one more fresh token; its rejection (the third) opens the
+    # circuit, and later requests fail fast: one send each, no login.
+    with pytest.raises(InvalidSessionError, match="even after a refresh and one replay"):
+        await query(sf)
+    assert emulator.token_request_count == 3
     for _ in range(5):
-        with pytest.raises(InvalidSessionError, match="not logging in again"):
+        with pytest.raises(CircuitOpenError, match=r"not logging in again for \d+\.\d s") as info:
             await query(sf)
-    assert emulator.token_request_count == 2
-    assert emulator.counters[("query", 401)] == 2005
+        assert info.value.failures == 3
+        assert isinstance(info.value.last_error, InvalidSessionError)
+    assert emulator.token_request_count == 3
+    assert emulator.counters[("query", 401)] == 2000 + 2 + 5
 
 
 async def test_refresh_allowed_again_after_cooldown(
@@ -388,7 +396,7 @@ async def test_scripted_token_errors(
     cls: type[TokenEndpointError],
 ) -> None:
     emulator.script_token_responses([ScriptedResponse(status=status, json=body)])
-    sf = make_session()
+    sf = make_session(retry=RetryPolicy.none())
     with pytest.raises(cls) as info:
         await sf.token()
     assert info.value.error == body["error"]
@@ -406,7 +414,7 @@ async def test_maintenance_page_is_transient(
             )
         ]
     )
-    sf = make_session()
+    sf = make_session(retry=RetryPolicy.none())
     with pytest.raises(TransientTokenError, match="HTTP 503 with an HTML page"):
         await sf.token()
 

@@ -4,7 +4,9 @@
 endpoint, verifying RS256 assertions against registered certificates with Salesforce's exact
 error bodies, and a slice of the REST API: versions, SOQL query with ``nextRecordsUrl`` paging,
 sObject CRUD and upsert in memory, limits, userinfo and revoke. Sessions expire after inactivity
-or on demand; token and REST answers can be scripted to inject faults; everything is counted.
+or on demand; token and REST answers can be scripted to inject faults, or replaced at random
+(seeded, reproducible) by the transient faults of :data:`FAULT_KINDS` for soak tests; everything
+is counted.
 
 Example::
 
@@ -15,9 +17,18 @@ Example::
         # Sign an RS256 assertion with creds.private_key_pem (iss=creds.client_id,
         # sub=creds.username, aud=creds.audience) and POST it to
         # f"{creds.login_url}/services/oauth2/token".
+
+        emu.inject_faults(0.05, seed=1)  # 5 % of requests get a transient fault
+        ...
+        print(emu.faults_injected)  # Counter({'503': 12, 'reset': 9, ...})
+
+:func:`no_backoff` makes sfauth retry without waiting inside a ``with`` block, so tests of code
+that uses sfauth stay fast while exercising the same retry decisions.
 """
 
+from sfauth._retry import backoff_disabled as no_backoff
 from sfauth.testing._emulator import Emulator
+from sfauth.testing._faults import FAULT_KINDS
 from sfauth.testing._models import (
     EmulatorCredentials,
     RequestRecord,
@@ -26,9 +37,11 @@ from sfauth.testing._models import (
 )
 
 __all__ = [
+    "FAULT_KINDS",
     "Emulator",
     "EmulatorCredentials",
     "RequestRecord",
     "ScriptedResponse",
     "TokenRequestRecord",
+    "no_backoff",
 ]

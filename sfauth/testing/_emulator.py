@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import collections
 import secrets
 import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Self
 
@@ -16,6 +17,7 @@ from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from sfauth.testing._faults import FAULT_KINDS, SLOW_DELAY, FaultInjector, serve_fault
 from sfauth.testing._ids import IdFactory, random_consumer_key
 from sfauth.testing._keys import (
     ParsedJwt,
@@ -47,6 +49,20 @@ _REST_REJECTED = [
 ]
 
 
+def _names(what: str, names: Collection[str], known: frozenset[str]) -> frozenset[str]:
+    if isinstance(names, str):
+        raise TypeError(f"{what} must be a collection of names, not a single string")
+    selected = frozenset(names)
+    if not selected:
+        raise ValueError(f"{what} must not be empty")
+    unknown = selected - known
+    if unknown:
+        raise ValueError(
+            f"unknown {what}: {', '.join(sorted(unknown))} (known: {', '.join(sorted(known))})"
+        )
+    return selected
+
+
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     return socket.create_server((host, port), family=family)
@@ -59,7 +75,9 @@ class Emulator(RestApi):
     enforces ``iss``/``sub``/``aud``/``exp`` with Salesforce's error bodies. The REST endpoints
     (versions, resources, SOQL query with paging, sObject CRUD and upsert, limits, userinfo,
     revoke) work on in-memory data and answer ``401 INVALID_SESSION_ID`` for unknown, expired or
-    revoked sessions. Everything it sees is counted and (optionally) recorded.
+    revoked sessions. Everything it sees is counted and (optionally) recorded. Answers can be
+    scripted (:meth:`script_token_responses`, :meth:`script_rest_responses`) or replaced at a
+    seeded random rate by transient faults (:meth:`inject_faults`) for soak tests.
 
     All state lives on the instance; handlers do no crypto and no logging on REST paths. A fresh
     emulator holds 250 ``Account`` records (``Name`` ``"Account 0001"``…, ``Industry``).
@@ -129,6 +147,8 @@ class Emulator(RestApi):
         self.requests: list[RequestRecord] = []
         #: Every token-endpoint POST, oldest first.
         self.token_requests: list[TokenRequestRecord] = []
+        #: Fault kind → number of requests it hit (see :meth:`inject_faults`); never reset.
+        self.faults_injected: collections.Counter[str] = collections.Counter()
 
         self._versions = frozenset(self.api_versions)
         self._ids = IdFactory()
@@ -141,6 +161,7 @@ class Emulator(RestApi):
         self._communities: dict[str, str] = {}
         self._token_script: collections.deque[ScriptedResponse] = collections.deque()
         self._rest_script: collections.deque[ScriptedResponse] = collections.deque()
+        self._faults: FaultInjector | None = None
         self._token_request_count = 0
         self._api_usage = 0
         self._instance_url: str | None = None
@@ -222,10 +243,13 @@ class Emulator(RestApi):
         self._urls.append(url)
         return url
 
-    async def add_instance(self) -> str:
-        """Open one more listening site (same app, same data) on a new free port.
+    async def add_instance(self, port: int = 0) -> str:
+        """Open one more listening site (same app, same data).
 
         Use it with :meth:`set_instance_url` to simulate an org whose ``instance_url`` moves.
+
+        Args:
+            port: TCP port to listen on; ``0`` picks a free one.
 
         Returns:
             The new site's base URL (no trailing slash).
@@ -235,7 +259,7 @@ class Emulator(RestApi):
         """
         if self._runner is None:
             raise RuntimeError("the emulator is not running")
-        return await self._open_site(0)
+        return await self._open_site(port)
 
     @property
     def url(self) -> str:
@@ -416,6 +440,11 @@ class Emulator(RestApi):
         """
         self._token_script.extend(responses)
 
+    def clear_scripts(self) -> None:
+        """Drop every queued scripted answer, token and REST alike; normal logic resumes."""
+        self._token_script.clear()
+        self._rest_script.clear()
+
     def script_rest_responses(self, responses: Iterable[ScriptedResponse]) -> None:
         """Queue canned answers for the next REST requests (any endpoint but the token one).
 
@@ -426,6 +455,70 @@ class Emulator(RestApi):
             responses: Answers to append to the queue.
         """
         self._rest_script.extend(responses)
+
+    def inject_faults(
+        self,
+        rate: float,
+        *,
+        seed: int | None = None,
+        endpoints: Collection[str] | None = None,
+        kinds: Collection[str] | None = None,
+    ) -> None:
+        """Answer a random share of requests with transient faults, reproducibly (soak tests).
+
+        Each request on a selected endpoint gets, with probability ``rate``, a fault drawn
+        uniformly from the enabled kinds that apply to it (see :data:`FAULT_KINDS`) instead of
+        its normal answer. The draws come from a :class:`random.Random` owned by the emulator,
+        so the same seed and the same request order give the same faults. Requests no enabled
+        kind applies to (a REST POST or PATCH when only ``"reset"`` is enabled, say) always get
+        their normal answer.
+
+        Faults are decided before authentication and change no state: a faulted POST creates
+        nothing, a faulted token request opens no session, and a faulted REST answer carries no
+        ``Sforce-Limit-Info`` and does not count toward :attr:`api_usage` (a ``"slow"`` fault
+        is the normal answer, late, and counts as usual). Queued scripted responses
+        (:meth:`script_token_responses`, :meth:`script_rest_responses`) take precedence and
+        consume no randomness. Faulted requests are counted in :attr:`counters` with the
+        status served (``0`` for a reset), in :attr:`faults_injected` by kind, and recorded
+        with :attr:`RequestRecord.fault`/:attr:`TokenRequestRecord.fault` set.
+
+        Each call replaces the previous configuration and restarts the generator.
+
+        Args:
+            rate: Probability, from 0 to 1, that a request gets a fault; ``0`` turns
+                injection off.
+            seed: Seed of the generator; ``None`` seeds it from the OS (not reproducible).
+            endpoints: Endpoint names as used in :attr:`counters` (``"token"``, ``"query"``,
+                ``"query_more"``, ``"sobject_create"``, …); ``None`` means every REST
+                endpoint and the token endpoint.
+            kinds: Fault kinds to draw from, a subset of :data:`FAULT_KINDS`; ``None`` means
+                all of them.
+
+        Raises:
+            ValueError: If ``rate`` is not within 0 to 1, or ``endpoints`` or ``kinds`` is
+                empty or holds an unknown name.
+            TypeError: If ``endpoints`` or ``kinds`` is a single string.
+        """
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"rate must be between 0 and 1, got {rate!r}")
+        selected_endpoints: frozenset[str] | None = None
+        if endpoints is not None:
+            selected_endpoints = _names("endpoints", endpoints, self._endpoint_names())
+        selected_kinds = frozenset(FAULT_KINDS)
+        if kinds is not None:
+            selected_kinds = _names("kinds", kinds, selected_kinds)
+        self._faults = (
+            FaultInjector(rate, seed, selected_endpoints, selected_kinds) if rate > 0 else None
+        )
+
+    def _pick_fault(self, endpoint: str, method: str) -> str | None:
+        faults = self._faults
+        if faults is None:
+            return None
+        kind = faults.pick(endpoint, method)
+        if kind is not None:
+            self.faults_injected[kind] += 1
+        return kind
 
     @property
     def token_request_count(self) -> int:
@@ -477,11 +570,19 @@ class Emulator(RestApi):
 
     def _add_routes(self, app: web.Application) -> None:
         token = self._token
-        data = "/services/data/{ver}"
-        sobjects = data + "/sobjects/{sobject}"
         app.router.add_post("/services/oauth2/token", token)
         app.router.add_post("/{site:.+}/services/oauth2/token", token)
-        routes: list[tuple[str, str, str, Handler, bool, bool]] = [
+        for method, path, name, handler, auth, data_api in self._routes():
+            app.router.add_route(method, path, self._endpoint(name, handler, auth, data_api))
+
+    def _endpoint_names(self) -> frozenset[str]:
+        return frozenset(route[2] for route in self._routes()) | {"token"}
+
+    def _routes(self) -> list[tuple[str, str, str, Handler, bool, bool]]:
+        """Return the REST routes: ``(method, path, endpoint name, handler, auth, data API)``."""
+        data = "/services/data/{ver}"
+        sobjects = data + "/sobjects/{sobject}"
+        return [
             ("GET", "/services/data", "versions", self._versions_handler, False, False),
             ("GET", "/services/data/", "versions", self._versions_handler, False, False),
             ("GET", data, "resources", self._resources, True, True),
@@ -508,8 +609,6 @@ class Emulator(RestApi):
             ("POST", "/services/oauth2/revoke", "revoke", self._revoke_handler, False, False),
             ("*", data + "/{tail:.*}", "not_found", self._not_found, True, True),
         ]
-        for method, path, name, handler, auth, data_api in routes:
-            app.router.add_route(method, path, self._endpoint(name, handler, auth, data_api))
 
     def _endpoint(
         self, name: str, handler: Handler, auth: bool, data_api: bool
@@ -517,11 +616,18 @@ class Emulator(RestApi):
         async def endpoint(request: web.Request) -> web.StreamResponse:
             body = await request.read() if request.body_exists else b""
             status: int
+            fault: str | None = None
             if self._rest_script:
                 response, status = await serve_script(request, self._rest_script.popleft())
             else:
-                response = await self._dispatch(request, handler, auth, data_api, body)
-                status = response.status
+                fault = self._pick_fault(name, request.method)
+                if fault is None or fault == "slow":
+                    if fault is not None:
+                        await asyncio.sleep(SLOW_DELAY)
+                    response = await self._dispatch(request, handler, auth, data_api, body)
+                    status = response.status
+                else:
+                    response, status, _ = serve_fault(request, fault, token=False)
             self.counters[(name, status)] += 1
             if self.record_requests:
                 self.requests.append(
@@ -535,6 +641,7 @@ class Emulator(RestApi):
                         body=body,
                         headers=dict(request.headers),
                         endpoint=name,
+                        fault=fault,
                     )
                 )
             return response
@@ -589,8 +696,11 @@ class Emulator(RestApi):
         parsed = parse_jwt(assertion)
         self._token_request_count += 1
         scripted = bool(self._token_script)
+        fault = None if scripted else self._pick_fault("token", request.method)
         error: str | None
-        if scripted:
+        if fault is not None and fault != "slow":
+            response, status, error = serve_fault(request, fault, token=True)
+        elif scripted:
             script = self._token_script.popleft()
             response, status = await serve_script(request, script)
             payload = script.json
@@ -598,6 +708,8 @@ class Emulator(RestApi):
             if isinstance(payload, dict) and isinstance(payload.get("error"), str):
                 error = payload["error"]
         else:
+            if fault is not None:
+                await asyncio.sleep(SLOW_DELAY)
             try:
                 payload = self._grant(request, site, form, parsed if assertion else None)
             except TokenRejected as rejected:
@@ -623,6 +735,7 @@ class Emulator(RestApi):
                 content_type=request.headers.get("Content-Type", ""),
                 site=site,
                 scripted=scripted,
+                fault=fault,
             )
         )
         return response

@@ -89,6 +89,8 @@ class TokenRequestRecord:
         content_type: The request's ``Content-Type`` header (``""`` when absent).
         site: Experience Cloud site prefix without slashes (``""`` for the plain endpoint).
         scripted: Whether the answer came from :meth:`Emulator.script_token_responses`.
+        fault: The kind of random fault served (see :meth:`Emulator.inject_faults`), ``None``
+            for none.
     """
 
     assertion: str
@@ -102,6 +104,7 @@ class TokenRequestRecord:
     content_type: str
     site: str = ""
     scripted: bool = False
+    fault: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +121,8 @@ class RequestRecord:
         body: Raw request body.
         headers: Copy of the request headers.
         endpoint: Endpoint name as used in :attr:`Emulator.counters`, e.g. ``"query"``.
+        fault: The kind of random fault served (see :meth:`Emulator.inject_faults`), ``None``
+            for none.
     """
 
     method: str
@@ -129,6 +134,7 @@ class RequestRecord:
     body: bytes
     headers: dict[str, str]
     endpoint: str = ""
+    fault: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

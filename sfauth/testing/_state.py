@@ -18,6 +18,7 @@ __all__ = [
     "Handler",
     "Session",
     "User",
+    "abort_connection",
     "json_response",
     "rest_error",
     "serve_script",
@@ -89,6 +90,17 @@ def rest_error(status: int, error_code: str, message: str) -> web.Response:
     return json_response(status, [{"message": message, "errorCode": error_code}])
 
 
+def abort_connection(request: web.Request) -> None:
+    """Close the request's connection at once, without an answer (the client sees a disconnect).
+
+    Args:
+        request: The request whose connection to drop.
+    """
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
+
+
 async def serve_script(request: web.Request, script: ScriptedResponse) -> tuple[web.Response, int]:
     """Build the answer for a scripted response, waiting or resetting as scripted.
 
@@ -102,9 +114,7 @@ async def serve_script(request: web.Request, script: ScriptedResponse) -> tuple[
     if script.delay > 0:
         await asyncio.sleep(script.delay)
     if script.reset:
-        transport = request.transport
-        if transport is not None:
-            transport.abort()
+        abort_connection(request)
         # Never delivered: aiohttp drops it because the transport is closed.
         return web.Response(status=script.status), 0
     headers = dict(script.headers)

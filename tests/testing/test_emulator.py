@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import base64
+import collections
 import dataclasses
+import json
+import math
 import re
 import stat
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from sfauth.testing import (
+    FAULT_KINDS,
     Emulator,
     EmulatorCredentials,
     RequestRecord,
@@ -1252,6 +1256,443 @@ async def test_record_requests_off_still_counts(
 
 
 # ---------------------------------------------------------------------------------------------
+# random fault injection
+
+REST_503 = b'[{"errorCode":"SERVER_UNAVAILABLE","message":"Server temporarily unavailable"}]'
+TOKEN_RETRY = b'{"error":"unknown_error","error_description":"retry your request"}'
+HTML_502 = (
+    b"<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1>"
+    b"</center><hr><center>nginx</center></body></html>"
+)
+#: kind -> (status, Content-Type, Retry-After, body) of a faulted REST GET.
+REST_FAULTS: dict[str, tuple[int, str, str | None, bytes]] = {
+    "503": (503, JSON_CT, None, REST_503),
+    "502_html": (502, "text/html", None, HTML_502),
+    "429": (
+        429,
+        JSON_CT,
+        "0",
+        b'[{"errorCode":"REQUEST_LIMIT_EXCEEDED","message":"Too many requests"}]',
+    ),
+    "concurrent_limit": (
+        403,
+        JSON_CT,
+        None,
+        b'[{"errorCode":"REQUEST_LIMIT_EXCEEDED",'
+        b'"message":"ConcurrentPerOrgLongTxn Limit exceeded."}]',
+    ),
+    "truncated_json": (200, JSON_CT, None, b'{"totalSize":1,"done":tr'),
+}
+#: kind -> (kind served and counted, status, Content-Type, Retry-After, body, OAuth error).
+TOKEN_FAULTS: dict[str, tuple[str, int, str, str | None, bytes, str | None]] = {
+    "503": ("503", 503, JSON_CT, None, TOKEN_RETRY, "unknown_error"),
+    "concurrent_limit": ("503", 503, JSON_CT, None, TOKEN_RETRY, "unknown_error"),
+    "502_html": ("502_html", 502, "text/html", None, HTML_502, None),
+    "429": ("429", 429, JSON_CT, "0", TOKEN_RETRY, "unknown_error"),
+    "token_unknown_error": (
+        "token_unknown_error",
+        400,
+        JSON_CT,
+        None,
+        TOKEN_RETRY,
+        "unknown_error",
+    ),
+    "truncated_json": ("truncated_json", 200, JSON_CT, None, b'{"access_token":"00D', None),
+}
+FAULT_STATUS = {"reset": 0} | {kind: v[0] for kind, v in REST_FAULTS.items()}
+
+
+async def call(
+    http: aiohttp.ClientSession, method: str, url: str, **kwargs: Any
+) -> tuple[int, bytes, Mapping[str, str]]:
+    """Send one request; a dropped connection is status 0."""
+    try:
+        async with http.request(method, url, **kwargs) as response:
+            return response.status, await response.read(), response.headers
+    except aiohttp.ClientConnectionError:
+        return 0, b"", {}
+
+
+async def test_fault_kinds_cover_every_documented_kind() -> None:
+    assert set(FAULT_KINDS) == set(REST_FAULTS) | set(TOKEN_FAULTS) | {"reset", "slow"}
+
+
+@pytest.mark.parametrize("kind", sorted(REST_FAULTS))
+async def test_rest_fault_answers(
+    emu: Emulator, creds: EmulatorCredentials, http: aiohttp.ClientSession, kind: str
+) -> None:
+    token = await login(http, emu, creds)
+    accounts = len(emu.records("Account"))
+    emu.inject_faults(1, seed=0, kinds={kind})
+    status, body, headers = await call(
+        http,
+        "GET",
+        emu.url + f"{V}/query",
+        params={"q": "SELECT Id FROM Account"},
+        headers={**bearer(token), "Sforce-Query-Options": "batchSize=200"},
+    )
+    expected_status, content_type, retry_after, expected_body = REST_FAULTS[kind]
+    assert (status, body) == (expected_status, expected_body)
+    assert headers["Content-Type"] == content_type
+    assert headers.get("Retry-After") == retry_after
+    assert "Sforce-Limit-Info" not in headers
+    assert emu.api_usage == 0
+    assert emu.requests[-1].fault == kind
+    assert emu.requests[-1].status == expected_status
+
+    # a POST gets the same fault (and creates nothing), except truncated_json: GET only
+    status, body, _ = await call(
+        http, "POST", emu.url + f"{V}/sobjects/Account/", json={"Name": "x"}, headers=bearer(token)
+    )
+    faulted = kind != "truncated_json"
+    post = emu.requests[-1]
+    if faulted:
+        assert (status, body, post.fault) == (expected_status, expected_body, kind)
+    else:
+        assert (status, post.fault) == (201, None)
+    assert len(emu.records("Account")) == accounts + (0 if faulted else 1)
+    assert emu.api_usage == (0 if faulted else 1)
+    assert emu.faults_injected == {kind: 2 if faulted else 1}
+    assert emu.counters[("sobject_create", status)] == 1
+    assert emu.counters[("query", expected_status)] == 1
+
+
+@pytest.mark.parametrize("kind", sorted(TOKEN_FAULTS))
+async def test_token_fault_answers(
+    emu: Emulator, creds: EmulatorCredentials, http: aiohttp.ClientSession, kind: str
+) -> None:
+    emu.inject_faults(1, seed=0, endpoints={"token"}, kinds={kind})
+    served, expected_status, content_type, retry_after, expected_body, error = TOKEN_FAULTS[kind]
+    async with http.post(emu.url + TOKEN_PATH, data=_form(make_assertion(creds))) as response:
+        assert response.status == expected_status
+        assert response.headers["Content-Type"] == content_type
+        assert response.headers.get("Retry-After") == retry_after
+        assert await response.read() == expected_body
+    assert emu.active_sessions == 0
+    record = emu.token_requests[-1]
+    assert (record.status, record.error, record.fault, record.scripted) == (
+        expected_status,
+        error,
+        served,
+        False,
+    )
+    assert emu.faults_injected == {served: 1}
+    assert emu.counters == {("token", expected_status): 1}
+    # REST endpoints are outside the filter
+    assert (await get_json(http, emu.url + "/services/data/"))[0] == 200
+
+
+async def test_truncated_token_json_holds_no_token(
+    emu: Emulator, creds: EmulatorCredentials, http: aiohttp.ClientSession
+) -> None:
+    emu.inject_faults(1, kinds=["truncated_json"])
+    status, body, _ = await call(
+        http, "POST", emu.url + TOKEN_PATH, data=_form(make_assertion(creds))
+    )
+    assert (status, body) == (200, b'{"access_token":"00D')
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(body)
+    assert emu.active_sessions == 0
+
+
+async def test_rate_one_503_hits_every_endpoint_and_changes_nothing(
+    emu: Emulator, creds: EmulatorCredentials, http: aiohttp.ClientSession
+) -> None:
+    token = await login(http, emu, creds)
+    account_id = emu.seed("Account", [{"Name": "Keep", "Ext__c": "k1"}])[0]
+    before = emu.records("Account")
+    sessions = emu.active_sessions
+    emu.inject_faults(1.0, seed=3, kinds={"503"})
+    sobject = f"{V}/sobjects/Account"
+    requests = [
+        ("GET", "/services/data/", "versions"),
+        ("GET", V, "resources"),
+        ("GET", f"{V}/query?q=SELECT+Id+FROM+Account", "query"),
+        ("GET", f"{V}/query/01gXXXXXXXXXXXXXXX-200", "query_more"),
+        ("GET", f"{V}/limits", "limits"),
+        ("POST", f"{sobject}/", "sobject_create"),
+        ("GET", f"{sobject}/{account_id}", "sobject_get"),
+        ("PATCH", f"{sobject}/{account_id}", "sobject_update"),
+        ("DELETE", f"{sobject}/{account_id}", "sobject_delete"),
+        ("PATCH", f"{sobject}/Ext__c/new", "sobject_upsert"),
+        ("GET", "/services/oauth2/userinfo", "userinfo"),
+        ("POST", f"/services/oauth2/revoke?token={token['access_token']}", "revoke"),
+        ("PUT", f"{V}/nothing", "not_found"),
+    ]
+    for method, path, _ in requests:
+        status, body, headers = await call(
+            http, method, emu.url + path, json={"Name": "Changed"}, headers=bearer(token)
+        )
+        assert (status, body) == (503, REST_503), path
+        assert headers["Content-Type"] == JSON_CT
+        assert "Sforce-Limit-Info" not in headers
+    status, body, _ = await call(
+        http, "POST", emu.url + TOKEN_PATH, data=_form(make_assertion(creds))
+    )
+    assert (status, body) == (503, TOKEN_RETRY)
+
+    assert [(r.endpoint, r.status, r.fault) for r in emu.requests[-len(requests) :]] == [
+        (name, 503, "503") for _, _, name in requests
+    ]
+    assert emu.records("Account") == before
+    assert emu.active_sessions == sessions
+    assert emu.api_usage == 0
+    assert emu.faults_injected == {"503": len(requests) + 1}
+    assert emu.counters == collections.Counter(
+        {("token", 200): 1, ("token", 503): 1} | {(name, 503): 1 for _, _, name in requests}
+    )
+
+
+async def test_rate_zero_injects_nothing(
+    emu: Emulator, creds: EmulatorCredentials, http: aiohttp.ClientSession
+) -> None:
+    emu.inject_faults(0, seed=1)
+    token = await login(http, emu, creds)
+    for _ in range(20):
+        assert (await get_json(http, emu.url + f"{V}/limits", headers=bearer(token)))[0] == 200
+    assert emu.faults_injected == {}
+
+    emu.inject_faults(1, kinds={"429"})
+    assert (await get_json(http, emu.url + f"{V}/limits", headers=bearer(token)))[0] == 429
+    emu.inject_faults(0)  # turns it off; the tally stays
+    for _ in range(20):
+        assert (await get_json(http, emu.url + f"{V}/limits", headers=bearer(token)))[0] == 200
+    assert (await login(http, emu, creds))["token_type"] == "Bearer"
+    assert emu.faults_injected == {"429": 1}
+    assert emu.counters[("limits", 200)] == 40
+    assert emu.api_usage == 40
+
+
+async def test_endpoints_filter(
+    emu: Emulator, creds: EmulatorCredentials, http: aiohttp.ClientSession
+) -> None:
+    token = await login(http, emu, creds)
+    emu.inject_faults(1, kinds={"503"}, endpoints={"query", "query_more"})
+    query = emu.url + f"{V}/query"
+    params = {"q": "SELECT Id FROM Account"}
+    assert (await call(http, "GET", query, params=params, headers=bearer(token)))[0] == 503
+    assert (await get_json(http, emu.url + f"{V}/limits", headers=bearer(token)))[0] == 200
+    assert (await login(http, emu, creds))["token_type"] == "Bearer"
+    assert emu.faults_injected == {"503": 1}
+
+    emu.inject_faults(1, kinds=("503",), endpoints=["token"])
+    status, page, _ = await get_json(http, query, params=params, headers=bearer(token))
+    assert (status, page["totalSize"]) == (200, 250)
+    status, body, _ = await call(
+        http, "POST", emu.url + TOKEN_PATH, data=_form(make_assertion(creds))
+    )
+    assert (status, body) == (503, TOKEN_RETRY)
+    assert emu.faults_injected == {"503": 2}
+    assert emu.counters[("query", 503)] == 1
+    assert emu.counters[("query", 200)] == 1
+
+
+async def test_reset_only_where_a_retry_is_safe(
+    emu: Emulator, creds: EmulatorCredentials, http: aiohttp.ClientSession
+) -> None:
+    token = await login(http, emu, creds)
+    account_id = emu.seed("Account", [{"Name": "Doomed"}])[0]
+    accounts = len(emu.records("Account"))
+    emu.inject_faults(1, seed=5, kinds={"reset"})
+    sobject = emu.url + f"{V}/sobjects/Account"
+
+    # GET and DELETE: dropped after the request was read (aiohttp itself retries idempotent
+    # requests once, so each may reach the emulator more than once)
+    for method, url in (("GET", emu.url + f"{V}/limits"), ("DELETE", f"{sobject}/{account_id}")):
+        with pytest.raises(aiohttp.ClientConnectionError):
+            async with http.request(method, url, headers=bearer(token)):
+                pass
+    dropped = list(emu.requests)
+    assert {(r.method, r.endpoint, r.status, r.fault) for r in dropped} == {
+        ("GET", "limits", 0, "reset"),
+        ("DELETE", "sobject_delete", 0, "reset"),
+    }
+    assert len(emu.records("Account")) == accounts
+
+    # POST and PATCH must not be reset: they get their normal answer
+    status, body, _ = await call(
+        http, "POST", f"{sobject}/", json={"Name": "Kept"}, headers=bearer(token)
+    )
+    assert status == 201
+    new_id = json.loads(body)["id"]
+    status, _, _ = await call(
+        http, "PATCH", f"{sobject}/{new_id}", json={"Name": "Renamed"}, headers=bearer(token)
+    )
+    assert status == 204
+    assert [(r.method, r.status, r.fault) for r in emu.requests[len(dropped) :]] == [
+        ("POST", 201, None),
+        ("PATCH", 204, None),
+    ]
+    assert len(emu.records("Account")) == accounts + 1
+
+    # the token endpoint: a POST, but safe to retry
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await post_token(http, emu.url, _form(make_assertion(creds)))
+    assert (emu.token_requests[-1].status, emu.token_requests[-1].fault) == (0, "reset")
+    assert emu.faults_injected == {"reset": len(dropped) + 1}
+    assert emu.counters[("token", 0)] == 1
+    assert emu.counters[("limits", 0)] + emu.counters[("sobject_delete", 0)] == len(dropped)
+
+
+async def test_kinds_that_do_not_apply_leave_requests_alone(
+    emu: Emulator, creds: EmulatorCredentials, http: aiohttp.ClientSession
+) -> None:
+    token = await login(http, emu, creds)
+    emu.inject_faults(1, kinds={"token_unknown_error"})
+    assert (await get_json(http, emu.url + f"{V}/limits", headers=bearer(token)))[0] == 200
+    emu.inject_faults(1, kinds={"truncated_json", "reset"})
+    status, _, _ = await call(
+        http, "POST", emu.url + f"{V}/sobjects/Account/", json={"Name": "x"}, headers=bearer(token)
+    )
+    assert status == 201
+    assert emu.faults_injected == {}
+    assert [r.fault for r in emu.requests] == [None, None]
+
+
+async def test_slow_fault_is_the_normal_answer_late(
+    emu: Emulator, creds: EmulatorCredentials, http: aiohttp.ClientSession
+) -> None:
+    emu.inject_faults(1, kinds={"slow"})
+    started = time.monotonic()
+    token = await login(http, emu, creds)
+    status, _, response = await get_json(http, emu.url + f"{V}/limits", headers=bearer(token))
+    elapsed = time.monotonic() - started
+    assert status == 200
+    assert response.headers["Sforce-Limit-Info"] == "api-usage=1/15000"
+    assert elapsed >= 2 * 0.05
+    assert emu.active_sessions == 1
+    assert emu.faults_injected == {"slow": 2}
+    assert (emu.token_requests[-1].fault, emu.token_requests[-1].status) == ("slow", 200)
+    assert (emu.requests[-1].fault, emu.requests[-1].status) == ("slow", 200)
+
+
+async def test_scripted_responses_take_precedence(
+    emu: Emulator, creds: EmulatorCredentials, http: aiohttp.ClientSession
+) -> None:
+    token = await login(http, emu, creds)
+    emu.inject_faults(1, kinds={"503"})
+    emu.script_rest_responses([ScriptedResponse(status=418, text="teapot")])
+    emu.script_token_responses([ScriptedResponse(status=200, json={"access_token": "fake"})])
+    url = emu.url + f"{V}/limits"
+    assert (await call(http, "GET", url, headers=bearer(token)))[:2] == (418, b"teapot")
+    assert (await call(http, "GET", url, headers=bearer(token)))[0] == 503
+    form = _form(make_assertion(creds))
+    assert (await post_token(http, emu.url, form))[:2] == (200, {"access_token": "fake"})
+    assert (await post_token(http, emu.url, form))[:2] == (
+        503,
+        json.loads(TOKEN_RETRY),
+    )
+    assert [(r.status, r.fault) for r in emu.requests] == [(418, None), (503, "503")]
+    assert [(r.status, r.scripted, r.fault) for r in emu.token_requests[1:]] == [
+        (200, True, None),
+        (503, False, "503"),
+    ]
+    assert emu.faults_injected == {"503": 2}
+
+
+async def _soak(
+    http: aiohttp.ClientSession,
+    emu: Emulator,
+    token: dict[str, str],
+    form: dict[str, str],
+    rounds: int = 30,
+) -> tuple[list[tuple[str, str | None, int]], list[tuple[str | None, int]]]:
+    """Send ``rounds`` times a fixed mix of 5 requests; return what the emulator served."""
+    emu.requests.clear()
+    del emu.token_requests[:]
+    missing = f"{V}/sobjects/Account/001000000000000AAA"
+    for _ in range(rounds):
+        await call(
+            http,
+            "GET",
+            emu.url + f"{V}/query",
+            params={"q": "SELECT Id FROM Account LIMIT 1"},
+            headers=bearer(token),
+        )
+        await call(
+            http,
+            "POST",
+            emu.url + f"{V}/sobjects/Contact/",
+            json={"LastName": "x"},
+            headers=bearer(token),
+        )
+        await call(http, "GET", emu.url + f"{V}/limits", headers=bearer(token))
+        await call(http, "DELETE", emu.url + missing, headers=bearer(token))
+        await call(http, "POST", emu.url + TOKEN_PATH, data=form)
+    rest = [(r.endpoint, r.fault, r.status) for r in emu.requests]
+    tokens = [(r.fault, r.status) for r in emu.token_requests]
+    return rest, tokens
+
+
+async def test_faults_are_deterministic_for_a_seed(
+    emu: Emulator, creds: EmulatorCredentials, http: aiohttp.ClientSession
+) -> None:
+    token = await login(http, emu, creds)
+    form = _form(make_assertion(creds))
+
+    emu.inject_faults(0.5, seed=3)
+    first = await _soak(http, emu, token, form)
+    # same seed, kinds given explicitly in another order: the same faults
+    emu.inject_faults(0.5, seed=3, kinds=list(reversed(FAULT_KINDS)))
+    second = await _soak(http, emu, token, form)
+    emu.inject_faults(0.5, seed=4321)
+    third = await _soak(http, emu, token, form, rounds=6)
+
+    assert first == second
+    assert third != (first[0][: len(third[0])], first[1][: len(third[1])])
+    rest, tokens = first
+    assert {fault for _, fault, _ in rest} == set(FAULT_KINDS) - {"token_unknown_error"} | {None}
+    assert {fault for fault, _ in tokens} == set(FAULT_KINDS) - {"concurrent_limit"} | {None}
+
+    normal = {"query": 200, "sobject_create": 201, "limits": 200, "sobject_delete": 404}
+    for endpoint, fault, status in rest:
+        if fault in (None, "slow"):
+            assert status == normal[endpoint]
+        else:
+            assert status == FAULT_STATUS[fault]
+        if endpoint == "sobject_create":
+            assert fault not in ("reset", "truncated_json")
+        if endpoint == "sobject_delete":
+            assert fault != "truncated_json"
+    token_status = {"reset": 0} | {kind: v[1] for kind, v in TOKEN_FAULTS.items()}
+    for fault, status in tokens:
+        assert status == (200 if fault in (None, "slow") else token_status[fault])
+
+    runs = (first, second, third)
+    faults = [f for run_rest, _ in runs for _, f, _ in run_rest]
+    faults += [f for _, run_tokens in runs for f, _ in run_tokens]
+    injected = collections.Counter(f for f in faults if f is not None)
+    assert emu.faults_injected == injected
+    assert 0.4 < injected.total() / len(faults) < 0.6
+
+
+def test_inject_faults_validates_its_arguments() -> None:
+    emu = Emulator(default_accounts=0)
+    for rate in (-0.01, 1.01, math.nan):
+        with pytest.raises(ValueError, match="rate"):
+            emu.inject_faults(rate)
+    with pytest.raises(ValueError, match="unknown kinds: 500"):
+        emu.inject_faults(0.1, kinds={"503", "500"})
+    with pytest.raises(ValueError, match="unknown endpoints: sobject"):
+        emu.inject_faults(0.1, endpoints={"query", "sobject"})
+    with pytest.raises(ValueError, match="kinds must not be empty"):
+        emu.inject_faults(0.1, kinds=set())
+    with pytest.raises(ValueError, match="endpoints must not be empty"):
+        emu.inject_faults(0.1, endpoints=[])
+    with pytest.raises(TypeError, match="single string"):
+        emu.inject_faults(0.1, kinds="503")
+    with pytest.raises(TypeError, match="single string"):
+        emu.inject_faults(0.1, endpoints="token")
+    emu.inject_faults(
+        0.1,
+        endpoints={"token", "versions", "resources", "query", "query_more", "limits"}
+        | {"sobject_create", "sobject_get", "sobject_update", "sobject_delete"}
+        | {"sobject_upsert", "userinfo", "revoke", "not_found"},
+        kinds=FAULT_KINDS,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
 # TLS, credentials, data, misc
 
 
@@ -1419,13 +1860,26 @@ async def test_not_started_errors() -> None:
 def test_public_api() -> None:
     import sfauth.testing as testing
 
-    assert testing.__all__ == sorted(testing.__all__)
+    # isort-style (ruff RUF022): constants first, then classes
+    assert testing.__all__ == sorted(testing.__all__, key=lambda name: (not name.isupper(), name))
     assert set(testing.__all__) == {
+        "FAULT_KINDS",
         "Emulator",
         "EmulatorCredentials",
         "RequestRecord",
         "ScriptedResponse",
         "TokenRequestRecord",
+        "no_backoff",
     }
-    for name in testing.__all__:
+    for name in set(testing.__all__) - {"FAULT_KINDS"}:
         assert getattr(testing, name).__doc__
+    assert testing.FAULT_KINDS == (
+        "503",
+        "502_html",
+        "429",
+        "concurrent_limit",
+        "token_unknown_error",
+        "reset",
+        "truncated_json",
+        "slow",
+    )
