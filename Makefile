@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint typecheck clean
+.PHONY: demo test soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: $(VENV)/.installed-dev
 	$(BIN)/mypy --strict sfauth
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# 20,000 requests, 1,000 in flight, >= 10 % injected faults, 3 expiries and 1 revocation.
+soak: $(VENV)/.installed-run
+	$(BIN)/python -m benchmarks.soak
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -241,9 +241,14 @@ class SalesforceAuthMiddleware:
 
 
 class _Send:
-    """One request's sends: bearer stamping, the single 401 replay, failure classification."""
+    """One request's sends: bearer stamping, the 401 replay, failure classification.
 
-    __slots__ = ("auth", "handler", "may_resend", "replayed", "request")
+    Each send attempt replays at most once after a 401: a 401 on the replay is final. A
+    request that is also retried for a transient failure may meet a later, separate session
+    expiry on a later attempt and is then replayed once on that attempt too.
+    """
+
+    __slots__ = ("auth", "handler", "may_resend", "request")
 
     def __init__(
         self,
@@ -256,7 +261,6 @@ class _Send:
         self.request = request
         self.handler = handler
         self.may_resend = may_resend
-        self.replayed = False
 
     async def attempt(self, token: Token | None = None) -> ClientResponse:
         """Send once (plus the 401 replay); raise typed errors for failures worth retrying."""
@@ -278,9 +282,18 @@ class _Send:
         if usage is not None:
             self.auth._usage.observe(usage)
         status = response.status
-        if status not in _ALWAYS_TRANSIENT and status != 403 and status != 500:
-            return response
-        return await self._classify(response)
+        if status in _ALWAYS_TRANSIENT or status == 403 or status == 500:
+            response = await self._classify(response)
+        if response.content_type == "application/json":
+            # Read JSON bodies here, inside the retry loop: a body cut short by a dropped
+            # connection is then retried like any transport failure, and the caller gets a
+            # complete body (aiohttp keeps it for .json()/.read()).
+            try:
+                await response.read()
+            except aiohttp.ClientPayloadError as exc:
+                response.release()
+                raise self._transport(exc, sent=True, retryable=self.may_resend) from None
+        return response
 
     async def _send(self) -> ClientResponse:
         request = self.request
@@ -323,14 +336,6 @@ class _Send:
         error_code, message = await _read_error(response)
         if _NOT_FOR_REST in message.lower():
             raise _session_error(RestApiNotAllowedError, request, error_code, message)
-        if self.replayed:
-            raise _session_error(
-                InvalidSessionError,
-                request,
-                error_code,
-                message,
-                "Salesforce rejected the session even after a refresh and one replay",
-            )
         rejection = _session_error(
             InvalidSessionError,
             request,
@@ -346,7 +351,6 @@ class _Send:
         if fresh.instance_url != token.instance_url:
             _rebind(request, fresh.instance_url)
         request.headers[hdrs.AUTHORIZATION] = "Bearer " + fresh.access_token
-        self.replayed = True
         logger.debug(
             "sfauth.request.replayed",
             method=request.method,

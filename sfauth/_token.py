@@ -148,8 +148,11 @@ def parse_token_response(
 
     data = _json_object(body)
     if data is None:
-        # No snippet here: a truncated success body may hold the access token.
-        raise bad(f"the body ({len(body)} bytes) is not a JSON object")
+        # No snippet here: a truncated success body may hold the access token. A 200 that is
+        # not JSON (cut short, or a proxy's page) is transient: a new exchange may succeed.
+        error = bad(f"the body ({len(body)} bytes) is not a JSON object")
+        error.retryable = True
+        raise error
     access_token = data.get("access_token")
     if not isinstance(access_token, str) or not access_token:
         raise bad("access_token is missing or not a non-empty string")

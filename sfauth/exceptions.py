@@ -156,7 +156,8 @@ class TokenResponseError(TokenEndpointError):
     """The token endpoint answered 200 but the body is not a usable token response.
 
     For example: not JSON, ``access_token`` or ``instance_url`` missing, ``token_type`` other
-    than ``Bearer``, or an ``id`` that is not ``.../id/{org_id}/{user_id}``.
+    than ``Bearer``, or an ``id`` that is not ``.../id/{org_id}/{user_id}``. A body that is not
+    JSON at all (cut short, a proxy's page) is ``retryable``; a JSON body missing fields is not.
     """
 
 

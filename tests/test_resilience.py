@@ -71,18 +71,19 @@ async def test_invalid_grant_is_exactly_one_attempt(
 async def test_unknown_error_then_200_uses_a_fresh_assertion(
     make_session: SessionFactory, emulator: Emulator
 ) -> None:
-    fake = FakeTime(start=time.time())
+    fake = FakeTime(start=float(int(time.time())))
     body = {"error": "unknown_error", "error_description": "retry your request"}
-    emulator.script_token_responses([ScriptedResponse(status=400, json=body)])
-    sf = make_session(retry=fake_policy(fake, backoff_base=2.0, backoff_cap=2.0))
+    emulator.script_token_responses(
+        [ScriptedResponse(status=400, json=body, headers={"Retry-After": "5"})]
+    )
+    sf = make_session(retry=fake_policy(fake, backoff_base=0.01, backoff_cap=0.01))
     sf.auth._manager.client.signer._clock = fake.clock  # the wall clock advances with the wait
     await sf.token()
     first, second = emulator.token_requests
     assert (first.status, second.status) == (400, 200)
+    assert fake.sleeps == [5.0]
     assert first.assertion != second.assertion
-    assert second.claims["exp"] - first.claims["exp"] == int(fake.now) - int(
-        fake.now - fake.sleeps[0]
-    )
+    assert second.claims["exp"] == first.claims["exp"] + 5  # minted at the second attempt
 
 
 async def test_token_retry_after_is_honoured(

@@ -616,6 +616,7 @@ class Emulator(RestApi):
         async def endpoint(request: web.Request) -> web.StreamResponse:
             body = await request.read() if request.body_exists else b""
             status: int
+            response: web.StreamResponse
             fault: str | None = None
             if self._rest_script:
                 response, status = await serve_script(request, self._rest_script.popleft())

@@ -8,6 +8,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 
 from sfauth.testing._state import JSON_CONTENT_TYPE, abort_connection
 
@@ -30,9 +31,10 @@ __all__ = ["FAULT_KINDS", "SLOW_DELAY", "FaultInjector", "serve_fault"]
 #: - ``"reset"``: the request is read, then the connection is closed without an answer; only
 #:   for GET, HEAD, PUT and DELETE requests and on the token endpoint (never for a REST POST
 #:   or PATCH, which a client must not blindly retry).
-#: - ``"truncated_json"``: 200 with a JSON content type and a body cut in the middle
-#:   (``{"totalSize":1,"done":tr``); REST GET requests and the token endpoint
-#:   (``{"access_token":"00D``, no usable token) only.
+#: - ``"truncated_json"``: on REST GET requests, a 200 JSON answer whose connection drops
+#:   mid-body (``Content-Length`` announces more than the ``{"totalSize":1,"done":tr`` that is
+#:   sent); on the token endpoint, a complete 200 answer whose JSON is cut
+#:   (``{"access_token":"00D``, no usable token).
 #: - ``"slow"``: the normal answer, after :data:`SLOW_DELAY` seconds.
 FAULT_KINDS: tuple[str, ...] = (
     "503",
@@ -182,9 +184,31 @@ class FaultInjector:
         return candidates[self._rng.randrange(len(candidates))]
 
 
+class _CutResponse(web.StreamResponse):
+    """A 200 JSON answer whose body is cut off: the connection drops mid-body.
+
+    The headers announce more bytes than are sent, so the client sees the payload end early
+    (aiohttp raises ``ClientPayloadError``), as when a proxy or the network cuts a response.
+    """
+
+    def __init__(self, partial: bytes) -> None:
+        super().__init__(status=200, headers={"Content-Type": JSON_CONTENT_TYPE})
+        self.content_length = len(partial) * 4
+        self._partial = partial
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        writer = await super().prepare(request)
+        await self.write(self._partial)
+        abort_connection(request)
+        return writer
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        """Send nothing more: the connection is already gone."""
+
+
 def serve_fault(
     request: web.Request, kind: str, *, token: bool
-) -> tuple[web.Response, int, str | None]:
+) -> tuple[web.StreamResponse, int, str | None]:
     """Build the answer of a fault that replaces the normal one (any kind but ``"slow"``).
 
     Args:
@@ -200,6 +224,8 @@ def serve_fault(
     if kind == "reset":
         abort_connection(request)
         return web.Response(status=500), 0, None
+    if kind == "truncated_json" and not token:
+        return _CutResponse(_REST[kind].body), 200, None
     canned = (_TOKEN if token else _REST)[kind]
     response = web.Response(
         status=canned.status, body=canned.body, headers={"Content-Type": canned.content_type}

@@ -90,7 +90,7 @@ def rest_error(status: int, error_code: str, message: str) -> web.Response:
     return json_response(status, [{"message": message, "errorCode": error_code}])
 
 
-def abort_connection(request: web.Request) -> None:
+def abort_connection(request: web.BaseRequest) -> None:
     """Close the request's connection at once, without an answer (the client sees a disconnect).
 
     Args:
