@@ -7,6 +7,7 @@ object (parsing a PEM costs milliseconds, signing with a loaded key a fraction o
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import TypeAlias
 
@@ -14,6 +15,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
+from ._logging import logger
 from .exceptions import PrivateKeyError
 
 __all__ = ["MIN_RSA_BITS", "PrivateKeyInput", "load_private_key"]
@@ -148,6 +150,7 @@ def _read_file(path: str | os.PathLike[str]) -> bytes:
     try:
         with open(path, "rb") as f:
             data = f.read(_MAX_KEY_FILE_BYTES + 1)
+            mode = os.fstat(f.fileno()).st_mode
     except FileNotFoundError:
         raise PrivateKeyError(
             f"private_key is not PEM text and no file exists at {shown}; "
@@ -161,6 +164,13 @@ def _read_file(path: str | os.PathLike[str]) -> bytes:
         ) from None
     if len(data) > _MAX_KEY_FILE_BYTES:
         raise PrivateKeyError(f"the private_key file {shown} is over 1 MiB; it is not a key file")
+    if mode & 0o077:
+        logger.warning(
+            "sfauth.key.permissions",
+            path=shown,
+            mode=oct(stat.S_IMODE(mode)),
+            hint="the private key file is readable by group or others; chmod 600 it",
+        )
     return data
 
 

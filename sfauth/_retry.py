@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import email.utils
 import math
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ _state = {"backoff_disabled": False}
 
 #: Longest ``Retry-After`` sfauth accepts from a server, in seconds (one day).
 _MAX_RETRY_AFTER = 86400.0
+_DELTA_SECONDS = re.compile(r"[0-9]{1,15}")
 
 
 @contextlib.contextmanager
@@ -120,7 +122,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     if value is None:
         return None
     text = value.strip()
-    if text.isdigit():
+    if _DELTA_SECONDS.fullmatch(text):
         return min(float(text), _MAX_RETRY_AFTER)
     try:
         when = email.utils.parsedate_to_datetime(text)
