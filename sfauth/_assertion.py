@@ -51,7 +51,11 @@ class AssertionSigner:
         lifetime: float = MAX_ASSERTION_LIFETIME,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if not 0 < lifetime <= MAX_ASSERTION_LIFETIME:
+        if (
+            not isinstance(lifetime, int | float)
+            or isinstance(lifetime, bool)
+            or not 0 < lifetime <= MAX_ASSERTION_LIFETIME
+        ):
             raise ConfigurationError(
                 f"assertion_lifetime must be > 0 and <= {MAX_ASSERTION_LIFETIME:g} seconds "
                 f"(Salesforce refuses an exp more than 3 minutes ahead); got {lifetime!r}"

@@ -103,6 +103,10 @@ class FlowConfig:
         Raises:
             ConfigurationError: A value is empty or malformed; the message says which and why.
         """
+        if not isinstance(allow_http_loopback, bool):
+            raise ConfigurationError(
+                f"allow_http_loopback must be True or False; got {allow_http_loopback!r}"
+            )
         if not isinstance(client_id, str) or not client_id.strip():
             raise ConfigurationError("client_id is empty; pass the connected app's consumer key")
         if not isinstance(username, str) or not username.strip():

@@ -53,6 +53,14 @@ def load_private_key(
     """
     if isinstance(private_key, rsa.RSAPrivateKey):
         return _check_rsa(private_key)
+    if not isinstance(private_key, str | bytes | os.PathLike) or not private_key:
+        raise PrivateKeyError(
+            "private_key must be PEM text (str or bytes), the path of a PEM file, or an "
+            f"RSAPrivateKey; got {type(private_key).__name__}"
+            + (" (empty)" if isinstance(private_key, str | bytes) else "")
+        )
+    if passphrase is not None and not isinstance(passphrase, str | bytes):
+        raise PrivateKeyError(f"passphrase must be str or bytes; got {type(passphrase).__name__}")
     pem = _read_pem(private_key)
     password = passphrase.encode() if isinstance(passphrase, str) else passphrase
     try:
@@ -153,8 +161,8 @@ def _read_file(path: str | os.PathLike[str]) -> bytes:
             mode = os.fstat(f.fileno()).st_mode
     except FileNotFoundError:
         raise PrivateKeyError(
-            f"private_key is not PEM text and no file exists at {shown}; "
-            "pass the PEM text or the path of the key file"
+            "private_key is not PEM text (no '-----BEGIN ... PRIVATE KEY-----' line) and no "
+            f"file exists at {shown}; pass the PEM text or the path of the key file"
         ) from None
     except IsADirectoryError:
         raise PrivateKeyError(f"private_key path {shown} is a directory, not a key file") from None
@@ -175,8 +183,14 @@ def _read_file(path: str | os.PathLike[str]) -> bytes:
 
 
 def _display_path(path: str | os.PathLike[str]) -> str:
-    """Show a path in an error unless it could be mangled key material."""
+    """Show a path in an error only when it looks like one: it may be mangled key material."""
     text = os.fspath(path)
-    if isinstance(path, os.PathLike) or (len(text) <= 256 and "\n" not in text):
+    looks_like_path = (
+        len(text) <= 256
+        and "\n" not in text
+        and "-----" not in text
+        and (os.sep in text or text.lower().endswith((".pem", ".key", ".p8", ".der", ".crt")))
+    )
+    if looks_like_path:
         return repr(str(Path(text)))
-    return "(the given value, not shown)"
+    return f"the given value ({len(text)} characters, not shown: it does not look like a path)"

@@ -1,47 +1,110 @@
-"""sfauth's structlog logger and the redaction processor it offers to applications.
+"""sfauth's logger and the redaction processor it offers to applications.
 
-sfauth never calls ``structlog.configure``: the application decides where events go. Events
-are named ``sfauth.<area>.<what>`` with flat fields; durations are seconds rounded to the
-millisecond. No event carries a token, an assertion, a key or request headers.
+sfauth never calls ``structlog.configure``: the application decides where events go. When the
+application has configured structlog, events go through it; when it has not, they go to the
+standard library logger ``"sfauth"`` instead of structlog's print-everything default, so an
+application that only uses ``logging`` sees sfauth's warnings and errors and nothing else
+unless it asks. Events are named ``sfauth.<area>.<what>`` with flat fields; durations are
+seconds rounded to the millisecond. No event carries a token, an assertion, a key or request
+headers.
 """
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
 
 import structlog
 
 __all__ = ["REDACTED", "logger", "redact_secrets", "scrub"]
 
-logger = structlog.get_logger("sfauth")
+_structlog_logger = structlog.get_logger("sfauth")
+_stdlib_logger = logging.getLogger("sfauth")
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+
+class _Logger:
+    """Emit through structlog when the application configured it, else through ``logging``."""
+
+    __slots__ = ("_context",)
+
+    def __init__(self, context: dict[str, Any] | None = None) -> None:
+        self._context = context or {}
+
+    def bind(self, **fields: Any) -> _Logger:
+        """Return a logger that adds ``fields`` to every event."""
+        return _Logger({**self._context, **fields})
+
+    def _emit(self, level: str, event: str, fields: dict[str, Any]) -> None:
+        if self._context:
+            fields = {**self._context, **fields}
+        if structlog.is_configured():
+            getattr(_structlog_logger, level)(event, **fields)
+            return
+        number = _LEVELS[level]
+        if _stdlib_logger.isEnabledFor(number):
+            redacted = _redact(fields)
+            text = " ".join(f"{key}={value!r}" for key, value in redacted.items())
+            _stdlib_logger.log(number, "%s %s", event, text)
+
+    def debug(self, event: str, **fields: Any) -> None:
+        """Log ``event`` at debug level."""
+        self._emit("debug", event, fields)
+
+    def info(self, event: str, **fields: Any) -> None:
+        """Log ``event`` at info level."""
+        self._emit("info", event, fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        """Log ``event`` at warning level."""
+        self._emit("warning", event, fields)
+
+    def error(self, event: str, **fields: Any) -> None:
+        """Log ``event`` at error level."""
+        self._emit("error", event, fields)
+
+
+logger = _Logger()
 
 REDACTED = "<redacted>"
 
-#: Field names whose values are always secret (compared case-insensitively).
+#: Field names whose values are always secret (compared case-insensitively, ``-`` as ``_``).
 _SECRET_KEYS = frozenset(
     {
         "access_token",
         "assertion",
         "authorization",
+        "cookie",
         "passphrase",
         "password",
         "private_key",
+        "proxy_authorization",
         "refresh_token",
         "session_id",
+        "set_cookie",
+        "sid",
         "token",
     }
 )
 
-#: Values shaped like a Salesforce session id (``00D…!…``), a JWT, a bearer header or a PEM key.
+#: Values shaped like a Salesforce session id (``00D…!…``, also URL-encoded), a JWT, a bearer
+#: header or a PEM private key.
 SECRET_PATTERN = re.compile(
-    r"00D[0-9A-Za-z]{12,15}![0-9A-Za-z._-]+"
+    r"00D[0-9A-Za-z]{12,15}(?:!|%21)[0-9A-Za-z._%-]+"
     r"|eyJ[0-9A-Za-z_-]*\.[0-9A-Za-z_-]*\.[0-9A-Za-z_-]*"
-    r"|(?i:bearer)\s+[0-9A-Za-z._~+/!=-]+"
+    r"|(?i:bearer)\s+[0-9A-Za-z._~+/!%=-]+"
     r"|-----BEGIN[A-Z ]*PRIVATE KEY-----.*?(?:-----END[A-Z ]*PRIVATE KEY-----|$)",
     re.DOTALL,
 )
+
+_MAX_DEPTH = 10
 
 
 def scrub(text: str) -> str:
@@ -56,23 +119,42 @@ def scrub(text: str) -> str:
     return SECRET_PATTERN.sub(REDACTED, text)
 
 
+def _is_secret_key(key: object) -> bool:
+    return isinstance(key, str) and key.lower().replace("-", "_") in _SECRET_KEYS
+
+
 def _redact(value: Any, depth: int = 0) -> Any:
-    if depth > 8:
-        return value
+    """Return ``value`` with secrets masked; containers are copied, never mutated."""
     if isinstance(value, str):
         return scrub(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if depth >= _MAX_DEPTH:
+        return REDACTED  # too deep to inspect: do not pass it through unread
+    if isinstance(value, bytes | bytearray | memoryview):
+        return scrub(bytes(value).decode("utf-8", "replace"))
     if isinstance(value, Mapping):
         return {
-            k: REDACTED
-            if isinstance(k, str) and k.lower() in _SECRET_KEYS
-            else _redact(v, depth + 1)
-            for k, v in value.items()
+            k: REDACTED if _is_secret_key(k) else _redact(v, depth + 1) for k, v in value.items()
         }
-    if isinstance(value, list | tuple):
-        return type(value)(_redact(v, depth + 1) for v in value)
     if isinstance(value, BaseException):
         return scrub(f"{type(value).__name__}: {value}")
-    return value
+    if isinstance(value, list | tuple | set | frozenset):
+        # NamedTuples and other tuple subclasses become plain lists (their constructors differ).
+        return [_redact(v, depth + 1) for v in value]
+    if isinstance(value, Iterable) and not hasattr(value, "read"):
+        try:
+            return [_redact(v, depth + 1) for v in list(value)[:1000]]
+        except Exception:
+            return REDACTED
+    return scrub(repr(value)) if _looks_secret(value) else value
+
+
+def _looks_secret(value: object) -> bool:
+    try:
+        return SECRET_PATTERN.search(repr(value)) is not None
+    except Exception:
+        return True
 
 
 def redact_secrets(
@@ -82,9 +164,10 @@ def redact_secrets(
 
     Put it in your ``structlog.configure(processors=[...])`` chain before the renderer (and
     after ``format_exc_info`` so rendered tracebacks are scrubbed too). It replaces the values
-    of keys named ``authorization``, ``access_token``, ``assertion``, ``private_key``,
-    ``passphrase`` (and similar), at any nesting depth, and masks session-id-, JWT-, bearer-
-    and PEM-shaped substrings in every string value and exception text.
+    of keys named ``authorization``, ``proxy-authorization``, ``cookie``, ``access_token``,
+    ``assertion``, ``private_key``, ``passphrase`` (and similar), at any nesting depth, and
+    masks session-id-, JWT-, bearer- and PEM-shaped substrings in every string, bytes value
+    and exception text. Objects nested deeper than ten levels are replaced whole.
 
     Args:
         _logger: The wrapped logger (unused).
@@ -95,8 +178,5 @@ def redact_secrets(
         The same ``event_dict``, redacted.
     """
     for key, value in event_dict.items():
-        if key.lower() in _SECRET_KEYS:
-            event_dict[key] = REDACTED
-        else:
-            event_dict[key] = _redact(value)
+        event_dict[key] = REDACTED if _is_secret_key(key) else _redact(value)
     return event_dict

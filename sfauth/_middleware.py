@@ -7,6 +7,7 @@ callable ``(request, handler) -> response``. ``AuthSession`` installs it on its 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -30,20 +31,33 @@ from .exceptions import (
     InvalidSessionError,
     RequestLimitError,
     RestApiNotAllowedError,
+    SessionClosedError,
+    SessionError,
     SFAuthError,
     TransientAPIError,
     TransportError,
 )
 
-__all__ = ["IDEMPOTENT_METHODS", "RETRY_UNSAFE_HEADER", "SalesforceAuthMiddleware"]
+__all__ = [
+    "IDEMPOTENT_METHODS",
+    "INSTANCE_RELATIVE_HEADER",
+    "RETRY_UNSAFE_HEADER",
+    "SalesforceAuthMiddleware",
+]
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 
 #: Request header by which a caller allows retrying a non-idempotent request (value ``"1"``).
 #: The middleware removes it before sending. ``AuthSession`` sets it for ``idempotent=True``.
 RETRY_UNSAFE_HEADER = "X-Sfauth-Retry-Unsafe"
+#: Internal marker set by ``AuthSession`` on URLs it resolved from a path on the instance: such
+#: a request may be moved to the new ``instance_url`` when the org moved meanwhile. Removed
+#: before sending.
+INSTANCE_RELATIVE_HEADER = "X-Sfauth-Instance-Path"
 
 _NOT_FOR_REST = "not valid for use with the rest api"
+#: A 401 body is Salesforce's short JSON error; anything longer is not read past this.
+_MAX_ERROR_BODY = 64 * 1024
 _NOT_JSON = "(the body is not JSON)"
 _ALWAYS_TRANSIENT = frozenset({429, 502, 503, 504})
 _NOT_SENT_ERRORS = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
@@ -97,6 +111,11 @@ class SalesforceAuthMiddleware:
             sessions live as long as the org's session timeout (2 hours by default).
         usage_warning: Fraction of the org's daily API requests (``Sforce-Limit-Info``) at
             which ``sfauth.limits.high`` is logged once (default 0.8).
+        max_in_flight: At most this many sends at once, the bearer being stamped only when a
+            send slot is free (so requests queued behind a busy pool never go out with a token
+            that expired while they waited); ``None`` (default) for no cap. ``AuthSession``
+            sets it to its connection ``limit``. The slot is held for the send only, never
+            during a backoff.
 
     Raises:
         ConfigurationError: A setting is missing or malformed.
@@ -121,6 +140,7 @@ class SalesforceAuthMiddleware:
         failure_threshold: int = 3,
         max_token_age: float | None = None,
         usage_warning: float = 0.8,
+        max_in_flight: int | None = None,
     ) -> None:
         config = FlowConfig.create(
             client_id=client_id,
@@ -154,7 +174,16 @@ class SalesforceAuthMiddleware:
             failure_threshold=failure_threshold,
             max_token_age=max_token_age,
         )
+        if not isinstance(usage_warning, int | float) or not 0 < usage_warning <= 1:
+            raise ConfigurationError(f"usage_warning must be in (0, 1]; got {usage_warning!r}")
+        if max_in_flight is not None and (
+            not isinstance(max_in_flight, int)
+            or isinstance(max_in_flight, bool)
+            or max_in_flight < 1
+        ):
+            raise ConfigurationError(f"max_in_flight must be an int >= 1; got {max_in_flight!r}")
         self._usage = UsageTracker(warn_fraction=usage_warning)
+        self._gate = asyncio.Semaphore(max_in_flight) if max_in_flight else None
         self.config = config
 
     def __repr__(self) -> str:
@@ -215,14 +244,18 @@ class SalesforceAuthMiddleware:
             CircuitOpenError: Refreshes keep failing; no login is attempted for a while.
         """
         manager = self._manager
-        token = manager.valid_token() or await manager.get(request.session)
+        headers = request.headers
+        relative = headers.popone(INSTANCE_RELATIVE_HEADER, None) == "1"
+        opt_in = headers.popone(RETRY_UNSAFE_HEADER, None) == "1"
         url = request.url
         key = (url.scheme, url.raw_host or "", url.port)
+        if manager.origin is not None and key != manager.origin and not relative:
+            return await handler(request)  # not the org's instance: no bearer, no login
+        token = manager.valid_token() or await manager.get(_open_session(request))
         if key != manager.origin:
-            if key not in manager.old_origins:
-                return await handler(request)  # not the org's instance: no bearer
-            _rebind(request, token.instance_url)
-        opt_in = request.headers.popone(RETRY_UNSAFE_HEADER, None) == "1"
+            if not (relative and key in manager.old_origins):
+                return await handler(request)
+            _rebind(request, token.instance_url)  # built for an instance the org has left
         send = _Send(self, request, handler, request.method in IDEMPOTENT_METHODS or opt_in)
         policy = self.retry
         started = policy.clock()
@@ -269,11 +302,10 @@ class _Send:
         if token is None:  # a retry: use whatever token is current now
             if not _replayable(request):
                 raise self._not_replayable()
-            token = manager.valid_token() or await manager.get(request.session)
+            token = manager.valid_token() or await manager.get(_open_session(request))
             if manager.origin is not None and _origin(request) != manager.origin:
                 _rebind(request, token.instance_url)
-        request.headers[hdrs.AUTHORIZATION] = "Bearer " + token.access_token
-        response = await self._send()
+        response, token = await self._send(token)
         if response.status == 401:
             response, token = await self._after_401(response, token)
         elif not manager.proven:
@@ -295,10 +327,25 @@ class _Send:
                 raise self._transport(exc, sent=True, retryable=self.may_resend) from None
         return response
 
-    async def _send(self) -> ClientResponse:
+    async def _send(self, token: Token) -> tuple[ClientResponse, Token]:
+        """Stamp the bearer and send; with a gate, stamp only once a send slot is free.
+
+        Returns the response and the token it actually carried (a newer token than ``token``
+        is used when one was installed while the request waited for its slot).
+        """
         request = self.request
+        _open_session(request)
+        gate = self.auth._gate
         try:
-            return await self.handler(request)
+            if gate is None:
+                request.headers[hdrs.AUTHORIZATION] = "Bearer " + token.access_token
+                return await self.handler(request), token
+            async with gate:
+                current = self.auth._manager.valid_token()
+                if current is not None and current.instance_url == token.instance_url:
+                    token = current
+                request.headers[hdrs.AUTHORIZATION] = "Bearer " + token.access_token
+                return await self.handler(request), token
         except _TLS_ERRORS as exc:
             raise self._transport(exc, sent=False, retryable=False) from None
         except _NOT_SENT_ERRORS as exc:
@@ -331,26 +378,31 @@ class _Send:
     async def _after_401(
         self, response: ClientResponse, token: Token
     ) -> tuple[ClientResponse, Token]:
+        """Handle a 401: refresh at most once for everyone, replay this request once.
+
+        A 401 for a token that was already replaced (or is being replaced) replays with the
+        newer token without another refresh; a 401 for the token in use rejects it and starts
+        (or joins) the single-flight refresh. A 401 on the replay is final for this attempt; it
+        marks the newer token rejected so the next request refreshes it.
+        """
         manager = self.auth._manager
         request = self.request
-        error_code, message = await _read_error(response)
-        if _NOT_FOR_REST in message.lower():
-            raise _session_error(RestApiNotAllowedError, request, error_code, message)
-        rejection = _session_error(
-            InvalidSessionError,
-            request,
-            error_code,
-            message,
-            "Salesforce rejected a token that had not worked yet",
-        )
-        if not manager.reject(token, rejection):
-            raise manager.circuit_error()
+        error_code, message = await self._check_401(response)
+        if token is manager.current:
+            rejection = _session_error(
+                InvalidSessionError,
+                request,
+                error_code,
+                message,
+                "Salesforce rejected a token before it ever worked",
+            )
+            if not manager.reject(token, rejection):
+                raise manager.circuit_error()
         if not _replayable(request):
             raise self._not_replayable()
-        fresh = await manager.replace(token, request.session)
+        fresh = await manager.replace(token, _open_session(request))
         if fresh.instance_url != token.instance_url:
             _rebind(request, fresh.instance_url)
-        request.headers[hdrs.AUTHORIZATION] = "Bearer " + fresh.access_token
         logger.debug(
             "sfauth.request.replayed",
             method=request.method,
@@ -358,14 +410,12 @@ class _Send:
             status=401,
             error_code=error_code,
         )
-        replay = await self._send()
+        replay, fresh = await self._send(fresh)
         if replay.status != 401:
             if not manager.proven:
                 manager.mark_proven(fresh)
             return replay, fresh
-        error_code, message = await _read_error(replay)
-        if _NOT_FOR_REST in message.lower():
-            raise _session_error(RestApiNotAllowedError, request, error_code, message)
+        error_code, message = await self._check_401(replay)
         error = _session_error(
             InvalidSessionError,
             request,
@@ -376,6 +426,23 @@ class _Send:
         manager.reject(fresh, error)
         raise error
 
+    async def _check_401(self, response: ClientResponse) -> tuple[str | None, str]:
+        """Read a 401 and raise unless it is Salesforce's ``INVALID_SESSION_ID``."""
+        request = self.request
+        error_code, message = await _read_error(response)
+        if _NOT_FOR_REST in message.lower():
+            raise _session_error(RestApiNotAllowedError, request, error_code, message)
+        if error_code != "INVALID_SESSION_ID":
+            raise _session_error(
+                SessionError,
+                request,
+                error_code,
+                message,
+                "HTTP 401 without Salesforce's INVALID_SESSION_ID error; not treated as an "
+                "expired session (is a proxy or another service answering?)",
+            )
+        return error_code, message
+
     async def _classify(self, response: ClientResponse) -> ClientResponse:
         """Raise for transient answers worth retrying and for the spent daily quota."""
         request = self.request
@@ -385,7 +452,7 @@ class _Send:
                 return response
             error_code, message = await _read_error(response)
         else:
-            error_code, message = await _read_error(response, release=False)
+            error_code, message = await _read_error(response, keep=True)
             if status == 403:
                 if error_code != "REQUEST_LIMIT_EXCEEDED":
                     return response
@@ -429,6 +496,17 @@ def _check_seconds(name: str, value: object, *, allow_zero: bool) -> None:
         raise ConfigurationError(f"{name} must be a number of seconds {bound}; got {value!r}")
 
 
+def _open_session(request: ClientRequest) -> aiohttp.ClientSession:
+    """The request's session, or ``SessionClosedError`` when it was closed meanwhile."""
+    session = request.session
+    if session.closed:
+        raise SessionClosedError(
+            f"the HTTP session was closed while {request.method} {_where(request)} was still "
+            "being sent, retried or waiting for a token"
+        )
+    return session
+
+
 def _origin(request: ClientRequest) -> tuple[str, str, int | None]:
     url = request.url
     return (url.scheme, url.raw_host or "", url.port)
@@ -460,18 +538,37 @@ def _rebind(request: ClientRequest, instance_url: str) -> None:
         request.headers[hdrs.HOST] = host
 
 
-async def _read_error(response: ClientResponse, *, release: bool = True) -> tuple[str | None, str]:
+async def _read_error(response: ClientResponse, *, keep: bool = False) -> tuple[str | None, str]:
     """Read a REST error body (``[{"message", "errorCode"}]``) → (errorCode, message).
 
-    The body stays readable by the caller (aiohttp caches it) unless ``release`` is true.
+    With ``keep`` the body stays readable by the caller (aiohttp caches it); otherwise at most
+    64 KiB are read and the response is released (or closed, when more was left).
     """
+    body = b""
     try:
-        body = await response.read()
+        if keep:
+            declared = response.content_length
+            if declared is None or declared <= _MAX_ERROR_BODY:
+                body = await response.read()
+        else:
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.content.iter_chunked(16 * 1024):
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > _MAX_ERROR_BODY:
+                    break
+            body = b"".join(chunks)
     except (aiohttp.ClientError, TimeoutError):
         body = b""
     finally:
-        if release:
-            response.release()
+        if not keep:
+            if response.content.at_eof():
+                response.release()
+            else:
+                response.close()
+    if len(body) > _MAX_ERROR_BODY:
+        return None, f"(a body over {_MAX_ERROR_BODY // 1024} KiB)"
     try:
         data: Any = json.loads(body)
     except (ValueError, RecursionError):
@@ -483,14 +580,14 @@ async def _read_error(response: ClientResponse, *, release: bool = True) -> tupl
         code = first.get("errorCode")
         message = first.get("message")
         return (
-            code if isinstance(code, str) else None,
+            code[:100] if isinstance(code, str) else None,
             scrub(message)[:300] if isinstance(message, str) else "(no message)",
         )
-    return None, f"(HTTP {response.status} with an unexpected JSON body)"
+    return None, "(a JSON body without Salesforce's [{errorCode, message}] shape)"
 
 
 def _session_error(
-    cls: type[InvalidSessionError] | type[RestApiNotAllowedError],
+    cls: type[SessionError],
     request: ClientRequest,
     error_code: str | None,
     message: str,

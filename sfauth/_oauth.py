@@ -18,7 +18,12 @@ from ._config import FlowConfig, is_loopback_host
 from ._logging import logger, scrub
 from ._retry import parse_retry_after
 from ._token import Token, parse_token_response
-from .exceptions import TokenEndpointError, TokenResponseError, TransientTokenError
+from .exceptions import (
+    SessionClosedError,
+    TokenEndpointError,
+    TokenResponseError,
+    TransientTokenError,
+)
 
 __all__ = ["GRANT_TYPE", "TokenClient"]
 
@@ -104,6 +109,12 @@ class TokenClient:
                 location = resp.headers.get("Location", "")
                 retry_after = resp.headers.get("Retry-After")
                 body = await _read_capped(resp)
+        except RuntimeError:
+            if not http.closed:
+                raise
+            raise SessionClosedError(
+                "the HTTP session was closed while a token request was being sent"
+            ) from None
         except (aiohttp.ClientError, TimeoutError) as exc:
             duration = round(time.monotonic() - started, 3)
             reason = type(exc).__name__
@@ -113,7 +124,7 @@ class TokenClient:
                 "connection_error",
                 f"{reason}: {detail}",
                 status=None,
-                hint="Check network access to login_url; the request may be retried.",
+                hint="Check network access to login_url (retried per the RetryPolicy).",
             ) from None
         duration = round(time.monotonic() - started, 3)
         try:

@@ -20,7 +20,7 @@ from ._logging import logger
 from ._oauth import TokenClient
 from ._retry import RetryPolicy, call_with_retries
 from ._token import Token
-from .exceptions import CircuitOpenError, SFAuthError
+from .exceptions import CircuitOpenError, SessionClosedError, SFAuthError
 
 __all__ = ["TokenManager", "origin_of"]
 
@@ -211,6 +211,8 @@ class TokenManager:
             )
             self._count_failure(error)
             raise error from None
+        except SessionClosedError:
+            raise
         except SFAuthError as exc:
             self._count_failure(exc)
             raise

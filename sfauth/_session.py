@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl as _ssl
 from collections.abc import Coroutine, Generator
 from types import TracebackType
@@ -15,10 +16,10 @@ from ._assertion import MAX_ASSERTION_LIFETIME
 from ._config import DEFAULT_LOGIN_URL
 from ._keys import PrivateKeyInput
 from ._limits import ApiUsage
-from ._middleware import RETRY_UNSAFE_HEADER, SalesforceAuthMiddleware
+from ._middleware import INSTANCE_RELATIVE_HEADER, RETRY_UNSAFE_HEADER, SalesforceAuthMiddleware
 from ._retry import RetryPolicy
 from ._token import Token
-from .exceptions import CrossOriginError, SFAuthError
+from .exceptions import ConfigurationError, CrossOriginError, SFAuthError
 
 __all__ = ["AuthSession"]
 
@@ -103,6 +104,21 @@ class AuthSession:
         ssl: _ssl.SSLContext | bool = True,
         keepalive_timeout: float = 30.0,
     ) -> None:
+        _check_int("limit", limit)
+        _check_int("limit_per_host", limit_per_host)
+        if not isinstance(timeout, aiohttp.ClientTimeout):
+            raise ConfigurationError(
+                "timeout must be an aiohttp.ClientTimeout, e.g. aiohttp.ClientTimeout(total=60); "
+                f"got {timeout!r}"
+            )
+        if not isinstance(keepalive_timeout, int | float) or keepalive_timeout < 0:
+            raise ConfigurationError(
+                f"keepalive_timeout must be a number of seconds >= 0; got {keepalive_timeout!r}"
+            )
+        if not isinstance(ssl, _ssl.SSLContext | bool):
+            raise ConfigurationError(
+                f"ssl must be True, False or an ssl.SSLContext; got {type(ssl).__name__}"
+            )
         self.auth = SalesforceAuthMiddleware(
             client_id=client_id,
             username=username,
@@ -119,6 +135,7 @@ class AuthSession:
             failure_threshold=failure_threshold,
             max_token_age=max_token_age,
             usage_warning=usage_warning,
+            max_in_flight=limit or None,
         )
         self._limit = limit
         self._limit_per_host = limit_per_host
@@ -269,23 +286,57 @@ class AuthSession:
         self, method: str, path: str, kwargs: dict[str, Any]
     ) -> aiohttp.ClientResponse:
         http = self.http
-        token = await self.auth.token(http)
-        return await http.request(method, _resolve(token.instance_url, path), **kwargs)
+        token = self.auth._manager.valid_token()
+        if token is None:
+            # The first login (or a proactive refresh) counts against the request's timeout.
+            timeout = kwargs.get("timeout", self._timeout)
+            total = timeout.total if isinstance(timeout, aiohttp.ClientTimeout) else None
+            async with asyncio.timeout(total):
+                token = await self.auth.token(http)
+        url, relative = _resolve(token.instance_url, path)
+        if relative:
+            headers = CIMultiDict(kwargs.get("headers") or {})
+            headers[INSTANCE_RELATIVE_HEADER] = "1"
+            kwargs["headers"] = headers
+        return await http.request(method, url, **kwargs)
 
 
-def _resolve(instance_url: str, path: str) -> str:
+def _check_int(name: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigurationError(f"{name} must be an int >= 0 (0 = unlimited); got {value!r}")
+
+
+def _resolve(instance_url: str, path: str) -> tuple[str, bool]:
+    """Turn a path (or a same-origin URL) into an absolute URL on the instance.
+
+    Returns:
+        ``(url, relative)``: ``relative`` is true when ``path`` was a path on the instance.
+
+    Raises:
+        CrossOriginError: ``path`` is an absolute or ``//host`` URL of another origin.
+        ConfigurationError: ``path`` is not a string or not a valid URL.
+    """
+    if not isinstance(path, str):
+        raise ConfigurationError(f"path must be a str such as '/services/data/'; got {path!r}")
     if path.startswith("/") and not path.startswith("//"):
-        return instance_url + path
-    if "://" not in path and not path.startswith("//"):
-        return f"{instance_url}/{path}"
+        return instance_url + path, True
+    try:
+        target = URL(path)
+    except (ValueError, TypeError):
+        raise ConfigurationError(f"path {path[:200]!r} is not a valid URL or path") from None
+    if not target.is_absolute() and not path.startswith("//"):
+        return f"{instance_url}/{path}", True  # "services/data/..." without the leading "/"
     base = URL(instance_url)
-    target = URL(path if "://" in path else f"{base.scheme}:{path}")
-    if (target.scheme, target.raw_host, target.port) != (base.scheme, base.raw_host, base.port):
+    if path.startswith("//"):
+        target = URL(f"{base.scheme}:{path}")
+    origin = (target.scheme, target.raw_host, target.port)
+    if not target.raw_host or origin != (base.scheme, base.raw_host, base.port):
+        shown = f"{target.scheme}://{target.raw_host or ''}" if target.raw_host else path[:100]
         raise CrossOriginError(
-            f"refusing to send to {str(target.origin())!r}: requests go only to the org's "
+            f"refusing to send to {shown!r}: requests go only to the org's "
             f"instance_url {instance_url!r}; pass a path such as '/services/data/...'"
         )
-    return path
+    return path, False
 
 
 class _ResponseContext:

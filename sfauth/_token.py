@@ -11,6 +11,7 @@ JSON object ``{"error", "error_description"}`` (RFC 6749 section 5.2).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -156,12 +157,14 @@ def parse_token_response(
     access_token = data.get("access_token")
     if not isinstance(access_token, str) or not access_token:
         raise bad("access_token is missing or not a non-empty string")
+    if not _TOKEN_CHARS.fullmatch(access_token):
+        raise bad("access_token has characters a session id never has (spaces or controls)")
     instance_url = data.get("instance_url")
     if not isinstance(instance_url, str) or not instance_url:
         raise bad("instance_url is missing or not a non-empty string")
-    parts = urlsplit(instance_url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise bad(f"instance_url {instance_url[:_SNIPPET]!r} is not an absolute http(s) URL")
+    problem = _instance_url_problem(instance_url)
+    if problem:
+        raise bad(f"instance_url {scrub(instance_url[:_SNIPPET])!r} {problem}")
     token_type = data.get("token_type", "Bearer")
     if not isinstance(token_type, str) or token_type.lower() != "bearer":
         raise bad(f"token_type is {str(token_type)[:40]!r}, expected 'Bearer'")
@@ -179,10 +182,10 @@ def parse_token_response(
     issued_raw = data.get("issued_at")
     issued_at: int | None = None
     if issued_raw is not None:
-        try:
-            issued_at = int(str(issued_raw))
-        except ValueError:
-            raise bad("issued_at is not epoch milliseconds") from None
+        text = str(issued_raw) if isinstance(issued_raw, str | int) else ""
+        if not _DIGITS.fullmatch(text):
+            raise bad("issued_at is not epoch milliseconds")
+        issued_at = int(text)
     community_url = data.get("sfdc_community_url")
     community_id = data.get("sfdc_community_id")
     return Token(
@@ -198,6 +201,28 @@ def parse_token_response(
         sfdc_community_url=community_url if isinstance(community_url, str) else None,
         sfdc_community_id=community_id if isinstance(community_id, str) else None,
     )
+
+
+_TOKEN_CHARS = re.compile(r"[\x21-\x7e]{1,4096}")
+_DIGITS = re.compile(r"[0-9]{1,18}")
+
+
+def _instance_url_problem(url: str) -> str:
+    """Why ``url`` is not a plain ``scheme://host[:port]`` base URL, or ``""`` when it is."""
+    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+        return "contains whitespace or control characters"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a malformed port
+    except ValueError:
+        return "is not a valid URL"
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        return "is not an absolute http(s) URL"
+    if parts.username is not None or parts.password is not None:
+        return "carries credentials"
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        return "is not a base URL (it has a path, query or fragment)"
+    return ""
 
 
 # (error, description) → hint; description None matches any description of that error.
@@ -284,9 +309,10 @@ def classify_token_error(
     """
     data = _json_object(body)
     error = data.get("error") if data is not None else None
+    transient_status = status >= 500 or status in (408, 429)
     if data is None or not isinstance(error, str) or not error:
         what = "an HTML page" if body.lstrip()[:1] == b"<" else "an unexpected body"
-        retryable = status >= 500 or status in (408, 429) or data is None
+        retryable = transient_status
         cls: type[TokenEndpointError] = TransientTokenError if retryable else TokenEndpointError
         return cls(
             f"http_{status}",
@@ -296,12 +322,14 @@ def classify_token_error(
             status=status,
             hint="Salesforce may be in maintenance or an edge proxy failed; try again later."
             if retryable
-            else "Check that login_url and site point at a Salesforce token endpoint.",
+            else "Check that login_url and site point at a Salesforce token endpoint "
+            "(this answer does not come from one).",
         )
     raw_description = data.get("error_description")
-    description = raw_description if isinstance(raw_description, str) else ""
+    description = scrub(raw_description)[:300] if isinstance(raw_description, str) else ""
+    error = scrub(error)[:100]
     hint = _HINTS.get((error, description.lower())) or _HINTS.get((error, None))
-    cls = _CLASSES.get(error, TransientTokenError if status >= 500 else TokenEndpointError)
+    cls = _CLASSES.get(error, TransientTokenError if transient_status else TokenEndpointError)
     return cls(
         error,
         description or "(no error_description)",

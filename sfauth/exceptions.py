@@ -13,6 +13,7 @@
     │   ├── TransientTokenError                    unknown_error, 5xx, non-JSON, connection failure
     │   └── TokenResponseError                     a 200 whose body is not a usable token
     ├── CircuitOpenError                           refreshes keep failing: no login for a while
+    ├── SessionClosedError                         the session was closed mid-request
     ├── APIError                                   the REST API answered with an error
     │   ├── SessionError                           HTTP 401
     │   │   ├── InvalidSessionError                401 that a refresh did not fix
@@ -41,6 +42,7 @@ __all__ = [
     "RequestLimitError",
     "RestApiNotAllowedError",
     "SFAuthError",
+    "SessionClosedError",
     "SessionError",
     "TokenEndpointError",
     "TokenResponseError",
@@ -184,6 +186,14 @@ class CircuitOpenError(SFAuthError):
             f"not logging in again for {retry_in:.1f} s after {failures} consecutive failed or "
             f"rejected token refreshes (see refresh_cooldown).{last}"
         )
+
+
+class SessionClosedError(SFAuthError):
+    """The session was closed while a request or a token refresh still needed it.
+
+    Raised instead of aiohttp's internal errors when ``AuthSession.close()`` (or the
+    ``aiohttp.ClientSession`` carrying the middleware) closes mid-request.
+    """
 
 
 class APIError(SFAuthError):

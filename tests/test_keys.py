@@ -106,9 +106,36 @@ def test_public_key_refused(rsa_key: rsa.RSAPrivateKey) -> None:
         load_private_key(pub)
 
 
-def test_garbage_text_treated_as_missing_path() -> None:
-    with pytest.raises(PrivateKeyError, match="no file exists at 'not-a-key'"):
-        load_private_key("not-a-key")
+def test_garbage_text_is_not_echoed() -> None:
+    with pytest.raises(PrivateKeyError) as info:
+        load_private_key("hunter2-My-Passphrase!")
+    assert "hunter2" not in str(info.value)
+    assert "no '-----BEGIN ... PRIVATE KEY-----' line" in str(info.value)
+    assert "the given value (22 characters, not shown" in str(info.value)
+
+
+def test_missing_key_file_path_is_shown(tmp_path: Path) -> None:
+    missing = tmp_path / "sfauth.key"
+    with pytest.raises(PrivateKeyError, match=r"no file exists at '.*/sfauth\.key'"):
+        load_private_key(str(missing))
+    with pytest.raises(PrivateKeyError, match=r"no file exists at '.*/sfauth\.key'"):
+        load_private_key(missing)
+
+
+def test_pem_text_passed_as_a_path_is_not_echoed(pkcs8_pem: bytes) -> None:
+    # The CLI passes --jwt-key-file as a Path; a user may put the key itself there.
+    headerless = b"".join(pkcs8_pem.splitlines()[1:-1]).decode()
+    for value in (Path(pkcs8_pem.decode()), Path(headerless), headerless):
+        with pytest.raises(PrivateKeyError) as info:
+            load_private_key(value)
+        assert headerless[:40] not in str(info.value)
+        assert "PRIVATE KEY-----\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("value", [None, 1234, b"", ""])
+def test_wrong_types_and_empty_values(value: object) -> None:
+    with pytest.raises(PrivateKeyError, match="private_key must be PEM text"):
+        load_private_key(value)  # type: ignore[arg-type]
 
 
 def test_garbage_bytes() -> None:

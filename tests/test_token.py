@@ -228,13 +228,31 @@ def test_5xx_html_is_transient_with_snippet(status: int) -> None:
     )
 
 
-def test_non_json_4xx_is_transient_and_snippet_is_short_and_scrubbed() -> None:
+def test_non_json_4xx_is_permanent_and_snippet_is_short_and_scrubbed() -> None:
     body = (b"oops " + ACCESS.encode() + b" ") * 100
-    exc = classify_token_error(400, body, token_url=URL, audience=AUD)
-    assert isinstance(exc, TransientTokenError)
+    exc = classify_token_error(404, body, token_url=URL, audience=AUD)
+    assert type(exc) is TokenEndpointError  # a wrong login_url or site: retrying won't help
+    assert exc.retryable is False
     assert ACCESS not in str(exc)
     assert "<redacted>" in exc.error_description
     assert len(exc.error_description) < 250
+    assert "Check that login_url and site point at a Salesforce token endpoint" in exc.hint
+
+
+@pytest.mark.parametrize("status", [408, 429])
+def test_408_and_429_are_transient_whatever_the_body(status: int) -> None:
+    for body in (b"busy", b'{"error": "rate_limited", "error_description": "slow down"}'):
+        exc = classify_token_error(status, body, token_url=URL, audience=AUD)
+        assert isinstance(exc, TransientTokenError)
+
+
+def test_error_description_is_scrubbed_and_capped() -> None:
+    body = json.dumps(
+        {"error": "invalid_grant", "error_description": f"bad {ACCESS} " + "x" * 5000}
+    ).encode()
+    exc = classify_token_error(400, body, token_url=URL, audience=AUD)
+    assert ACCESS not in str(exc)
+    assert len(exc.error_description) == 300
 
 
 def test_unknown_json_error_code_is_permanent() -> None:
