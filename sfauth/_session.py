@@ -324,6 +324,8 @@ def _resolve(instance_url: str, path: str) -> tuple[str, bool]:
         target = URL(path)
     except (ValueError, TypeError):
         raise ConfigurationError(f"path {path[:200]!r} is not a valid URL or path") from None
+    if target.scheme and not target.raw_host:
+        raise ConfigurationError(f"path {path[:200]!r} has a scheme but no host")
     if not target.is_absolute() and not path.startswith("//"):
         return f"{instance_url}/{path}", True  # "services/data/..." without the leading "/"
     base = URL(instance_url)

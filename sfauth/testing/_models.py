@@ -74,7 +74,7 @@ class TokenRequestRecord:
     """One POST the emulator received on a token endpoint.
 
     Header and claims are decoded without verification, so they are available even for
-    rejected assertions.
+    rejected assertions. The ``repr`` leaves out the assertion and the form (credentials).
 
     Attributes:
         assertion: The raw ``assertion`` form field (``""`` when absent).
@@ -93,14 +93,14 @@ class TokenRequestRecord:
             for none.
     """
 
-    assertion: str
+    assertion: str = field(repr=False)
     header: dict[str, object]
     claims: dict[str, object]
     path: str
     host: str
     status: int
     error: str | None
-    form: dict[str, str]
+    form: dict[str, str] = field(repr=False)
     content_type: str
     site: str = ""
     scripted: bool = False
@@ -110,6 +110,8 @@ class TokenRequestRecord:
 @dataclass(frozen=True, slots=True)
 class RequestRecord:
     """One REST request the emulator received (kept when ``record_requests`` is true).
+
+    The ``repr`` leaves out ``authorization`` and ``headers`` (they carry the bearer token).
 
     Attributes:
         method: HTTP method.
@@ -130,9 +132,9 @@ class RequestRecord:
     query_string: str
     host: str
     status: int
-    authorization: str | None
+    authorization: str | None = field(repr=False)
     body: bytes
-    headers: dict[str, str]
+    headers: dict[str, str] = field(repr=False)
     endpoint: str = ""
     fault: str | None = None
 
