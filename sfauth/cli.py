@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 import structlog
 
+from . import __version__
 from ._assertion import AssertionSigner
 from ._config import DEFAULT_LOGIN_URL, FlowConfig
 from ._keys import load_private_key
@@ -50,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result: int = args.func(args)
     except ConfigurationError as exc:
-        print(f"sfauth: error: {exc}", file=sys.stderr)
+        print(f"sfauth: error: {_in_cli_terms(str(exc))}", file=sys.stderr)
         return 2
     except SFAuthError as exc:
         print(f"sfauth: error: {type(exc).__name__}: {exc}", file=sys.stderr)
@@ -60,11 +61,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     return result
 
 
+#: Python argument names in messages, as the CLI spells them.
+_CLI_TERMS = (
+    ("allow_http_loopback=True", "--allow-http-loopback"),
+    ("pass passphrase=...", f"set ${_PASSPHRASE_ENV}"),
+    ("drop passphrase", f"unset ${_PASSPHRASE_ENV}"),
+    ("goes in site=...", "goes in --site"),
+    ("site must be", "--site must be"),
+    ("login_url", "--instance-url"),
+    ("private_key", "--jwt-key-file"),
+    ("client_id", "--client-id"),
+    ("username", "--username"),
+    ("audience", "--audience"),
+)
+
+
+def _in_cli_terms(message: str) -> str:
+    for python, flag in _CLI_TERMS:
+        message = message.replace(python, flag)
+    return message
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sfauth",
         description="Salesforce OAuth 2.0 JWT bearer flow: tokens, assertions, an emulator.",
     )
+    parser.add_argument("--version", action="version", version=f"sfauth {__version__}")
     parser.add_argument(
         "-v",
         "--verbose",
@@ -97,7 +120,8 @@ def _parser() -> argparse.ArgumentParser:
         "--key-file",
         type=Path,
         default=None,
-        help="where to write the generated private key (default: a new temporary file)",
+        help="where to write the generated private key (default: a temporary file, "
+        "deleted when the emulator stops)",
     )
     emulator.set_defaults(func=_cmd_emulator)
 
@@ -203,17 +227,24 @@ def _cmd_token(args: argparse.Namespace) -> int:
 def _cmd_emulator(args: argparse.Namespace) -> int:
     from .testing import Emulator
 
+    key_file: Path = args.key_file
+    temporary = key_file is None
+    if temporary:
+        fd, name = tempfile.mkstemp(prefix="sfauth-emulator-", suffix=".pem")
+        os.close(fd)
+        key_file = Path(name)
+
     async def serve() -> None:
         async with Emulator(host=args.host, port=args.port) as emu:
             creds = emu.create_credentials()
-            key_file = args.key_file
-            if key_file is None:
-                fd, name = tempfile.mkstemp(prefix="sfauth-emulator-", suffix=".pem")
-                os.close(fd)
-                key_file = Path(name)
             creds.write_private_key(key_file)
+            url = emu.url
+            if args.host in ("0.0.0.0", "::", ""):  # noqa: S104 - a bind address, shown as loopback
+                url = url.replace(f"//{args.host}:", "//127.0.0.1:").replace(
+                    "//[::]:", "//127.0.0.1:"
+                )
             line = {
-                "url": emu.url,
+                "url": url,
                 "client_id": creds.client_id,
                 "username": creds.username,
                 "audience": creds.audience,
@@ -222,9 +253,26 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
             print(json.dumps(line), flush=True)
             await asyncio.Event().wait()
 
-    with contextlib.suppress(KeyboardInterrupt):
+    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
         asyncio.run(serve())
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        print(
+            f"sfauth: error: cannot serve on {args.host}:{args.port}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if temporary:
+            key_file.unlink(missing_ok=True)
     return 0
+
+
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

@@ -100,6 +100,8 @@ class Emulator(RestApi):
         daily_api_limit: ``M`` of ``Sforce-Limit-Info: api-usage=N/M`` (not enforced).
         clock: Monotonic clock in seconds used for session expiry (inject a fake one in tests).
         default_accounts: Number of ``Account`` records seeded at construction.
+        sandbox: Play a sandbox: accept ``aud=https://test.salesforce.com`` instead of
+            ``https://login.salesforce.com`` (the emulator's own URL is accepted either way).
 
     Raises:
         ValueError: If ``page_size`` or ``session_timeout`` is not positive or ``api_versions``
@@ -119,6 +121,7 @@ class Emulator(RestApi):
         daily_api_limit: int = 15000,
         clock: Callable[[], float] = time.monotonic,
         default_accounts: int = 250,
+        sandbox: bool = False,
     ) -> None:
         if page_size < 1:
             raise ValueError("page_size must be positive")
@@ -139,8 +142,11 @@ class Emulator(RestApi):
         self.reject_rest_api = False
         #: Authenticated endpoints answer 401 "Session expired or invalid" even for good tokens.
         self.always_401 = False
-        #: Accepted ``aud`` values; the emulator's own URL is added on :meth:`start`.
-        self.audiences: set[str] = {LOGIN_AUDIENCE, TEST_AUDIENCE}
+        #: Accepted ``aud`` values; the emulator's own URL (its "My Domain") is added on
+        #: :meth:`start`. Like a real org, a production emulator refuses the sandbox audience
+        #: and a sandbox emulator (``sandbox=True``) the production one.
+        self._audience_for_credentials = TEST_AUDIENCE if sandbox else LOGIN_AUDIENCE
+        self.audiences: set[str] = {self._audience_for_credentials}
         #: ``(endpoint name, status)`` → count, e.g. ``("query", 200)`` or ``("token", 400)``.
         self.counters: collections.Counter[tuple[str, int]] = collections.Counter()
         #: Every REST request (when ``record_requests``), oldest first.
@@ -402,7 +408,7 @@ class Emulator(RestApi):
             private_key_pem=key_pem,
             certificate_pem=certificate_pem,
             login_url=login_url,
-            audience=LOGIN_AUDIENCE,
+            audience=self._audience_for_credentials,
             org_id=user.org_id,
             user_id=user.user_id,
         )

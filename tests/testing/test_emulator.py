@@ -180,9 +180,7 @@ async def test_token_success_shape(
     assert emu.active_sessions == 2
 
 
-@pytest.mark.parametrize(
-    "audience", ["https://login.salesforce.com", "https://test.salesforce.com", "EMU_URL"]
-)
+@pytest.mark.parametrize("audience", ["https://login.salesforce.com", "EMU_URL"])
 async def test_token_accepted_audiences(
     emu: Emulator, creds: EmulatorCredentials, http: aiohttp.ClientSession, audience: str
 ) -> None:
@@ -192,14 +190,30 @@ async def test_token_accepted_audiences(
     assert status == 200
 
 
+async def test_production_refuses_the_sandbox_audience_and_vice_versa(
+    emu: Emulator, creds: EmulatorCredentials, http: aiohttp.ClientSession
+) -> None:
+    form = {
+        "grant_type": JWT_BEARER,
+        "assertion": make_assertion(creds, aud="https://test.salesforce.com"),
+    }
+    status, payload, _ = await post_token(http, emu.url, form)
+    assert (status, payload["error_description"]) == (400, "audience is invalid")
+    async with Emulator(sandbox=True) as sandbox:
+        sandbox_creds = sandbox.create_credentials()
+        assert sandbox.audiences == {"https://test.salesforce.com", sandbox.url}
+        form["assertion"] = make_assertion(sandbox_creds, aud="https://test.salesforce.com")
+        status, _, _ = await post_token(http, sandbox.url, form)
+        assert status == 200
+        form["assertion"] = make_assertion(sandbox_creds, aud="https://login.salesforce.com")
+        status, payload, _ = await post_token(http, sandbox.url, form)
+        assert (status, payload["error_description"]) == (400, "audience is invalid")
+
+
 async def test_token_audiences_are_mutable(
     emu: Emulator, creds: EmulatorCredentials, http: aiohttp.ClientSession
 ) -> None:
-    assert emu.audiences == {
-        "https://login.salesforce.com",
-        "https://test.salesforce.com",
-        emu.url,
-    }
+    assert emu.audiences == {"https://login.salesforce.com", emu.url}
     emu.audiences.discard("https://login.salesforce.com")
     emu.audiences.add("https://acme.my.salesforce.com")
     form = {"grant_type": JWT_BEARER, "assertion": make_assertion(creds)}
