@@ -37,6 +37,7 @@ from .exceptions import (
     TransientAPIError,
     TransportError,
 )
+from .stores._base import TokenStore
 
 __all__ = [
     "IDEMPOTENT_METHODS",
@@ -116,6 +117,9 @@ class SalesforceAuthMiddleware:
             that expired while they waited); ``None`` (default) for no cap. ``AuthSession``
             sets it to its connection ``limit``. The slot is held for the send only, never
             during a backoff.
+        token_store: Share tokens with other sessions (``MemoryTokenStore``) or processes
+            (``RedisTokenStore``): a refresh first adopts a token another session published,
+            and only one of them logs in at a time. ``None`` (default) keeps the token here.
 
     Raises:
         ConfigurationError: A setting is missing or malformed.
@@ -141,6 +145,7 @@ class SalesforceAuthMiddleware:
         max_token_age: float | None = None,
         usage_warning: float = 0.8,
         max_in_flight: int | None = None,
+        token_store: TokenStore | None = None,
     ) -> None:
         config = FlowConfig.create(
             client_id=client_id,
@@ -158,6 +163,11 @@ class SalesforceAuthMiddleware:
             raise ConfigurationError(
                 f"failure_threshold must be an int >= 1; got {failure_threshold!r}"
             )
+        if token_store is not None and not isinstance(token_store, TokenStore):
+            raise ConfigurationError(
+                "token_store must implement sfauth.stores.TokenStore (e.g. RedisTokenStore); "
+                f"got {type(token_store).__name__}"
+            )
         key = load_private_key(private_key, passphrase)
         client = TokenClient(
             config,
@@ -173,6 +183,7 @@ class SalesforceAuthMiddleware:
             refresh_cooldown=refresh_cooldown,
             failure_threshold=failure_threshold,
             max_token_age=max_token_age,
+            store=token_store,
         )
         if not isinstance(usage_warning, int | float) or not 0 < usage_warning <= 1:
             raise ConfigurationError(f"usage_warning must be in (0, 1]; got {usage_warning!r}")

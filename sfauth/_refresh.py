@@ -10,8 +10,9 @@ path (a cached token) awaits nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 from yarl import URL
@@ -20,7 +21,8 @@ from ._logging import logger
 from ._oauth import TokenClient
 from ._retry import RetryPolicy, call_with_retries
 from ._token import Token
-from .exceptions import CircuitOpenError, SessionClosedError, SFAuthError
+from .exceptions import CircuitOpenError, SessionClosedError, SFAuthError, TokenStoreError
+from .stores._base import TokenStore, store_key
 
 __all__ = ["TokenManager", "origin_of"]
 
@@ -47,6 +49,8 @@ class TokenManager:
         failure_threshold: Consecutive failed or rejected refreshes that open the circuit.
         max_token_age: Seconds after which a token is replaced before use (proactive
             refresh), or ``None`` to refresh only on a 401.
+        store: Where tokens are shared with other sessions or processes, or ``None`` to keep
+            the token to this manager.
         clock: Monotonic seconds; ``time.monotonic`` unless testing.
     """
 
@@ -59,9 +63,15 @@ class TokenManager:
         refresh_cooldown: float,
         failure_threshold: int = 3,
         max_token_age: float | None = None,
+        store: TokenStore | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
+        self._store = store
+        config = client.config
+        self._store_key = store_key(
+            config.token_url, config.client_id, config.username, config.audience
+        )
         self.current: Token | None = None
         self.generation = 0
         self.proven = False
@@ -112,9 +122,9 @@ class TokenManager:
             return token
         aged = self.current
         if aged is None:
-            return await self._join(http)
+            return await self._join(http, None)
         try:
-            return await self._join(http)
+            return await self._join(http, aged)
         except SFAuthError as exc:
             # Keep using the still-valid token; try again after refresh_cooldown.
             self._quiet_until = self._clock() + self._cooldown
@@ -175,32 +185,38 @@ class TokenManager:
         token = self.current
         if token is not None:
             return token
-        return await self._join(http)
+        return await self._join(http, rejected)
 
-    async def _join(self, http: aiohttp.ClientSession) -> Token:
+    async def _join(self, http: aiohttp.ClientSession, replacing: Token | None) -> Token:
         task = self._task
         if task is None:
             if self._clock() < self._open_until:
                 raise self.circuit_error()
-            task = asyncio.get_running_loop().create_task(self._run(http), name="sfauth-refresh")
+            task = asyncio.get_running_loop().create_task(
+                self._run(http, replacing), name="sfauth-refresh"
+            )
             task.add_done_callback(self._finished)
             self._task = task
         return await asyncio.shield(task)
 
-    async def _run(self, http: aiohttp.ClientSession) -> Token:
+    async def _run(self, http: aiohttp.ClientSession, replacing: Token | None) -> Token:
         client = self.client
 
         async def attempt() -> Token:
             self.token_requests += 1
             return await client.fetch(http)
 
+        async def mint() -> Token:
+            return await call_with_retries(
+                self._retry, attempt, log_fields={"token_url": client.config.token_url}
+            )
+
         try:
             async with asyncio.timeout(self._refresh_timeout):
-                token = await call_with_retries(
-                    self._retry,
-                    attempt,
-                    log_fields={"token_url": client.config.token_url},
-                )
+                if self._store is None:
+                    token = await mint()
+                else:
+                    token = await self._shared(self._store, mint, replacing)
         except TimeoutError:
             error = client.error(
                 "timeout",
@@ -218,6 +234,57 @@ class TokenManager:
             raise
         self._install(token)
         return token
+
+    async def _shared(
+        self, store: TokenStore, mint: Callable[[], Awaitable[Token]], replacing: Token | None
+    ) -> Token:
+        """Adopt a token another session published, or refresh under the store's lock."""
+        key = self._store_key
+
+        def usable(token: Token | None) -> Token | None:
+            if token is None or (replacing and token.access_token == replacing.access_token):
+                return None
+            return token
+
+        try:
+            if replacing is not None:
+                await store.invalidate(key, replacing)  # only if nobody replaced it yet
+            delay = 0.02
+            while True:
+                shared = usable(await store.get(key))
+                if shared is not None:
+                    logger.debug("sfauth.token.shared", token_url=self.client.config.token_url)
+                    return shared
+                owner = await store.acquire(key, self._refresh_timeout)
+                if owner is not None:
+                    break
+                await asyncio.sleep(delay)  # another session is refreshing: wait for its token
+                delay = min(delay * 2, 0.5)
+            try:
+                shared = usable(await store.get(key))
+                if shared is not None:
+                    return shared
+                token = await mint()
+                try:
+                    await store.publish(key, token)
+                except TokenStoreError as exc:
+                    self._store_unavailable(exc)  # we have a token: use it, share it next time
+                return token
+            finally:
+                with contextlib.suppress(TokenStoreError):
+                    await store.release(key, owner)
+        except TokenStoreError as exc:
+            if not store.fallback_to_local:
+                raise
+            self._store_unavailable(exc)
+            return await mint()
+
+    def _store_unavailable(self, exc: TokenStoreError) -> None:
+        logger.warning(
+            "sfauth.store.unavailable",
+            error=str(exc)[:300],
+            fallback="minting locally" if self._store and self._store.fallback_to_local else "",
+        )
 
     def _count_failure(self, error: BaseException) -> None:
         self._failures += 1
@@ -245,7 +312,8 @@ class TokenManager:
         self.current = token
         self.generation += 1
         self.proven = False
-        self._obtained = self._clock()
+        # A token adopted from a shared store may be older than this process's view of it.
+        self._obtained = self._clock() - max(0.0, time.time() - token.obtained_at)
 
     def _finished(self, task: asyncio.Task[Token]) -> None:
         if self._task is task:

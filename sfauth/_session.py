@@ -20,6 +20,7 @@ from ._middleware import INSTANCE_RELATIVE_HEADER, RETRY_UNSAFE_HEADER, Salesfor
 from ._retry import RetryPolicy
 from ._token import Token
 from .exceptions import ConfigurationError, CrossOriginError, SFAuthError
+from .stores._base import TokenStore
 
 __all__ = ["AuthSession"]
 
@@ -74,6 +75,8 @@ class AuthSession:
         ssl: ``ssl`` argument of the connector: ``True`` (verify with the system store), an
             ``ssl.SSLContext`` (for example one trusting a test CA), or ``False``.
         keepalive_timeout: Seconds an idle pooled connection is kept (default 30).
+        token_store: Share the token with other sessions or processes: ``MemoryTokenStore``
+            (one process) or ``RedisTokenStore`` (many hosts). The store stays yours to close.
 
     Raises:
         ConfigurationError: A setting is missing or malformed.
@@ -103,6 +106,7 @@ class AuthSession:
         usage_warning: float = 0.8,
         ssl: _ssl.SSLContext | bool = True,
         keepalive_timeout: float = 30.0,
+        token_store: TokenStore | None = None,
     ) -> None:
         _check_int("limit", limit)
         _check_int("limit_per_host", limit_per_host)
@@ -136,6 +140,7 @@ class AuthSession:
             max_token_age=max_token_age,
             usage_warning=usage_warning,
             max_in_flight=limit or None,
+            token_store=token_store,
         )
         self._limit = limit
         self._limit_per_host = limit_per_host

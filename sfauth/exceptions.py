@@ -14,6 +14,7 @@
     │   └── TokenResponseError                     a 200 whose body is not a usable token
     ├── CircuitOpenError                           refreshes keep failing: no login for a while
     ├── SessionClosedError                         the session was closed mid-request
+    ├── TokenStoreError                            the shared token store is unreachable
     ├── APIError                                   the REST API answered with an error
     │   ├── SessionError                           HTTP 401
     │   │   ├── InvalidSessionError                401 that a refresh did not fix
@@ -46,6 +47,7 @@ __all__ = [
     "SessionError",
     "TokenEndpointError",
     "TokenResponseError",
+    "TokenStoreError",
     "TransientAPIError",
     "TransientTokenError",
     "TransportError",
@@ -193,6 +195,14 @@ class SessionClosedError(SFAuthError):
 
     Raised instead of aiohttp's internal errors when ``AuthSession.close()`` (or the
     ``aiohttp.ClientSession`` carrying the middleware) closes mid-request.
+    """
+
+
+class TokenStoreError(SFAuthError):
+    """The shared ``TokenStore`` (Redis) cannot be used: unreachable, or its value unreadable.
+
+    Raised to refresh callers only when the store is configured not to fall back to minting
+    locally (``RedisTokenStore(on_unavailable="raise")``).
     """
 
 

@@ -166,6 +166,7 @@ class Emulator(RestApi):
         self._cursors: collections.OrderedDict[str, Cursor] = collections.OrderedDict()
         self._communities: dict[str, str] = {}
         self._token_script: collections.deque[ScriptedResponse] = collections.deque()
+        self._token_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._rest_script: collections.deque[ScriptedResponse] = collections.deque()
         self._faults: FaultInjector | None = None
         self._token_request_count = 0
@@ -531,6 +532,29 @@ class Emulator(RestApi):
         """Number of POSTs received on any token endpoint."""
         return self._token_request_count
 
+    def _wake_token_waiters(self) -> None:
+        pending = []
+        for count, waiter in self._token_waiters:
+            if self._token_request_count >= count and not waiter.done():
+                waiter.set_result(None)
+            elif not waiter.done():
+                pending.append((count, waiter))
+        self._token_waiters = pending
+
+    async def wait_for_token_requests(self, count: int) -> None:
+        """Return once at least ``count`` token requests have arrived.
+
+        They may still be in progress, e.g. held by a scripted ``delay``.
+
+        Args:
+            count: The number of token requests to wait for.
+        """
+        if self._token_request_count >= count:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._token_waiters.append((count, waiter))
+        await waiter
+
     @property
     def api_usage(self) -> int:
         """``N`` of ``Sforce-Limit-Info: api-usage=N/M``: authenticated REST calls so far."""
@@ -702,6 +726,8 @@ class Emulator(RestApi):
         assertion = form.get("assertion", "")
         parsed = parse_jwt(assertion)
         self._token_request_count += 1
+        if self._token_waiters:
+            self._wake_token_waiters()
         scripted = bool(self._token_script)
         fault = None if scripted else self._pick_fault("token", request.method)
         error: str | None

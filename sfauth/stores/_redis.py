@@ -1,0 +1,241 @@
+"""``RedisTokenStore``: many processes on many hosts share one token through Redis.
+
+Layout, under a configurable prefix (default ``"sfauth:"``):
+
+- ``{prefix}{key}`` — a hash with ``fp`` (a fingerprint of the access token, not secret) and
+  ``data`` (the serialised token; Fernet-encrypted when an encryption key is given).
+- ``{prefix}{key}:lock`` — the right to refresh: ``SET NX PX`` with a random owner token,
+  released by compare-and-delete (redis-py's ``Lock``), expiring after ``lock_ttl`` seconds so a
+  process that dies while holding it blocks the others at most that long.
+
+Invalidation is a Lua compare-and-delete on ``fp``: a 401 for a token another process already
+replaced does not throw away the new one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import TYPE_CHECKING, Any, Literal, Self
+
+from .._token import Token
+from ..exceptions import ConfigurationError, TokenStoreError
+from ._base import fingerprint, token_from_json, token_to_json
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    import redis.asyncio as redis_asyncio
+
+__all__ = ["ENCRYPTION_KEY_ENV", "RedisTokenStore"]
+
+#: Environment variable read for the Fernet key when ``encryption_key`` is not given.
+ENCRYPTION_KEY_ENV = "SFAUTH_REDIS_ENCRYPTION_KEY"
+
+_PUBLISH = """
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'fp', ARGV[1], 'data', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+_INVALIDATE = """
+if redis.call('HGET', KEYS[1], 'fp') == ARGV[1] then
+    return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+class RedisTokenStore:
+    """A ``TokenStore`` on Redis (``redis.asyncio``; install the ``redis`` extra).
+
+    ::
+
+        async with RedisTokenStore("redis://127.0.0.1:6379/0", encryption_key=key) as store:
+            async with AuthSession(..., token_store=store) as sf:
+                ...
+
+    Without an encryption key, Redis holds a live bearer credential in clear: protect it like
+    the private key (network access, ACLs, TLS), or give a key.
+
+    Args:
+        redis: A Redis URL (``redis://``, ``rediss://``, ``unix://``) or a ready
+            ``redis.asyncio.Redis`` client. A client created from a URL is closed by ``close``;
+            a client you pass stays yours.
+        prefix: Prefix of every key sfauth writes.
+        encryption_key: A Fernet key (``cryptography.fernet.Fernet.generate_key()``) to encrypt
+            tokens at rest; when ``None``, ``$SFAUTH_REDIS_ENCRYPTION_KEY`` is used if set.
+        lock_ttl: Seconds a refresher holds the lock at most; bounds how long a crashed holder
+            blocks the others. Should exceed a normal token exchange (default 15).
+        token_ttl: Seconds a published token stays in Redis (default 12 hours); Salesforce
+            sessions usually expire sooner and are then replaced after a 401.
+        on_unavailable: ``"fallback"`` (default): when Redis cannot be reached, log
+            ``sfauth.store.unavailable`` and mint a token locally so a Redis blip does not stop
+            the fleet; ``"raise"``: fail the refresh with ``TokenStoreError``.
+        socket_timeout: Seconds for Redis commands and connects, for clients created from a
+            URL (default 2).
+
+    Raises:
+        ConfigurationError: redis-py is not installed, the URL is malformed, the encryption
+            key is not a Fernet key, or a number is out of range.
+    """
+
+    def __init__(
+        self,
+        redis: str | redis_asyncio.Redis,
+        *,
+        prefix: str = "sfauth:",
+        encryption_key: str | bytes | None = None,
+        lock_ttl: float = 15.0,
+        token_ttl: float = 12 * 3600.0,
+        on_unavailable: Literal["fallback", "raise"] = "fallback",
+        socket_timeout: float = 2.0,
+    ) -> None:
+        try:
+            import redis.asyncio as redis_asyncio
+            from redis.asyncio.lock import Lock
+        except ImportError:
+            raise ConfigurationError(
+                "RedisTokenStore needs redis-py: pip install 'sfauth[redis]'"
+            ) from None
+        if on_unavailable not in ("fallback", "raise"):
+            raise ConfigurationError(
+                f"on_unavailable must be 'fallback' or 'raise'; got {on_unavailable!r}"
+            )
+        for name, value in (("lock_ttl", lock_ttl), ("token_ttl", token_ttl)):
+            if not isinstance(value, int | float) or not value > 0:
+                raise ConfigurationError(f"{name} must be a number of seconds > 0; got {value!r}")
+        self._lock_class = Lock
+        self._owns_client = isinstance(redis, str)
+        if isinstance(redis, str):
+            try:
+                self._redis: redis_asyncio.Redis = redis_asyncio.Redis.from_url(
+                    redis, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
+                )
+            except ValueError as exc:
+                raise ConfigurationError(f"invalid Redis URL: {exc}") from None
+        else:
+            self._redis = redis
+        self._prefix = prefix
+        self._lock_ttl = lock_ttl
+        self._token_ttl_ms = int(token_ttl * 1000)
+        self.fallback_to_local = on_unavailable == "fallback"
+        key = encryption_key if encryption_key is not None else os.environ.get(ENCRYPTION_KEY_ENV)
+        self._fernet = _fernet(key) if key else None
+        self._locks: dict[str, Any] = {}
+        self._invalidate = self._redis.register_script(_INVALIDATE)
+        self._publish = self._redis.register_script(_PUBLISH)
+
+    def __repr__(self) -> str:
+        encrypted = "encrypted" if self._fernet else "NOT encrypted"
+        return f"RedisTokenStore(prefix={self._prefix!r}, {encrypted})"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @property
+    def encrypted(self) -> bool:
+        """Whether tokens are encrypted at rest."""
+        return self._fernet is not None
+
+    async def get(self, key: str) -> Token | None:
+        """Return the token last published under ``key``, or ``None``.
+
+        Raises:
+            TokenStoreError: Redis is unreachable, or the stored value cannot be read (for
+                example it was encrypted with another key).
+        """
+        data = await self._call("HGET", self._redis.hget(self._prefix + key, "data"))
+        if data is None:
+            return None
+        try:
+            raw = self._fernet.decrypt(data) if self._fernet else data
+            return token_from_json(raw)
+        except Exception as exc:  # InvalidToken, ValueError, TypeError: unreadable value
+            raise TokenStoreError(
+                f"the token stored in Redis cannot be read ({type(exc).__name__}); is "
+                "encryption_key the one the other processes use?"
+            ) from None
+
+    async def publish(self, key: str, token: Token) -> None:
+        """Store ``token`` as the current one for ``key`` (with ``token_ttl``)."""
+        data = token_to_json(token)
+        if self._fernet:
+            data = self._fernet.encrypt(data)
+        args: list[bytes | str | int] = [fingerprint(token), data, self._token_ttl_ms]
+        await self._call("publish", self._publish(keys=[self._prefix + key], args=args))
+
+    async def invalidate(self, key: str, token: Token) -> bool:
+        """Drop the stored token only if it is still ``token`` (Lua compare-and-delete)."""
+        result = await self._call(
+            "invalidate", self._invalidate(keys=[self._prefix + key], args=[fingerprint(token)])
+        )
+        return bool(result)
+
+    async def acquire(self, key: str, ttl: float) -> str | None:
+        """Try once to take the refresh lock for at most ``ttl`` seconds (``lock_ttl`` if less).
+
+        Returns:
+            An owner handle, or ``None`` when another process holds the lock.
+        """
+        lock = self._lock_class(
+            self._redis,
+            f"{self._prefix}{key}:lock",
+            timeout=min(ttl, self._lock_ttl),
+            blocking=False,
+            thread_local=False,
+            raise_on_release_error=False,
+        )
+        acquired = await self._call("lock", lock.acquire(blocking=False))
+        if not acquired:
+            return None
+        owner = str(id(lock))
+        self._locks[owner] = lock
+        return owner
+
+    async def release(self, key: str, owner: str) -> None:
+        """Release the lock if this owner still holds it (an expired lock is left alone)."""
+        lock = self._locks.pop(owner, None)
+        if lock is not None:
+            with contextlib.suppress(TokenStoreError):  # it expires by itself after lock_ttl
+                await self._call("unlock", lock.release())
+
+    async def locked(self, key: str) -> bool:
+        """Whether some process holds the refresh lock for ``key``."""
+        return bool(await self._call("EXISTS", self._redis.exists(f"{self._prefix}{key}:lock")))
+
+    async def close(self) -> None:
+        """Close the Redis client if this store created it."""
+        if self._owns_client:
+            await self._redis.aclose()
+
+    async def _call(self, what: str, awaitable: Any) -> Any:
+        from redis.exceptions import RedisError
+
+        try:
+            return await awaitable
+        except (RedisError, OSError) as exc:
+            raise TokenStoreError(
+                f"Redis {what} failed: {type(exc).__name__}: {str(exc)[:200]}"
+            ) from None
+
+
+def _fernet(key: str | bytes) -> Any:
+    from cryptography.fernet import Fernet
+
+    try:
+        return Fernet(key)
+    except (ValueError, TypeError):
+        raise ConfigurationError(
+            "encryption_key must be a Fernet key (32 url-safe base64-encoded bytes), e.g. from "
+            "cryptography.fernet.Fernet.generate_key()"
+        ) from None

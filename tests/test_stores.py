@@ -1,0 +1,386 @@
+"""Sharing one token through a TokenStore, in one process and across OS processes (issue #4).
+
+REDIS REQUIRED: these tests use the Redis server at 127.0.0.1:6379 (REDIS_URL to override) and
+FAIL, never skip, when it is not reachable; .ci/run starts it when it is not running. The tests
+that stop Redis mid-run start a private redis-server of their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as redis_asyncio
+import structlog
+from cryptography.fernet import Fernet
+
+from sfauth import AuthSession, TokenStoreError
+from sfauth._token import Token
+from sfauth.stores import MemoryTokenStore, RedisTokenStore, TokenStore
+from sfauth.testing import Emulator, EmulatorCredentials, ScriptedResponse
+
+QUERY = "/services/data/v62.0/query"
+SOQL = {"q": "SELECT Id FROM Account LIMIT 1"}
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+ROOT = Path(__file__).parent.parent
+
+
+def _require_redis() -> None:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.fail(
+            f"Redis is required at {REDIS_URL} and is not reachable ({exc}); start it with "
+            "`redis-server --daemonize yes --port 6379 --save '' --appendonly no`",
+            pytrace=False,
+        )
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def prefix() -> Iterator[str]:
+    """A key prefix of this test's own on the shared Redis; its keys are deleted afterwards."""
+    import redis
+
+    _require_redis()
+    name = f"sfauth-test:{uuid.uuid4().hex}:"
+    yield name
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=name + "*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+async def redis_client(prefix: str) -> AsyncIterator[redis_asyncio.Redis]:
+    client = redis_asyncio.Redis.from_url(REDIS_URL)
+    yield client
+    await client.aclose()
+
+
+def token(n: int) -> Token:
+    return Token(
+        access_token=f"00D000000000001AAA!AQ0token{n}",
+        instance_url="https://acme.my.salesforce.com",
+        id="https://login.salesforce.com/id/00D000000000001AAA/005000000000001AAA",
+        org_id="00D000000000001AAA",
+        user_id="005000000000001AAA",
+        scope="api",
+        token_type="Bearer",
+        issued_at=1700000000000 + n,
+        obtained_at=1700000000.0 + n,
+    )
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[TokenStore]:
+    if request.param == "memory":
+        yield MemoryTokenStore()
+        return
+    name = request.getfixturevalue("prefix")
+    async with RedisTokenStore(REDIS_URL, prefix=name) as redis_store:
+        yield redis_store
+
+
+# --- the protocol ----------------------------------------------------------------------------
+
+
+async def test_publish_get_roundtrip(store: TokenStore) -> None:
+    assert await store.get("k") is None
+    await store.publish("k", token(1))
+    assert await store.get("k") == token(1)
+    assert await store.get("other") is None
+
+
+async def test_invalidate_only_if_still_current(store: TokenStore) -> None:
+    await store.publish("k", token(2))
+    assert await store.invalidate("k", token(1)) is False  # a stale 401 keeps the new token
+    assert await store.get("k") == token(2)
+    assert await store.invalidate("k", token(2)) is True
+    assert await store.get("k") is None
+
+
+async def test_lock_has_one_owner_and_only_the_owner_releases(store: TokenStore) -> None:
+    first = await store.acquire("k", 10.0)
+    assert first is not None
+    assert await store.acquire("k", 10.0) is None
+    assert await store.locked("k") is True
+    await store.release("k", "not-the-owner")
+    assert await store.locked("k") is True
+    await store.release("k", first)
+    assert await store.locked("k") is False
+    assert await store.acquire("k", 10.0) is not None
+
+
+async def test_a_lock_whose_holder_vanished_expires(store: TokenStore) -> None:
+    assert await store.acquire("k", 0.05) is not None
+    await asyncio.sleep(0.1)  # the holder "died": only time frees the lock
+    assert await store.locked("k") is False
+    assert await store.acquire("k", 0.05) is not None
+
+
+# --- sessions sharing a store in one process -------------------------------------------------
+
+
+def _session(emulator: Emulator, creds: EmulatorCredentials, store: TokenStore) -> AuthSession:
+    return AuthSession(
+        client_id=creds.client_id,
+        username=creds.username,
+        private_key=creds.private_key_pem,
+        login_url=emulator.url,
+        allow_http_loopback=True,
+        token_store=store,
+    )
+
+
+async def _get(sf: AuthSession) -> int:
+    async with sf.get(QUERY, params=SOQL) as resp:
+        return resp.status
+
+
+async def test_sessions_sharing_a_store_log_in_once(
+    store: TokenStore, emulator: Emulator, creds: EmulatorCredentials
+) -> None:
+    async with _session(emulator, creds, store) as a, _session(emulator, creds, store) as b:
+        results = await asyncio.gather(*(_get(s) for s in [a, b] * 250))
+        assert results == [200] * 500
+        assert emulator.token_request_count == 1
+        emulator.expire_all_sessions()
+        results = await asyncio.gather(*(_get(s) for s in [a, b] * 250))
+        assert results == [200] * 500
+        assert emulator.token_request_count == 2
+
+
+async def test_stale_401_after_another_session_refreshed_makes_no_token_request(
+    store: TokenStore, emulator: Emulator, creds: EmulatorCredentials
+) -> None:
+    # Two sessions sharing nothing but the store stand for two processes.
+    async with _session(emulator, creds, store) as a, _session(emulator, creds, store) as b:
+        assert await _get(a) == 200
+        assert await _get(b) == 200
+        first = await a.token()
+        assert (await b.token()).access_token == first.access_token
+        emulator.expire_all_sessions()
+        assert await _get(b) == 200  # B: 401, refresh, publish
+        assert emulator.token_request_count == 2
+        assert await _get(a) == 200  # A: 401 for the old token, adopts B's
+        assert emulator.token_request_count == 2
+        assert (await a.token()).access_token == (await b.token()).access_token
+
+
+async def test_encrypted_tokens_do_not_appear_in_redis(
+    prefix: str,
+    redis_client: redis_asyncio.Redis,
+    emulator: Emulator,
+    creds: EmulatorCredentials,
+) -> None:
+    key = Fernet.generate_key()
+    async with RedisTokenStore(REDIS_URL, prefix=prefix, encryption_key=key) as store:
+        assert repr(store) == f"RedisTokenStore(prefix={prefix!r}, encrypted)"
+        async with _session(emulator, creds, store) as sf:
+            access = (await sf.token()).access_token
+        (name,) = [k async for k in redis_client.scan_iter(match=prefix + "*")]
+        stored = await redis_client.hgetall(name)
+        raw = b"".join(stored.values())
+        assert access.encode() not in raw
+        assert access.split("!")[1][:20].encode() not in raw
+    # Another process with the same key reads it; one with another key gets a typed error.
+    async with RedisTokenStore(REDIS_URL, prefix=prefix, encryption_key=key) as same:
+        shared = await same.get(name.decode().removeprefix(prefix))
+        assert shared is not None
+        assert shared.access_token == access
+    async with RedisTokenStore(
+        REDIS_URL, prefix=prefix, encryption_key=Fernet.generate_key()
+    ) as wrong:
+        with pytest.raises(TokenStoreError, match="is encryption_key the one"):
+            await wrong.get(name.decode().removeprefix(prefix))
+
+
+async def test_without_a_key_the_token_is_in_clear(
+    prefix: str, redis_client: redis_asyncio.Redis
+) -> None:
+    async with RedisTokenStore(REDIS_URL, prefix=prefix) as store:
+        assert repr(store) == f"RedisTokenStore(prefix={prefix!r}, NOT encrypted)"
+        await store.publish("k", token(7))
+    assert token(7).access_token.encode() in await redis_client.hget(prefix + "k", "data")
+
+
+def test_bad_store_settings() -> None:
+    from sfauth import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="encryption_key must be a Fernet key"):
+        RedisTokenStore(REDIS_URL, encryption_key="not-a-key")
+    with pytest.raises(ConfigurationError, match="on_unavailable must be 'fallback' or 'raise'"):
+        RedisTokenStore(REDIS_URL, on_unavailable="retry")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="lock_ttl must be a number of seconds > 0"):
+        RedisTokenStore(REDIS_URL, lock_ttl=0)
+    with pytest.raises(ConfigurationError, match="token_store must implement"):
+        AuthSession(client_id="c", username="u", private_key="k.pem", token_store=object())  # type: ignore[arg-type]
+
+
+# --- Redis going away ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """A redis-server of this test's own, which the test may stop."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is required on PATH for this test", pytrace=False)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly"]
+    with subprocess.Popen(
+        [*command, "no"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # the server says when it listens; EOF if it failed
+            if "Ready to accept connections" in line:
+                break
+        else:
+            pytest.fail(f"redis-server did not start (exit {proc.wait()})", pytrace=False)
+        try:
+            yield f"redis://127.0.0.1:{port}/0", proc
+        finally:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.parametrize("on_unavailable", ["fallback", "raise"])
+async def test_redis_stopped_mid_run(
+    private_redis: tuple[str, subprocess.Popen[str]],
+    emulator: Emulator,
+    creds: EmulatorCredentials,
+    on_unavailable: str,
+) -> None:
+    url, proc = private_redis
+    store = RedisTokenStore(url, on_unavailable=on_unavailable, socket_timeout=0.5)  # type: ignore[arg-type]
+    async with store, _session(emulator, creds, store) as sf:
+        assert await asyncio.gather(*(_get(sf) for _ in range(50))) == [200] * 50
+        proc.kill()
+        proc.wait()
+        assert await _get(sf) == 200  # the token in hand needs no Redis
+        emulator.expire_all_sessions()  # now a refresh needs the store
+        with structlog.testing.capture_logs() as logs:
+            if on_unavailable == "fallback":
+                assert await asyncio.gather(*(_get(sf) for _ in range(50))) == [200] * 50
+                assert emulator.token_request_count == 2
+            else:
+                with pytest.raises(TokenStoreError, match=r"Redis \S+ failed"):
+                    await _get(sf)
+                assert emulator.token_request_count == 1
+    events = [e["event"] for e in logs]
+    assert ("sfauth.store.unavailable" in events) is (on_unavailable == "fallback")
+
+
+# --- OS processes ----------------------------------------------------------------------------
+
+
+class Worker:
+    """A benchmarks/fleet_worker.py process."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+
+    @classmethod
+    async def start(
+        cls,
+        emulator: Emulator,
+        creds: EmulatorCredentials,
+        key_file: Path,
+        prefix: str,
+        *extra: str,
+    ) -> Worker:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "benchmarks.fleet_worker",
+            "--login-url", emulator.url,
+            "--client-id", creds.client_id,
+            "--username", creds.username,
+            "--key-file", str(key_file),
+            "--redis", REDIS_URL,
+            "--prefix", prefix,
+            *extra,
+            cwd=ROOT,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        return cls(proc)
+
+    async def line(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        raw = await self.proc.stdout.readline()
+        assert raw, f"worker exited with {await self.proc.wait()}"
+        result: dict[str, Any] = json.loads(raw)
+        return result
+
+    def go(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(b"go\n")
+
+    async def finish(self) -> int:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        return await self.proc.wait()
+
+
+@pytest.fixture
+def key_file(tmp_path: Path, creds: EmulatorCredentials) -> Path:
+    return creds.write_private_key(tmp_path / "key.pem")
+
+
+async def test_four_processes_log_in_once_and_refresh_once(
+    emulator: Emulator, creds: EmulatorCredentials, key_file: Path, prefix: str
+) -> None:
+    workers = [
+        await Worker.start(emulator, creds, key_file, prefix, "--requests", "250", "--phases", "2")
+        for _ in range(4)
+    ]
+    cold = [await w.line() for w in workers]
+    assert [r["ok"] for r in cold] == [250] * 4
+    assert emulator.token_request_count == 1  # 4 processes x 250 concurrent, cold start
+
+    emulator.expire_all_sessions()  # every process holds a token that is now dead
+    for w in workers:
+        w.go()
+    warm = [await w.line() for w in workers]
+    assert [r["ok"] for r in warm] == [250] * 4
+    assert [r["failed"] for r in warm] == [{}] * 4
+    assert emulator.token_request_count == 2  # exactly one more in total
+    assert sum(r["token_requests"] for r in warm) == 2
+    assert [await w.finish() for w in workers] == [0] * 4
+
+
+async def test_killed_lock_holder_blocks_the_others_only_for_the_lock_ttl(
+    emulator: Emulator, creds: EmulatorCredentials, key_file: Path, prefix: str
+) -> None:
+    # The first token request hangs: the process that sent it holds the Redis lock.
+    emulator.script_token_responses([ScriptedResponse(status=503, delay=60.0)])
+    options = ("--requests", "50", "--lock-ttl", "1", "--refresh-timeout", "30")
+    holder = await Worker.start(emulator, creds, key_file, prefix, *options)
+    await emulator.wait_for_token_requests(1)
+    other = await Worker.start(emulator, creds, key_file, prefix, *options)
+    holder.proc.send_signal(signal.SIGKILL)  # mid-refresh, lock held
+    assert await holder.proc.wait() == -signal.SIGKILL
+    result = await other.line()  # the other process waited out the TTL, then logged in
+    assert result == {"phase": 0, "ok": 50, "failed": {}, "token_requests": 1}
+    assert emulator.token_request_count == 2
+    assert await other.finish() == 0
