@@ -125,11 +125,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     emulator.set_defaults(func=_cmd_emulator)
 
+    request = sub.add_parser(
+        "request",
+        help="send one authenticated REST request and print the response",
+        description="Log in, send METHOD PATH to the org's instance, and print the response "
+        "body (JSON pretty-printed). Exits 1 with Salesforce's error on a non-2xx answer.",
+    )
+    request.add_argument("method", type=str.upper, choices=_METHODS, metavar="METHOD")
+    request.add_argument("path", metavar="PATH", help="e.g. /services/data/v62.0/limits")
+    request.add_argument(
+        "--data", default=None, help='JSON request body, e.g. \'{"Name": "Acme"}\''
+    )
     for name, func, helptext in (
         ("assertion", _cmd_assertion, "print a signed JWT bearer assertion (for curl/Postman)"),
         ("token", _cmd_token, "perform the exchange and print the token response as JSON"),
+        ("request", _cmd_request, ""),
     ):
-        cmd = sub.add_parser(name, help=helptext)
+        cmd = request if name == "request" else sub.add_parser(name, help=helptext)
         cmd.add_argument("--client-id", required=True, help="connected app consumer key")
         cmd.add_argument("--username", required=True, help="Salesforce username (sub)")
         cmd.add_argument(
@@ -222,6 +234,44 @@ def _cmd_token(args: argparse.Namespace) -> int:
 
     print(json.dumps(asyncio.run(run()), indent=2))
     return 0
+
+
+_METHODS = ("GET", "POST", "PATCH", "PUT", "DELETE", "HEAD")
+
+
+def _cmd_request(args: argparse.Namespace) -> int:
+    body: Any = None
+    if args.data is not None:
+        try:
+            body = json.loads(args.data)
+        except ValueError as exc:
+            raise ConfigurationError(f"--data is not valid JSON: {exc}") from None
+
+    async def run() -> tuple[int, str, bytes]:
+        async with AuthSession(**_flow_kwargs(args)) as sf:
+            kwargs: dict[str, Any] = {} if body is None else {"json": body}
+            async with sf.request(args.method, args.path, **kwargs) as resp:
+                return resp.status, resp.content_type, await resp.read()
+
+    status, content_type, raw = asyncio.run(run())
+    text = raw.decode("utf-8", "replace")
+    parsed: Any = None
+    if raw and content_type == "application/json":
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            parsed = None
+    if raw:
+        print(json.dumps(parsed, indent=2) if parsed is not None else text)
+    if 200 <= status < 300:
+        return 0
+    first = parsed[0] if isinstance(parsed, list) and parsed else parsed
+    if isinstance(first, dict) and ("errorCode" in first or "message" in first):
+        detail = f"{first.get('errorCode', '-')}: {first.get('message', '')}"
+    else:
+        detail = text[:200] or "(empty body)"
+    print(f"sfauth: error: HTTP {status} {detail}", file=sys.stderr)
+    return 1
 
 
 def _cmd_emulator(args: argparse.Namespace) -> int:

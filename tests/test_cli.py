@@ -129,3 +129,38 @@ def test_configuration_error_exits_2(served: dict[str, str], tmp_path: Path) -> 
     assert done.returncode == 2
     assert "no file exists at" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_request_prints_json_and_exits_0(served: dict[str, str]) -> None:
+    done = _run("request", "GET", "/services/data/v62.0/limits", *_flags(served))
+    assert done.returncode == 0, done.stderr
+    limits = json.loads(done.stdout)
+    assert limits["DailyApiRequests"]["Max"] == 15000
+    assert done.stdout.startswith("{\n  ")  # pretty-printed
+
+
+def test_request_with_data_creates_a_record(served: dict[str, str]) -> None:
+    data = json.dumps({"Name": "From the CLI"})
+    done = _run(
+        "request",
+        "post",
+        "/services/data/v62.0/sobjects/Account/",
+        "--data",
+        data,
+        *_flags(served),
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["success"] is True
+
+
+def test_request_non_2xx_exits_1_with_the_salesforce_error(served: dict[str, str]) -> None:
+    done = _run("request", "GET", "/services/data/v62.0/query?q=SELEC", *_flags(served))
+    assert done.returncode == 1
+    assert done.stderr.startswith("sfauth: error: HTTP 400 MALFORMED_QUERY: ")
+    assert json.loads(done.stdout)[0]["errorCode"] == "MALFORMED_QUERY"
+
+
+def test_request_bad_json_data_exits_2(served: dict[str, str]) -> None:
+    done = _run("request", "POST", "/x", "--data", "{nope", *_flags(served))
+    assert done.returncode == 2
+    assert "--data is not valid JSON" in done.stderr
