@@ -14,8 +14,9 @@ $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
+# Tests also exercise the Redis store and the benchmark peers (simple-salesforce, aiosalesforce).
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,redis,bench]'
 	touch $@ $(VENV)/.installed-run
 
 demo: $(VENV)/.installed-run

@@ -115,14 +115,27 @@ async def _soak(
         ) as sf:
             await sf.token()
             emu.inject_faults(fault_rate, seed=seed)
-            # Expire every session at evenly spaced points; revoke the token once in between.
-            marks = {n * (i + 1) // (expiries + 2): "expire" for i in range(expiries)}
-            marks[n * (expiries + 1) // (expiries + 2) + 1] = "revoke"
+            # Expire every session at evenly spaced points, then revoke the token once. An action
+            # whose moment has come waits for the next completion if no token is current yet.
+            actions = [(n * (i + 1) // (expiries + 2), "expire") for i in range(expiries)]
+            actions.append((n * (expiries + 1) // (expiries + 2), "revoke"))
             done = {"expire": 0, "revoke": 0}
             ok = 0
             finished = 0
             failed: collections.Counter[str] = collections.Counter()
             gate = asyncio.Semaphore(in_flight)
+
+            def act() -> None:
+                while actions and finished >= actions[0][0]:
+                    current = sf.auth.current_token
+                    if current is None:
+                        return  # a refresh is in flight: act at the next completion
+                    _, action = actions.pop(0)
+                    if action == "expire":
+                        emu.expire_all_sessions()
+                    elif not emu.revoke(current.access_token):
+                        continue
+                    done[action] += 1
 
             async def one() -> None:
                 nonlocal ok, finished
@@ -137,20 +150,15 @@ async def _soak(
                     except (SFAuthError, aiohttp.ClientError, ValueError) as exc:
                         failed[type(exc).__name__] += 1
                     finished += 1
-                    action = marks.get(finished)
-                    if action == "expire":
-                        emu.expire_all_sessions()
-                        done["expire"] += 1
-                    elif action == "revoke":
-                        current = sf.auth.current_token
-                        if current is not None and emu.revoke(current.access_token):
-                            done["revoke"] += 1
+                    act()
 
             started = time.perf_counter()
             await asyncio.gather(*(one() for _ in range(n)))
             seconds = time.perf_counter() - started
             emu.inject_faults(0)
-        logins = sum(1 for r in emu.token_requests if r.status == 200 and r.fault is None)
+        logins = sum(
+            1 for r in emu.token_requests if r.status == 200 and r.fault in (None, "slow")
+        )
         return SoakResult(
             requests=n,
             ok=ok,

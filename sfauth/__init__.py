@@ -5,6 +5,7 @@
 sends every request through one pooled aiohttp client bound to the org's ``instance_url``.
 """
 
+from ._env import settings_from_env
 from ._keys import load_private_key
 from ._limits import ApiUsage
 from ._logging import redact_secrets
@@ -66,4 +67,5 @@ __all__ = [
     "__version__",
     "load_private_key",
     "redact_secrets",
+    "settings_from_env",
 ]

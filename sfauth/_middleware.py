@@ -60,6 +60,8 @@ _NOT_FOR_REST = "not valid for use with the rest api"
 #: A 401 body is Salesforce's short JSON error; anything longer is not read past this.
 _MAX_ERROR_BODY = 64 * 1024
 _NOT_JSON = "(the body is not JSON)"
+#: Replays of one send attempt after 401s; the second only for a token that had worked.
+_MAX_REPLAYS = 2
 _ALWAYS_TRANSIENT = frozenset({429, 502, 503, 504})
 _NOT_SENT_ERRORS = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 _TLS_ERRORS = (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError)
@@ -235,6 +237,38 @@ class SalesforceAuthMiddleware:
         """
         return self._manager.valid_token() or await self._manager.get(http)
 
+    async def replace_token(self, rejected: Token, http: aiohttp.ClientSession) -> Token:
+        """Report that ``rejected`` no longer works elsewhere, and get the token that replaces it.
+
+        For code that sends the token itself (another client library): call this when that
+        code sees the session expire. It behaves like a 401 seen by the middleware: one
+        refresh shared with every concurrent caller, none if ``rejected`` was already replaced,
+        the circuit breaker applies.
+
+        Args:
+            rejected: The token the other client was using.
+            http: A session to send the token request through, if one is needed.
+
+        Returns:
+            A token other than ``rejected``.
+
+        Raises:
+            TokenEndpointError: The refresh failed.
+            CircuitOpenError: Refreshes keep failing; no login is attempted for a while.
+        """
+        manager = self._manager
+        error = InvalidSessionError(
+            "another client reported the session as no longer valid",
+            status=401,
+            error_code="INVALID_SESSION_ID",
+            message="reported through replace_token()",
+            method="-",
+            url=rejected.instance_url,
+        )
+        if not manager.reject(rejected, error):
+            raise manager.circuit_error()
+        return await manager.replace(rejected, http)
+
     async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
         """Authenticate one request hop (aiohttp client middleware protocol).
 
@@ -389,52 +423,58 @@ class _Send:
     async def _after_401(
         self, response: ClientResponse, token: Token
     ) -> tuple[ClientResponse, Token]:
-        """Handle a 401: refresh at most once for everyone, replay this request once.
+        """Handle a 401: refresh at most once for everyone, replay this request.
 
         A 401 for a token that was already replaced (or is being replaced) replays with the
         newer token without another refresh; a 401 for the token in use rejects it and starts
-        (or joins) the single-flight refresh. A 401 on the replay is final for this attempt; it
-        marks the newer token rejected so the next request refreshes it.
+        (or joins) the single-flight refresh. A 401 on the replay is final, unless the token
+        the replay carried had already worked for other requests: then the session was
+        invalidated again in between (a second expiry or a revocation) and the request is
+        replayed once more. Tokens that never worked are never replayed twice, and the circuit
+        counts them.
         """
         manager = self.auth._manager
         request = self.request
         error_code, message = await self._check_401(response)
-        if token is manager.current:
-            rejection = _session_error(
-                InvalidSessionError,
-                request,
-                error_code,
-                message,
-                "Salesforce rejected a token before it ever worked",
+        for replays in range(1, _MAX_REPLAYS + 1):
+            if token is manager.current:
+                rejection = _session_error(
+                    InvalidSessionError,
+                    request,
+                    error_code,
+                    message,
+                    "Salesforce rejected a token before it ever worked",
+                )
+                if not manager.reject(token, rejection):
+                    raise manager.circuit_error()
+            if not _replayable(request):
+                raise self._not_replayable()
+            fresh = await manager.replace(token, _open_session(request))
+            if fresh.instance_url != token.instance_url:
+                _rebind(request, fresh.instance_url)
+            logger.debug(
+                "sfauth.request.replayed",
+                method=request.method,
+                url=_where(request),
+                status=401,
+                error_code=error_code,
             )
-            if not manager.reject(token, rejection):
-                raise manager.circuit_error()
-        if not _replayable(request):
-            raise self._not_replayable()
-        fresh = await manager.replace(token, _open_session(request))
-        if fresh.instance_url != token.instance_url:
-            _rebind(request, fresh.instance_url)
-        logger.debug(
-            "sfauth.request.replayed",
-            method=request.method,
-            url=_where(request),
-            status=401,
-            error_code=error_code,
-        )
-        replay, fresh = await self._send(fresh)
-        if replay.status != 401:
-            if not manager.proven:
-                manager.mark_proven(fresh)
-            return replay, fresh
-        error_code, message = await self._check_401(replay)
+            response, token = await self._send(fresh)
+            if response.status != 401:
+                if not manager.proven:
+                    manager.mark_proven(token)
+                return response, token
+            error_code, message = await self._check_401(response)
+            if replays == _MAX_REPLAYS or token is not manager.last_proven:
+                break
         error = _session_error(
             InvalidSessionError,
             request,
             error_code,
             message,
-            "Salesforce rejected the session even after a refresh and one replay",
+            "Salesforce rejected the session even after a refresh and a replay",
         )
-        manager.reject(fresh, error)
+        manager.reject(token, error)
         raise error
 
     async def _check_401(self, response: ClientResponse) -> tuple[str | None, str]:

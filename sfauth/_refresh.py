@@ -75,6 +75,8 @@ class TokenManager:
         self.current: Token | None = None
         self.generation = 0
         self.proven = False
+        #: The latest token that got a non-401 answer (it worked for at least one request).
+        self.last_proven: Token | None = None
         self.origin: Origin | None = None
         self.old_origins: list[Origin] = []
         self.token_requests = 0
@@ -140,6 +142,7 @@ class TokenManager:
         """Record that ``token`` got a non-401 answer; this closes the circuit."""
         if token is self.current:
             self.proven = True
+            self.last_proven = token
             self._failures = 0
 
     def reject(self, token: Token, error: SFAuthError) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl as _ssl
-from collections.abc import Coroutine, Generator
+from collections.abc import Coroutine, Generator, Mapping
 from types import TracebackType
 from typing import Any, Self
 
@@ -14,9 +14,11 @@ from yarl import URL
 
 from ._assertion import MAX_ASSERTION_LIFETIME
 from ._config import DEFAULT_LOGIN_URL
+from ._env import settings_from_env
 from ._keys import PrivateKeyInput
 from ._limits import ApiUsage
 from ._middleware import INSTANCE_RELATIVE_HEADER, RETRY_UNSAFE_HEADER, SalesforceAuthMiddleware
+from ._query import LATEST, QueryMixin, normalize_api_version
 from ._retry import RetryPolicy
 from ._token import Token
 from .exceptions import ConfigurationError, CrossOriginError, SFAuthError
@@ -29,7 +31,7 @@ __all__ = ["AuthSession"]
 DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=300.0, sock_connect=30.0)
 
 
-class AuthSession:
+class AuthSession(QueryMixin):
     r"""An authenticated, pooled HTTP session to one Salesforce org (JWT bearer flow).
 
     ::
@@ -77,6 +79,9 @@ class AuthSession:
         keepalive_timeout: Seconds an idle pooled connection is kept (default 30).
         token_store: Share the token with other sessions or processes: ``MemoryTokenStore``
             (one process) or ``RedisTokenStore`` (many hosts). The store stays yours to close.
+        api_version: REST API version of ``query``, ``query_all`` and ``limits``:
+            ``"latest"`` (the default: the highest version the org serves, looked up once) or a
+            version such as ``"62.0"`` (``"v62.0"`` is accepted).
 
     Raises:
         ConfigurationError: A setting is missing or malformed.
@@ -107,6 +112,7 @@ class AuthSession:
         ssl: _ssl.SSLContext | bool = True,
         keepalive_timeout: float = 30.0,
         token_store: TokenStore | None = None,
+        api_version: str = LATEST,
     ) -> None:
         _check_int("limit", limit)
         _check_int("limit_per_host", limit_per_host)
@@ -148,6 +154,29 @@ class AuthSession:
         self._ssl = ssl
         self._keepalive_timeout = keepalive_timeout
         self._http: aiohttp.ClientSession | None = None
+        self._api_version = normalize_api_version(api_version)
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, prefix: str = "SF_", **overrides: Any
+    ) -> Self:
+        """Build a session from ``SF_*`` environment variables (see ``settings_from_env``).
+
+        Args:
+            environ: Where to read the variables; ``os.environ`` when ``None``.
+            prefix: Prefix of the variable names.
+            **overrides: ``AuthSession`` arguments that take precedence over the environment,
+                e.g. ``limit=50``; the variables of those given are not required.
+
+        Returns:
+            A new, not yet opened session.
+
+        Raises:
+            ConfigurationError: Variables are missing or malformed; all missing ones are named.
+        """
+        settings = settings_from_env(environ, prefix=prefix, provided=overrides)
+        settings.update(overrides)
+        return cls(**settings)
 
     def __repr__(self) -> str:
         c = self.auth.config
@@ -227,6 +256,28 @@ class AuthSession:
             SFAuthError: The session is not open.
         """
         return await self.auth.token(self.http)
+
+    async def replace_token(self, rejected: Token) -> Token:
+        """Report that ``rejected`` stopped working in another client; get its replacement.
+
+        For code that hands the token to another library (``simple_salesforce.Salesforce(
+        instance_url=token.instance_url, session_id=token.access_token)``): when that library
+        reports an expired session, call this and hand it the new token. It is a 401 as far as
+        sfauth is concerned: one refresh for every concurrent caller, none if ``rejected`` was
+        already replaced.
+
+        Args:
+            rejected: The token the other client was using.
+
+        Returns:
+            A token other than ``rejected``.
+
+        Raises:
+            TokenEndpointError: The refresh failed.
+            CircuitOpenError: Refreshes keep failing; no login is attempted for a while.
+            SFAuthError: The session is not open.
+        """
+        return await self.auth.replace_token(rejected, self.http)
 
     def request(
         self, method: str, path: str, *, idempotent: bool = False, **kwargs: Any

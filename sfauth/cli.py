@@ -25,6 +25,7 @@ import structlog
 from . import __version__
 from ._assertion import AssertionSigner
 from ._config import DEFAULT_LOGIN_URL, FlowConfig
+from ._env import settings_from_env
 from ._keys import load_private_key
 from ._logging import redact_secrets
 from ._session import AuthSession
@@ -70,6 +71,7 @@ _CLI_TERMS = (
     ("site must be", "--site must be"),
     ("login_url", "--instance-url"),
     ("private_key", "--jwt-key-file"),
+    ("allow_http_loopback", "--allow-http-loopback"),
     ("client_id", "--client-id"),
     ("username", "--username"),
     ("audience", "--audience"),
@@ -139,23 +141,23 @@ def _parser() -> argparse.ArgumentParser:
     for name, func, helptext in (
         ("assertion", _cmd_assertion, "print a signed JWT bearer assertion (for curl/Postman)"),
         ("token", _cmd_token, "perform the exchange and print the token response as JSON"),
-        ("request", _cmd_request, ""),
+        ("request", _cmd_request, "(created above)"),
     ):
         cmd = request if name == "request" else sub.add_parser(name, help=helptext)
-        cmd.add_argument("--client-id", required=True, help="connected app consumer key")
-        cmd.add_argument("--username", required=True, help="Salesforce username (sub)")
+        cmd.add_argument("--client-id", help="connected app consumer key [$SF_CLIENT_ID]")
+        cmd.add_argument("--username", help="Salesforce username (sub) [$SF_USERNAME]")
         cmd.add_argument(
             "--jwt-key-file",
-            required=True,
-            help=f"RSA private key PEM file (passphrase from ${_PASSPHRASE_ENV} if encrypted)",
+            help="RSA private key PEM file [$SF_JWT_KEY_FILE, or the PEM in $SF_JWT_KEY]; "
+            f"an encrypted key's passphrase comes from ${_PASSPHRASE_ENV}",
         )
         cmd.add_argument(
             "--instance-url",
-            default=DEFAULT_LOGIN_URL,
-            help=f"login URL that serves the token endpoint (default {DEFAULT_LOGIN_URL})",
+            help="login URL that serves the token endpoint [$SF_LOGIN_URL or "
+            f"$SF_INSTANCE_URL, default {DEFAULT_LOGIN_URL}]",
         )
-        cmd.add_argument("--audience", default=None, help="aud claim (derived by default)")
-        cmd.add_argument("--site", default="", help="Experience Cloud path prefix, e.g. /portal")
+        cmd.add_argument("--audience", help="aud claim, derived by default [$SF_AUDIENCE]")
+        cmd.add_argument("--site", help="Experience Cloud path prefix, e.g. /portal [$SF_SITE]")
         cmd.add_argument(
             "--allow-http-loopback",
             action="store_true",
@@ -193,17 +195,35 @@ def _configure_logging(verbose: int) -> None:
     )
 
 
+#: CLI flag -> AuthSession argument; a flag given on the command line wins over $SF_*.
+_FLAG_ARGUMENTS = (
+    ("client_id", "client_id"),
+    ("username", "username"),
+    ("jwt_key_file", "private_key"),
+    ("instance_url", "login_url"),
+    ("audience", "audience"),
+    ("site", "site"),
+)
+
+
 def _flow_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        "client_id": args.client_id,
-        "username": args.username,
-        "private_key": Path(args.jwt_key_file),
-        "passphrase": os.environ.get(_PASSPHRASE_ENV),
-        "login_url": args.instance_url,
-        "audience": args.audience,
-        "site": args.site,
-        "allow_http_loopback": args.allow_http_loopback,
+    """AuthSession arguments from the flags, the rest from ``SF_*`` environment variables."""
+    given = {
+        argument: getattr(args, flag)
+        for flag, argument in _FLAG_ARGUMENTS
+        if getattr(args, flag) is not None
     }
+    if "private_key" in given:
+        given["private_key"] = Path(given["private_key"])
+    try:
+        settings = settings_from_env(provided=given)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{exc}; or pass the matching flags (see --help)") from None
+    settings.pop("api_version", None)
+    settings.update(given)
+    settings.setdefault("passphrase", os.environ.get(_PASSPHRASE_ENV))
+    settings["allow_http_loopback"] = args.allow_http_loopback
+    return settings
 
 
 def _cmd_assertion(args: argparse.Namespace) -> int:
@@ -211,16 +231,16 @@ def _cmd_assertion(args: argparse.Namespace) -> int:
     config = FlowConfig.create(
         client_id=kwargs["client_id"],
         username=kwargs["username"],
-        login_url=kwargs["login_url"],
-        audience=kwargs["audience"],
-        site=kwargs["site"],
+        login_url=kwargs.get("login_url", DEFAULT_LOGIN_URL),
+        audience=kwargs.get("audience"),
+        site=kwargs.get("site", ""),
         allow_http_loopback=kwargs["allow_http_loopback"],
     )
     signer = AssertionSigner(
         client_id=config.client_id,
         username=config.username,
         audience=config.audience,
-        private_key=load_private_key(kwargs["private_key"], kwargs["passphrase"]),
+        private_key=load_private_key(kwargs["private_key"], kwargs.get("passphrase")),
     )
     print(signer.mint())
     return 0

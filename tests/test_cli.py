@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -164,3 +165,43 @@ def test_request_bad_json_data_exits_2(served: dict[str, str]) -> None:
     done = _run("request", "POST", "/x", "--data", "{nope", *_flags(served))
     assert done.returncode == 2
     assert "--data is not valid JSON" in done.stderr
+
+
+def test_flags_default_to_sf_environment_variables(served: dict[str, str]) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SF_")}
+    env.update(
+        SF_CLIENT_ID=served["client_id"],
+        SF_USERNAME=served["username"],
+        SF_JWT_KEY_FILE=served["private_key_file"],
+        SF_INSTANCE_URL=served["url"],
+    )
+    done = subprocess.run(
+        [*SFAUTH, "token", "--allow-http-loopback"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["instance_url"] == served["url"]
+    # A flag wins over its variable.
+    done = subprocess.run(
+        [*SFAUTH, "token", "--allow-http-loopback", "--username", "nobody@example.com"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert done.returncode == 1
+    assert "user hasn't approved this consumer" in done.stderr
+
+
+def test_missing_settings_name_the_variables_and_flags() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SF_")}
+    done = subprocess.run([*SFAUTH, "token"], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 2
+    assert done.stderr == (
+        "sfauth: error: missing environment variables: SF_CLIENT_ID, SF_USERNAME, "
+        "SF_JWT_KEY_FILE or SF_JWT_KEY (set, and not empty); or pass the matching flags "
+        "(see --help)\n"
+    )

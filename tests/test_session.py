@@ -138,6 +138,48 @@ async def test_401_for_an_already_replaced_token_does_not_refresh_again(
     ]
 
 
+async def test_replay_meeting_a_second_invalidation_of_a_working_token_is_replayed_again(
+    emulator: Emulator, creds: EmulatorCredentials
+) -> None:
+    auth = SalesforceAuthMiddleware(
+        client_id=creds.client_id,
+        username=creds.username,
+        private_key=creds.private_key_pem,
+        login_url=emulator.url,
+        allow_http_loopback=True,
+    )
+    sends = 0
+    held = asyncio.Event()
+    release = asyncio.Event()
+
+    async def gate(req: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
+        nonlocal sends
+        if req.headers.get("X-Hold"):
+            sends += 1
+            if sends == 2:  # B's replay, already stamped with the new token
+                held.set()
+                await release.wait()
+        return await handler(req)
+
+    async with aiohttp.ClientSession(middlewares=(auth, gate)) as http:
+        first = await auth.token(http)
+        url = f"{first.instance_url}{QUERY}"
+        emulator.expire_all_sessions()
+        b = asyncio.ensure_future(http.get(url, params=SOQL, headers={"X-Hold": "1"}))
+        await held.wait()
+        second = auth.current_token
+        assert second is not None
+        assert second is not first
+        async with http.get(url, params=SOQL) as a:  # the new token works for A ...
+            assert a.status == 200
+        assert emulator.revoke(second.access_token)  # ... then is revoked
+        release.set()
+        async with await b as resp:
+            assert resp.status == 200
+    assert emulator.token_request_count == 3
+    assert [r.status for r in emulator.requests] == [401, 200, 401, 200]
+
+
 async def test_cancelling_the_refresh_starter_does_not_cancel_the_refresh(
     make_session: SessionFactory, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -456,7 +456,10 @@ class Emulator(RestApi):
         """Queue canned answers for the next REST requests (any endpoint but the token one).
 
         Served in order and as-is, before authentication (no ``Sforce-Limit-Info`` is added and
-        the API usage does not grow); the requests are still counted and recorded.
+        the API usage does not grow); the requests are still counted and recorded. The next
+        REST request of any kind gets the next answer, including the unauthenticated
+        ``GET /services/data/`` that ``AuthSession(api_version="latest")`` sends once: resolve
+        the version first (or use a fixed one) before scripting answers meant for a query.
 
         Args:
             responses: Answers to append to the queue.
@@ -620,6 +623,9 @@ class Emulator(RestApi):
             ("GET", data + "/query", "query", self._query, True, True),
             ("GET", data + "/query/", "query", self._query, True, True),
             ("GET", data + "/query/{locator}", "query_more", self._query_more, True, True),
+            # No record is ever deleted or archived here, so queryAll answers like query.
+            ("GET", data + "/queryAll", "query_all", self._query, True, True),
+            ("GET", data + "/queryAll/", "query_all", self._query, True, True),
             ("GET", data + "/limits", "limits", self._limits, True, True),
             ("GET", data + "/limits/", "limits", self._limits, True, True),
             ("POST", sobjects, "sobject_create", self._sobject_create, True, True),

@@ -1,0 +1,164 @@
+"""examples/etl_worker.py as a subprocess: the demo mode, and --from-env against an emulator."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from sfauth.testing import Emulator
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "etl_worker.py"
+
+
+def command(*args: str) -> list[str]:
+    return [sys.executable, str(EXAMPLE), *args]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SF_")}
+    env.update(extra)
+    return env
+
+
+def numbers(stdout: str) -> dict[str, int]:
+    """The summary's numbers: ``{"records read": 1000, "created": 1000, ...}``."""
+    found: dict[str, int] = {}
+    for label in ("records read", "upserted", "failed", "token requests", "faults injected"):
+        match = re.search(rf"^{label}:\s+(\d+)", stdout, re.MULTILINE)
+        if match:
+            found[label] = int(match[1])
+    match = re.search(r"^upserted:\s+\d+ \(created (\d+), updated (\d+)\)", stdout, re.MULTILINE)
+    if match:
+        found["created"], found["updated"] = int(match[1]), int(match[2])
+    match = re.search(r"^401 replays:\s+(\d+)", stdout, re.MULTILINE)
+    if match:
+        found["401 replays"] = int(match[1])
+    return found
+
+
+def test_demo_mode_survives_faults_and_expiry() -> None:
+    result = subprocess.run(
+        command(),
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    found = numbers(result.stdout)
+    assert found["records read"] == 1000
+    assert found["upserted"] == 1000
+    assert found["created"] == 1000
+    assert found["updated"] == 0
+    assert found["failed"] == 0
+    assert found["token requests"] == 2  # the first login and one refresh after the expiry
+    assert found["faults injected"] > 0
+    assert found["401 replays"] > 0
+    assert "verified:        1000 Account_Copy__c records, one per Account" in result.stdout
+    assert result.stderr == ""
+
+
+def test_demo_mode_options() -> None:
+    result = subprocess.run(
+        command("--accounts", "300", "--batch-size", "250", "--concurrency", "3"),
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    found = numbers(result.stdout)
+    assert (found["records read"], found["created"], found["failed"]) == (300, 300, 0)
+    assert found["token requests"] == 2
+
+
+def test_bad_arguments_exit_2() -> None:
+    result = subprocess.run(
+        command("--batch-size", "100"),
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "must be from 200 to 2000, got 100" in result.stderr
+
+
+def test_from_env_without_settings_exits_2_naming_the_variables() -> None:
+    result = subprocess.run(
+        command("--from-env"),
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        "etl_worker: error: missing environment variables: SF_CLIENT_ID, SF_USERNAME, "
+        "SF_JWT_KEY_FILE or SF_JWT_KEY (set, and not empty)\n"
+    )
+
+
+async def run_example(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    # Async: the emulator serves from this test's event loop while the worker runs.
+    proc = await asyncio.create_subprocess_exec(
+        *command(*args),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(120):
+        out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_from_env_against_an_https_org(tmp_path: Path) -> None:
+    async with Emulator(tls=True) as emu:
+        creds = emu.create_credentials()
+        ca_file = tmp_path / "ca.pem"
+        ca_file.write_bytes(emu.ca_pem)
+        env = clean_env(
+            SF_CLIENT_ID=creds.client_id,
+            SF_USERNAME=creds.username,
+            SF_JWT_KEY=creds.private_key_pem.decode().strip().replace("\n", "\\n"),
+            SF_INSTANCE_URL=emu.url,  # the Salesforce CLI's name for the login host
+            SF_API_VERSION="v61.0",
+            SSL_CERT_FILE=str(ca_file),  # trust the emulator's test CA (aiohttp's ssl=True)
+        )
+        assert emu.url.startswith("https://127.0.0.1:")
+
+        status, out, err = await run_example(env, "--from-env", "--concurrency", "8")
+        assert status == 0, out + err
+        found = numbers(out)
+        assert found == {
+            "records read": 250,
+            "upserted": 250,
+            "created": 250,
+            "updated": 0,
+            "failed": 0,
+            "token requests": 1,
+        }
+        ids = [str(r["Id"]) for r in emu.records("Account")]
+        copies = emu.records("Account_Copy__c")
+        assert sorted(str(c["Source_Id__c"]) for c in copies) == sorted(ids)
+        assert {r.path.split("/")[3] for r in emu.requests} == {"v61.0"}
+
+        # A second Account_Copy__c with the first Account's external id: Salesforce answers
+        # that upsert with 300 Multiple Choices, the worker counts it and exits 1.
+        emu.seed("Account_Copy__c", [{"Name": "duplicate", "Source_Id__c": ids[0]}])
+        status, out, err = await run_example(env, "--from-env")
+        assert status == 1, out + err
+        found = numbers(out)
+        assert (found["records read"], found["created"], found["updated"]) == (250, 0, 249)
+        assert found["failed"] == 1
+        assert "  HTTP 300: 1" in out
+        assert len(emu.records("Account_Copy__c")) == 251
