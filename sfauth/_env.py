@@ -80,14 +80,15 @@ def settings_from_env(
     settings: dict[str, Any] = {}
     missing: list[str] = []
     for name, arg in (("CLIENT_ID", "client_id"), ("USERNAME", "username")):
-        value = var(name)
+        value = None if arg in given else var(name)
         if value is not None:
             settings[arg] = value
         elif arg not in given:
             missing.append(prefix + name)
 
-    key_file = var("JWT_KEY_FILE")
-    key_text = var("JWT_KEY", strip=False)
+    # Variables of arguments the caller provides are not read at all: the caller's value wins.
+    key_file = None if "private_key" in given else var("JWT_KEY_FILE")
+    key_text = None if "private_key" in given else var("JWT_KEY", strip=False)
     if key_file is not None and key_text is not None:
         raise ConfigurationError(
             f"both {prefix}JWT_KEY_FILE and {prefix}JWT_KEY are set; set only one: the path of "
@@ -105,12 +106,12 @@ def settings_from_env(
             f"{', '.join(missing)} (set, and not empty)"
         )
 
-    passphrase = var("JWT_KEY_PASSPHRASE", strip=False)
+    passphrase = None if "passphrase" in given else var("JWT_KEY_PASSPHRASE", strip=False)
     if passphrase is not None:
         settings["passphrase"] = passphrase
 
-    login_url = var("LOGIN_URL")
-    instance_url = var("INSTANCE_URL")
+    login_url = None if "login_url" in given else var("LOGIN_URL")
+    instance_url = None if "login_url" in given else var("INSTANCE_URL")
     if (
         login_url is not None
         and instance_url is not None
@@ -124,13 +125,13 @@ def settings_from_env(
     if login is not None:
         settings["login_url"] = login
 
-    audience = var("AUDIENCE")
+    audience = None if "audience" in given else var("AUDIENCE")
     if audience is not None:
         settings["audience"] = audience
-    site = var("SITE")
+    site = None if "site" in given else var("SITE")
     if site is not None:
         settings["site"] = site
-    api_version = var("API_VERSION")
+    api_version = None if "api_version" in given else var("API_VERSION")
     if api_version is not None:
         settings["api_version"] = normalize_api_version(api_version, name=f"{prefix}API_VERSION")
     return settings

@@ -60,35 +60,51 @@ def parse_limit_info(value: str) -> ApiUsage | None:
 
 
 class UsageTracker:
-    """Keeps the latest ``ApiUsage`` and logs ``sfauth.limits.high`` once per crossing.
+    """Keeps the latest ``Sforce-Limit-Info`` and logs ``sfauth.limits.high`` once per crossing.
+
+    Cheap per response: it stores the raw header and reads only the ``api-usage=N/M`` numbers
+    to check the threshold; the full parse happens when ``latest`` is read.
 
     Args:
         warn_fraction: Usage fraction (``0 < x <= 1``) at which the warning is logged.
     """
 
-    __slots__ = ("_header", "_warned", "latest", "warn_fraction")
+    __slots__ = ("_header", "_warned", "warn_fraction")
 
     def __init__(self, *, warn_fraction: float) -> None:
         self.warn_fraction = warn_fraction
-        self.latest: ApiUsage | None = None
         self._header = ""
         self._warned = False
 
+    @property
+    def latest(self) -> ApiUsage | None:
+        """The usage from the latest header that had a well-formed ``api-usage`` entry."""
+        return parse_limit_info(self._header) if self._header else None
+
     def observe(self, header: str) -> None:
-        """Record a response's ``Sforce-Limit-Info`` value (cheap when unchanged)."""
-        if header == self._header:
-            return
-        self._header = header
-        usage = parse_limit_info(header)
-        if usage is None:
-            return
-        self.latest = usage
-        high = usage.fraction >= self.warn_fraction
+        """Record a response's ``Sforce-Limit-Info`` value."""
+        slash = header.find("/", 10) if header.startswith("api-usage=") else -1
+        if slash < 0:
+            usage = parse_limit_info(header)
+            if usage is None:
+                return  # keep the last usable value
+            self._header = header
+            used, limit = usage.used, usage.limit
+        else:
+            end = slash + 1
+            while end < len(header) and header[end].isdigit():
+                end += 1
+            try:
+                used, limit = int(header[10:slash]), int(header[slash + 1 : end])
+            except ValueError:
+                return
+            self._header = header
+        high = limit > 0 and used >= self.warn_fraction * limit
         if high and not self._warned:
             logger.warning(
                 "sfauth.limits.high",
-                used=usage.used,
-                limit=usage.limit,
-                fraction=round(usage.fraction, 3),
+                used=used,
+                limit=limit,
+                fraction=round(used / limit, 3),
             )
         self._warned = high

@@ -8,6 +8,7 @@ callable ``(request, handler) -> response``. ``AuthSession`` installs it on its 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 from typing import Any
 
@@ -41,9 +42,9 @@ from .stores._base import TokenStore
 
 __all__ = [
     "IDEMPOTENT_METHODS",
-    "INSTANCE_RELATIVE_HEADER",
     "RETRY_UNSAFE_HEADER",
     "SalesforceAuthMiddleware",
+    "request_flags",
 ]
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
@@ -51,18 +52,25 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRAC
 #: Request header by which a caller allows retrying a non-idempotent request (value ``"1"``).
 #: The middleware removes it before sending. ``AuthSession`` sets it for ``idempotent=True``.
 RETRY_UNSAFE_HEADER = "X-Sfauth-Retry-Unsafe"
-#: Internal marker set by ``AuthSession`` on URLs it resolved from a path on the instance: such
-#: a request may be moved to the new ``instance_url`` when the org moved meanwhile. Removed
-#: before sending.
-INSTANCE_RELATIVE_HEADER = "X-Sfauth-Instance-Path"
+
 
 _NOT_FOR_REST = "not valid for use with the rest api"
 #: A 401 body is Salesforce's short JSON error; anything longer is not read past this.
 _MAX_ERROR_BODY = 64 * 1024
 _NOT_JSON = "(the body is not JSON)"
-#: Replays of one send attempt after 401s; the second only for a token that had worked.
+#: Replays of one send attempt after 401s; the second only for a token that had worked (or was
+#: taken unverified from a shared store).
 _MAX_REPLAYS = 2
+#: Refreshes one request may cause, over all its attempts.
+_MAX_REFRESHES = 2
 _ALWAYS_TRANSIENT = frozenset({429, 502, 503, 504})
+_CLASSIFIED = _ALWAYS_TRANSIENT | {403, 500}
+
+#: ``(instance-relative, may resend)`` for the request ``AuthSession`` is sending in this task;
+#: ``None`` for requests sent through another ``ClientSession``.
+_REQUEST_FLAGS: contextvars.ContextVar[tuple[bool, bool] | None] = contextvars.ContextVar(
+    "sfauth_request_flags", default=None
+)
 _NOT_SENT_ERRORS = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 _TLS_ERRORS = (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError)
 _SENT_ERRORS = (aiohttp.ClientOSError, aiohttp.ServerConnectionError, aiohttp.ClientPayloadError)
@@ -257,6 +265,9 @@ class SalesforceAuthMiddleware:
             CircuitOpenError: Refreshes keep failing; no login is attempted for a while.
         """
         manager = self._manager
+        current = manager.current
+        if current is not None and current.access_token == rejected.access_token:
+            rejected = current  # an equal copy of the token in use is the token in use
         error = InvalidSessionError(
             "another client reported the session as no longer valid",
             status=401,
@@ -289,9 +300,11 @@ class SalesforceAuthMiddleware:
             CircuitOpenError: Refreshes keep failing; no login is attempted for a while.
         """
         manager = self._manager
+        flags = _REQUEST_FLAGS.get()
+        relative, opt_in = (False, False) if flags is None else flags
         headers = request.headers
-        relative = headers.popone(INSTANCE_RELATIVE_HEADER, None) == "1"
-        opt_in = headers.popone(RETRY_UNSAFE_HEADER, None) == "1"
+        if RETRY_UNSAFE_HEADER in headers:  # the caller's opt-in; never sent to Salesforce
+            opt_in = "1" in headers.popall(RETRY_UNSAFE_HEADER) or opt_in
         url = request.url
         key = (url.scheme, url.raw_host or "", url.port)
         if manager.origin is not None and key != manager.origin and not relative:
@@ -301,19 +314,19 @@ class SalesforceAuthMiddleware:
             if not (relative and key in manager.old_origins):
                 return await handler(request)
             _rebind(request, token.instance_url)  # built for an instance the org has left
-        send = _Send(self, request, handler, request.method in IDEMPOTENT_METHODS or opt_in)
-        policy = self.retry
-        started = policy.clock()
+        send = _Send(self, request, handler, opt_in or request.method in IDEMPOTENT_METHODS)
         try:
             return await send.attempt(token)
         except SFAuthError as exc:
+            policy = self.retry
             if policy.attempts <= 1 or not getattr(exc, "retryable", False):
                 raise
+            if not _replayable(request):
+                raise  # a stream body already sent cannot be resent: the error stands
             return await call_with_retries(
                 policy,
                 send.attempt,
                 first_error=exc,
-                started=started,
                 log_fields={"method": request.method, "url": _where(request)},
             )
 
@@ -326,7 +339,7 @@ class _Send:
     expiry on a later attempt and is then replayed once on that attempt too.
     """
 
-    __slots__ = ("auth", "handler", "may_resend", "request")
+    __slots__ = ("auth", "handler", "may_resend", "refreshes", "request")
 
     def __init__(
         self,
@@ -339,63 +352,81 @@ class _Send:
         self.request = request
         self.handler = handler
         self.may_resend = may_resend
+        self.refreshes = 0
 
     async def attempt(self, token: Token | None = None) -> ClientResponse:
-        """Send once (plus the 401 replay); raise typed errors for failures worth retrying."""
-        manager = self.auth._manager
+        """Send once (plus the 401 replay); raise typed errors for failures worth retrying.
+
+        With a gate, one send slot is held for the whole attempt, the 401 replay included (a
+        replay never queues behind requests that have not been sent yet), and never during a
+        backoff between attempts.
+        """
+        auth = self.auth
+        manager = auth._manager
         request = self.request
-        if token is None:  # a retry: use whatever token is current now
-            if not _replayable(request):
-                raise self._not_replayable()
-            token = manager.valid_token() or await manager.get(_open_session(request))
-            if manager.origin is not None and _origin(request) != manager.origin:
-                _rebind(request, token.instance_url)
-        response, token = await self._send(token)
-        if response.status == 401:
-            response, token = await self._after_401(response, token)
-        elif not manager.proven:
-            manager.mark_proven(token)
-        usage = response.headers.get("Sforce-Limit-Info")
-        if usage is not None:
-            self.auth._usage.observe(usage)
-        status = response.status
-        if status in _ALWAYS_TRANSIENT or status == 403 or status == 500:
-            response = await self._classify(response)
-        if response.content_type == "application/json":
-            # Read JSON bodies here, inside the retry loop: a body cut short by a dropped
-            # connection is then retried like any transport failure, and the caller gets a
-            # complete body (aiohttp keeps it for .json()/.read()).
-            try:
-                await response.read()
-            except aiohttp.ClientPayloadError as exc:
-                response.release()
-                raise self._transport(exc, sent=True, retryable=self.may_resend) from None
-        return response
+        gate = auth._gate
+        if gate is not None:
+            await gate.acquire()
+        try:
+            if token is None:  # a retry: use whatever token is current now
+                if not _replayable(request):
+                    raise self._not_replayable()
+                token = manager.valid_token() or await manager.get(_open_session(request))
+                if manager.origin is not None and _origin(request) != manager.origin:
+                    _rebind(request, token.instance_url)
+            response, token = await self._send(token)
+            status = response.status
+            if status == 401:
+                response, token = await self._after_401(response, token)
+                status = response.status
+            elif not manager.proven and status < 500 and status != 429:
+                manager.mark_proven(token)  # Salesforce answered past authentication
+            usage = response.headers.get("Sforce-Limit-Info")
+            if usage is not None:
+                auth._usage.observe(usage)
+            if status in _CLASSIFIED:
+                response = await self._classify(response)
+            if response.headers.get(hdrs.CONTENT_TYPE, "").startswith("application/json"):
+                # Read JSON bodies here, inside the retry loop: a body cut short by a dropped
+                # connection is then retried like any transport failure, and the caller gets
+                # a complete body (aiohttp keeps it for .json()/.read()).
+                try:
+                    await response.read()
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    response.close()
+                    raise self._transport(exc, sent=True, retryable=self.may_resend) from None
+            return response
+        finally:
+            if gate is not None:
+                gate.release()
 
     async def _send(self, token: Token) -> tuple[ClientResponse, Token]:
-        """Stamp the bearer and send; with a gate, stamp only once a send slot is free.
+        """Stamp the bearer and send.
 
-        Returns the response and the token it actually carried (a newer token than ``token``
-        is used when one was installed while the request waited for its slot).
+        Returns the response and the token it actually carried: a newer valid token than
+        ``token`` is used when one was installed while the request waited for its slot.
         """
         request = self.request
-        _open_session(request)
-        gate = self.auth._gate
+        if request.session.closed:
+            _open_session(request)  # raises SessionClosedError
+        current = self.auth._manager.current
+        if (
+            current is not token
+            and current is not None
+            and current.instance_url == token.instance_url
+            and self.auth._manager.valid_token() is current
+        ):
+            token = current  # installed while this request waited for its send slot
+        request.headers[hdrs.AUTHORIZATION] = "Bearer " + token.access_token
         try:
-            if gate is None:
-                request.headers[hdrs.AUTHORIZATION] = "Bearer " + token.access_token
-                return await self.handler(request), token
-            async with gate:
-                current = self.auth._manager.valid_token()
-                if current is not None and current.instance_url == token.instance_url:
-                    token = current
-                request.headers[hdrs.AUTHORIZATION] = "Bearer " + token.access_token
-                return await self.handler(request), token
+            return await self.handler(request), token
         except _TLS_ERRORS as exc:
             raise self._transport(exc, sent=False, retryable=False) from None
         except _NOT_SENT_ERRORS as exc:
             raise self._transport(exc, sent=False, retryable=True) from None
         except _SENT_ERRORS as exc:
+            raise self._transport(exc, sent=True, retryable=self.may_resend) from None
+        except aiohttp.ClientError as exc:  # e.g. a malformed response: never leak request_info
             raise self._transport(exc, sent=True, retryable=self.may_resend) from None
 
     def _transport(self, exc: BaseException, *, sent: bool, retryable: bool) -> TransportError:
@@ -411,7 +442,8 @@ class _Send:
 
     def _not_replayable(self) -> APIError:
         return InvalidSessionError(
-            "the request body is a stream that was already sent and cannot be replayed; "
+            "the session expired and the request body is a stream that was already sent, so "
+            "it cannot be replayed (the token has been replaced: send the request again); "
             "pass bytes, str or a seekable file to allow replays",
             status=0,
             error_code=None,
@@ -436,8 +468,10 @@ class _Send:
         manager = self.auth._manager
         request = self.request
         error_code, message = await self._check_401(response)
-        for replays in range(1, _MAX_REPLAYS + 1):
+        for _ in range(_MAX_REPLAYS):
             if token is manager.current:
+                if self.refreshes >= _MAX_REFRESHES:
+                    break  # this request already caused enough logins
                 rejection = _session_error(
                     InvalidSessionError,
                     request,
@@ -447,9 +481,10 @@ class _Send:
                 )
                 if not manager.reject(token, rejection):
                     raise manager.circuit_error()
+                self.refreshes += 1
+            fresh = await manager.replace(token, _open_session(request))
             if not _replayable(request):
                 raise self._not_replayable()
-            fresh = await manager.replace(token, _open_session(request))
             if fresh.instance_url != token.instance_url:
                 _rebind(request, fresh.instance_url)
             logger.debug(
@@ -465,8 +500,8 @@ class _Send:
                     manager.mark_proven(token)
                 return response, token
             error_code, message = await self._check_401(response)
-            if replays == _MAX_REPLAYS or token is not manager.last_proven:
-                break
+            if token is not manager.last_proven and token is not manager.adopted:
+                break  # a token that never worked: final
         error = _session_error(
             InvalidSessionError,
             request,
@@ -545,6 +580,22 @@ def _check_seconds(name: str, value: object, *, allow_zero: bool) -> None:
     if not ok:
         bound = ">= 0" if allow_zero else "> 0"
         raise ConfigurationError(f"{name} must be a number of seconds {bound}; got {value!r}")
+
+
+def request_flags(
+    *, relative: bool, idempotent: bool
+) -> contextvars.Token[tuple[bool, bool] | None]:
+    """Tell the middleware about the request ``AuthSession`` is about to send in this task.
+
+    Args:
+        relative: The URL was resolved from a path on the instance, so the request may be moved
+            to a new ``instance_url`` if the org moved meanwhile.
+        idempotent: The caller allows resending a POST/PATCH.
+
+    Returns:
+        The token to pass to ``_REQUEST_FLAGS.reset`` once the request is sent.
+    """
+    return _REQUEST_FLAGS.set((relative, idempotent))
 
 
 def _open_session(request: ClientRequest) -> aiohttp.ClientSession:

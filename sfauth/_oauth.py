@@ -154,7 +154,7 @@ class TokenClient:
                 audience=config.audience,
                 obtained_at=time.time(),
             )
-            self._check_instance_url(token)
+            self.check_instance_url(token)
         except TokenEndpointError as exc:
             if exc.retryable:
                 exc.retry_after = parse_retry_after(retry_after)
@@ -177,7 +177,12 @@ class TokenClient:
         )
         return token
 
-    def _check_instance_url(self, token: Token) -> None:
+    def check_instance_url(self, token: Token) -> None:
+        """Refuse a token whose ``instance_url`` is not https (loopback http when allowed).
+
+        Raises:
+            TokenResponseError: The instance URL would send the bearer in clear.
+        """
         url = URL(token.instance_url)
         if url.scheme == "https" or (
             url.scheme == "http" and self.config.allow_http_loopback and is_loopback_host(url.host)

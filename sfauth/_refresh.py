@@ -77,6 +77,10 @@ class TokenManager:
         self.proven = False
         #: The latest token that got a non-401 answer (it worked for at least one request).
         self.last_proven: Token | None = None
+        #: A token taken from the shared store that has not worked here yet: a 401 for it is
+        #: not counted by the circuit, and the request meeting it may be replayed once more.
+        self.adopted: Token | None = None
+        self.closed = False
         self.origin: Origin | None = None
         self.old_origins: list[Origin] = []
         self.token_requests = 0
@@ -143,6 +147,7 @@ class TokenManager:
         if token is self.current:
             self.proven = True
             self.last_proven = token
+            self.adopted = None
             self._failures = 0
 
     def reject(self, token: Token, error: SFAuthError) -> bool:
@@ -162,7 +167,7 @@ class TokenManager:
             return True  # stale: already replaced, or being replaced
         if self._rejected is not token:
             self._rejected = token
-            if not self.proven:
+            if not self.proven and token is not self.adopted:
                 self._count_failure(error)
         return self._clock() >= self._open_until
 
@@ -193,6 +198,8 @@ class TokenManager:
     async def _join(self, http: aiohttp.ClientSession, replacing: Token | None) -> Token:
         task = self._task
         if task is None:
+            if self.closed:
+                raise SessionClosedError("the session was closed; open a new one")
             if self._clock() < self._open_until:
                 raise self.circuit_error()
             task = asyncio.get_running_loop().create_task(
@@ -200,7 +207,15 @@ class TokenManager:
             )
             task.add_done_callback(self._finished)
             self._task = task
-        return await asyncio.shield(task)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if self.closed and task.cancelled() and not (current and current.cancelling()):
+                raise SessionClosedError(
+                    "the session was closed while waiting for a token"
+                ) from None
+            raise
 
     async def _run(self, http: aiohttp.ClientSession, replacing: Token | None) -> Token:
         client = self.client
@@ -230,8 +245,8 @@ class TokenManager:
             )
             self._count_failure(error)
             raise error from None
-        except SessionClosedError:
-            raise
+        except (SessionClosedError, TokenStoreError):
+            raise  # not a failed login: the circuit is about the token endpoint
         except SFAuthError as exc:
             self._count_failure(exc)
             raise
@@ -256,8 +271,7 @@ class TokenManager:
             while True:
                 shared = usable(await store.get(key))
                 if shared is not None:
-                    logger.debug("sfauth.token.shared", token_url=self.client.config.token_url)
-                    return shared
+                    return self._adopt(shared)
                 owner = await store.acquire(key, self._refresh_timeout)
                 if owner is not None:
                     break
@@ -266,7 +280,7 @@ class TokenManager:
             try:
                 shared = usable(await store.get(key))
                 if shared is not None:
-                    return shared
+                    return self._adopt(shared)
                 token = await mint()
                 try:
                     await store.publish(key, token)
@@ -281,6 +295,25 @@ class TokenManager:
                 raise
             self._store_unavailable(exc)
             return await mint()
+
+    def _adopt(self, token: Token) -> Token:
+        """Check a token another session published before this session uses it."""
+        try:
+            self.client.check_instance_url(token)
+        except SFAuthError as exc:
+            raise TokenStoreError(
+                f"the token in the shared store is not usable here: {exc}"
+            ) from None
+        logger.debug("sfauth.token.shared", token_url=self.client.config.token_url)
+        self.adopted = token
+        return token
+
+    def close(self) -> None:
+        """Stop the refresh in flight, if any; its waiters get ``SessionClosedError``."""
+        self.closed = True
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
 
     def _store_unavailable(self, exc: TokenStoreError) -> None:
         logger.warning(

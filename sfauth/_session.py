@@ -9,7 +9,6 @@ from types import TracebackType
 from typing import Any, Self
 
 import aiohttp
-from multidict import CIMultiDict
 from yarl import URL
 
 from ._assertion import MAX_ASSERTION_LIFETIME
@@ -17,11 +16,18 @@ from ._config import DEFAULT_LOGIN_URL
 from ._env import settings_from_env
 from ._keys import PrivateKeyInput
 from ._limits import ApiUsage
-from ._middleware import INSTANCE_RELATIVE_HEADER, RETRY_UNSAFE_HEADER, SalesforceAuthMiddleware
+from ._logging import scrub
+from ._middleware import _REQUEST_FLAGS, SalesforceAuthMiddleware, request_flags
 from ._query import LATEST, QueryMixin, normalize_api_version
 from ._retry import RetryPolicy
 from ._token import Token
-from .exceptions import ConfigurationError, CrossOriginError, SFAuthError
+from .exceptions import (
+    ConfigurationError,
+    CrossOriginError,
+    RequestTimeoutError,
+    SFAuthError,
+    TransportError,
+)
 from .stores._base import TokenStore
 
 __all__ = ["AuthSession"]
@@ -218,8 +224,12 @@ class AuthSession(QueryMixin):
         )
 
     async def close(self) -> None:
-        """Close the pool and its connections. Safe to call twice."""
+        """Close the pool and its connections, and stop a token refresh in flight.
+
+        Requests still waiting get ``SessionClosedError``. Safe to call twice.
+        """
         http, self._http = self._http, None
+        self.auth._manager.close()
         if http is not None:
             await http.close()
 
@@ -312,11 +322,7 @@ class AuthSession(QueryMixin):
             TokenEndpointError: No token could be obtained.
             CircuitOpenError: Refreshes keep failing; no login is attempted for a while.
         """
-        if idempotent:
-            headers = CIMultiDict(kwargs.get("headers") or {})
-            headers[RETRY_UNSAFE_HEADER] = "1"
-            kwargs["headers"] = headers
-        return _ResponseContext(self._send(method, path, kwargs))
+        return _ResponseContext(self._send(method, path, idempotent, kwargs))
 
     def get(self, path: str, **kwargs: Any) -> _ResponseContext:
         """``GET`` ``path`` on the instance; see ``request``."""
@@ -339,22 +345,49 @@ class AuthSession(QueryMixin):
         return self.request("DELETE", path, **kwargs)
 
     async def _send(
-        self, method: str, path: str, kwargs: dict[str, Any]
+        self, method: str, path: str, idempotent: bool, kwargs: dict[str, Any]
     ) -> aiohttp.ClientResponse:
-        http = self.http
+        http = self._http
+        if http is None or http.closed:
+            http = self.http  # raises SFAuthError: not open
         token = self.auth._manager.valid_token()
         if token is None:
             # The first login (or a proactive refresh) counts against the request's timeout.
             timeout = kwargs.get("timeout", self._timeout)
             total = timeout.total if isinstance(timeout, aiohttp.ClientTimeout) else None
-            async with asyncio.timeout(total):
-                token = await self.auth.token(http)
+            try:
+                async with asyncio.timeout(total):
+                    token = await self.auth.token(http)
+            except TimeoutError:
+                raise RequestTimeoutError(
+                    f"no token within the request's total timeout ({total} s)",
+                    method=method,
+                    url=self.auth.config.token_url,
+                    reason="TimeoutError",
+                    sent=False,
+                ) from None
         url, relative = _resolve(token.instance_url, path)
-        if relative:
-            headers = CIMultiDict(kwargs.get("headers") or {})
-            headers[INSTANCE_RELATIVE_HEADER] = "1"
-            kwargs["headers"] = headers
-        return await http.request(method, url, **kwargs)
+        flags = request_flags(relative=relative, idempotent=idempotent)
+        try:
+            return await http.request(method, url, **kwargs)
+        except aiohttp.ClientError as exc:  # e.g. too many redirects; never leak request_info
+            raise TransportError(
+                scrub(str(exc))[:300] or "no details",
+                method=method,
+                url=url.split("?", 1)[0],
+                reason=type(exc).__name__,
+                sent=True,
+            ) from None
+        except TimeoutError:
+            raise RequestTimeoutError(
+                "the request's total timeout ran out",
+                method=method,
+                url=url.split("?", 1)[0],
+                reason="TimeoutError",
+                sent=True,
+            ) from None
+        finally:
+            _REQUEST_FLAGS.reset(flags)
 
 
 def _check_int(name: str, value: object) -> None:

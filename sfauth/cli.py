@@ -216,12 +216,10 @@ def _flow_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     if "private_key" in given:
         given["private_key"] = Path(given["private_key"])
     try:
-        settings = settings_from_env(provided=given)
+        settings = settings_from_env(provided=[*given, "api_version"])
     except ConfigurationError as exc:
         raise ConfigurationError(f"{exc}; or pass the matching flags (see --help)") from None
-    settings.pop("api_version", None)
     settings.update(given)
-    settings.setdefault("passphrase", os.environ.get(_PASSPHRASE_ENV))
     settings["allow_http_loopback"] = args.allow_http_loopback
     return settings
 

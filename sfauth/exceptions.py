@@ -22,6 +22,7 @@
     │   ├── RequestLimitError                      403 TotalRequests: the daily quota is spent
     │   └── TransientAPIError                      5xx/429/concurrent limit, retries exhausted
     └── TransportError                             no answer: connection failed or timed out
+        └── RequestTimeoutError (also TimeoutError)   the request's total timeout ran out
 
 Errors from the token endpoint carry the structured fields Salesforce sent (``error``,
 ``error_description``), the ``token_url`` and ``audience`` that were used, the HTTP ``status``
@@ -41,6 +42,7 @@ __all__ = [
     "InvalidSessionError",
     "PrivateKeyError",
     "RequestLimitError",
+    "RequestTimeoutError",
     "RestApiNotAllowedError",
     "SFAuthError",
     "SessionClosedError",
@@ -331,3 +333,10 @@ class TransportError(SFAuthError):
     def __str__(self) -> str:
         tries = f" after {self.attempts} attempts" if self.attempts > 1 else ""
         return f"{self.method} {self.url} failed{tries}: {self.reason}: {self.description}"
+
+
+class RequestTimeoutError(TransportError, TimeoutError):
+    """The request's total timeout (``aiohttp.ClientTimeout.total``) ran out.
+
+    Also a ``TimeoutError``, so ``except TimeoutError`` keeps working.
+    """

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -65,3 +67,39 @@ async def make_session(
     yield make
     for session in opened:
         await session.close()
+
+
+# --- Redis (REQUIRED: tests that use it fail, never skip, when it is not reachable) ----------
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _require_redis() -> None:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.fail(
+            f"Redis is required at {REDIS_URL} and is not reachable ({exc}); start it with "
+            "`redis-server --daemonize yes --port 6379 --save '' --appendonly no`",
+            pytrace=False,
+        )
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def prefix() -> Iterator[str]:
+    """A key prefix of this test's own on the shared Redis; its keys are deleted afterwards."""
+    import redis
+
+    _require_redis()
+    name = f"sfauth-test:{uuid.uuid4().hex}:"
+    yield name
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=name + "*"))
+    if keys:
+        client.delete(*keys)
+    client.close()

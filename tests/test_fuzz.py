@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sfauth import SFAuthError, TokenEndpointError
-from sfauth._limits import ApiUsage, parse_limit_info
+from sfauth._limits import ApiUsage, UsageTracker, parse_limit_info
 from sfauth._retry import parse_retry_after
 from sfauth._token import Token, classify_token_error, parse_token_response
 
@@ -99,6 +99,15 @@ def test_limit_info_parser_total(value: str) -> None:
         assert usage.used >= 0
         assert usage.limit >= 0
         assert usage.fraction >= 0
+
+
+@given(headers=st.lists(st.text(max_size=60) | st.lists(limit_entries, max_size=3).map("; ".join)))
+def test_usage_tracker_total(headers: list[str]) -> None:
+    tracker = UsageTracker(warn_fraction=0.5)
+    for header in headers:
+        tracker.observe(header)
+    latest = tracker.latest
+    assert latest is None or latest.used >= 0
 
 
 @given(

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,41 +28,11 @@ from sfauth._token import Token
 from sfauth.stores import MemoryTokenStore, RedisTokenStore, TokenStore
 from sfauth.testing import Emulator, EmulatorCredentials, ScriptedResponse
 
+from .conftest import REDIS_URL
+
 QUERY = "/services/data/v62.0/query"
 SOQL = {"q": "SELECT Id FROM Account LIMIT 1"}
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 ROOT = Path(__file__).parent.parent
-
-
-def _require_redis() -> None:
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        pytest.fail(
-            f"Redis is required at {REDIS_URL} and is not reachable ({exc}); start it with "
-            "`redis-server --daemonize yes --port 6379 --save '' --appendonly no`",
-            pytrace=False,
-        )
-    finally:
-        client.close()
-
-
-@pytest.fixture
-def prefix() -> Iterator[str]:
-    """A key prefix of this test's own on the shared Redis; its keys are deleted afterwards."""
-    import redis
-
-    _require_redis()
-    name = f"sfauth-test:{uuid.uuid4().hex}:"
-    yield name
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=name + "*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 @pytest.fixture
@@ -128,11 +96,30 @@ async def test_lock_has_one_owner_and_only_the_owner_releases(store: TokenStore)
     assert await store.acquire("k", 10.0) is not None
 
 
-async def test_a_lock_whose_holder_vanished_expires(store: TokenStore) -> None:
+async def test_a_memory_lock_whose_holder_vanished_expires() -> None:
+    store = MemoryTokenStore()
     assert await store.acquire("k", 0.05) is not None
     await asyncio.sleep(0.1)  # the holder "died": only time frees the lock
     assert await store.locked("k") is False
     assert await store.acquire("k", 0.05) is not None
+
+
+async def test_a_redis_lock_is_renewed_while_held_and_expires_when_its_holder_dies(
+    prefix: str,
+) -> None:
+    holder = RedisTokenStore(REDIS_URL, prefix=prefix, lock_ttl=0.2)
+    other = RedisTokenStore(REDIS_URL, prefix=prefix, lock_ttl=0.2)
+    try:
+        owner = await holder.acquire("k", 30.0)
+        assert owner is not None
+        await asyncio.sleep(0.5)  # longer than lock_ttl: the holder keeps renewing it
+        assert await other.acquire("k", 30.0) is None
+        await holder.close()  # the holder "dies": no release, no more renewals
+        await asyncio.sleep(0.3)  # only time frees the lock
+        assert await other.locked("k") is False
+        assert await other.acquire("k", 30.0) is not None
+    finally:
+        await other.close()
 
 
 # --- sessions sharing a store in one process -------------------------------------------------

@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Any, Protocol, runtime_checkable
 
-from .._token import Token
+from .._token import _TOKEN_CHARS, Token, _instance_url_problem
 
 __all__ = ["TokenStore", "fingerprint", "store_key", "token_from_json", "token_to_json"]
 
@@ -81,13 +81,30 @@ def token_to_json(token: Token) -> bytes:
     return json.dumps(fields, separators=(",", ":")).encode()
 
 
+_TEXT_FIELDS = ("access_token", "instance_url", "id", "org_id", "user_id", "scope", "token_type")
+_OPTIONAL_TEXT = ("sfdc_community_url", "sfdc_community_id")
+
+
 def token_from_json(data: bytes) -> Token:
-    """Inverse of ``token_to_json``.
+    """Inverse of ``token_to_json``, checking every field's type.
 
     Raises:
-        ValueError: ``data`` is not a serialised token.
+        ValueError: ``data`` is not a serialised token (another writer, corruption).
     """
     fields = json.loads(data)
-    if not isinstance(fields, dict):
+    if not isinstance(fields, dict) or set(fields) != set(Token.__dataclass_fields__):
         raise ValueError("not a serialised token")
+    if not all(isinstance(fields[name], str) and fields[name] for name in _TEXT_FIELDS):
+        raise ValueError("a token field is not a non-empty string")
+    if not all(fields[name] is None or isinstance(fields[name], str) for name in _OPTIONAL_TEXT):
+        raise ValueError("a community field is not a string")
+    issued_at, obtained_at = fields["issued_at"], fields["obtained_at"]
+    if issued_at is not None and (type(issued_at) is not int or issued_at < 0):
+        raise ValueError("issued_at is not epoch milliseconds")
+    if type(obtained_at) not in (int, float) or not obtained_at >= 0:
+        raise ValueError("obtained_at is not epoch seconds")
+    if not _TOKEN_CHARS.fullmatch(fields["access_token"]) or fields["token_type"] != "Bearer":
+        raise ValueError("not a bearer session id")
+    if _instance_url_problem(fields["instance_url"]):
+        raise ValueError("instance_url is not a base URL")
     return Token(**fields)

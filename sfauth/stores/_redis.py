@@ -14,10 +14,12 @@ replaced does not throw away the new one.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from typing import TYPE_CHECKING, Any, Literal, Self
 
+from .._logging import logger
 from .._token import Token
 from ..exceptions import ConfigurationError, TokenStoreError
 from ._base import fingerprint, token_from_json, token_to_json
@@ -66,8 +68,9 @@ class RedisTokenStore:
         prefix: Prefix of every key sfauth writes.
         encryption_key: A Fernet key (``cryptography.fernet.Fernet.generate_key()``) to encrypt
             tokens at rest; when ``None``, ``$SFAUTH_REDIS_ENCRYPTION_KEY`` is used if set.
-        lock_ttl: Seconds a refresher holds the lock at most; bounds how long a crashed holder
-            blocks the others. Should exceed a normal token exchange (default 15).
+        lock_ttl: Seconds the refresh lock lives without renewal: a process holding it renews it
+            while it refreshes, so this bounds how long a crashed holder blocks the others
+            (default 15).
         token_ttl: Seconds a published token stays in Redis (default 12 hours); Salesforce
             sessions usually expire sooner and are then replaced after a 401.
         on_unavailable: ``"fallback"`` (default): when Redis cannot be reached, log
@@ -122,8 +125,17 @@ class RedisTokenStore:
         self._token_ttl_ms = int(token_ttl * 1000)
         self.fallback_to_local = on_unavailable == "fallback"
         key = encryption_key if encryption_key is not None else os.environ.get(ENCRYPTION_KEY_ENV)
-        self._fernet = _fernet(key) if key else None
-        self._locks: dict[str, Any] = {}
+        # A key that is given (or a variable that is set) must be a key: an empty value is a
+        # missing secret, not a request to store tokens in clear.
+        self._fernet = _fernet(key) if key is not None else None
+        if self._fernet is None:
+            logger.warning(
+                "sfauth.store.unencrypted",
+                prefix=prefix,
+                hint="Redis will hold live bearer tokens in clear; pass encryption_key or set "
+                f"${ENCRYPTION_KEY_ENV}",
+            )
+        self._locks: dict[str, tuple[Any, asyncio.Task[None]]] = {}
         self._invalidate = self._redis.register_script(_INVALIDATE)
         self._publish = self._redis.register_script(_PUBLISH)
 
@@ -182,7 +194,7 @@ class RedisTokenStore:
         return bool(result)
 
     async def acquire(self, key: str, ttl: float) -> str | None:
-        """Try once to take the refresh lock for at most ``ttl`` seconds (``lock_ttl`` if less).
+        """Try once to take the refresh lock (``ttl`` is ignored: ``lock_ttl``, renewed).
 
         Returns:
             An owner handle, or ``None`` when another process holds the lock.
@@ -190,7 +202,7 @@ class RedisTokenStore:
         lock = self._lock_class(
             self._redis,
             f"{self._prefix}{key}:lock",
-            timeout=min(ttl, self._lock_ttl),
+            timeout=self._lock_ttl,
             blocking=False,
             thread_local=False,
             raise_on_release_error=False,
@@ -199,13 +211,29 @@ class RedisTokenStore:
         if not acquired:
             return None
         owner = str(id(lock))
-        self._locks[owner] = lock
+        # While this process is alive and refreshing, keep the lock from expiring; a process
+        # that dies stops renewing it, and the others take over after lock_ttl at most.
+        keeper = asyncio.get_running_loop().create_task(self._keep(lock), name="sfauth-lock")
+        self._locks[owner] = (lock, keeper)
         return owner
+
+    async def _keep(self, lock: Any) -> None:
+        from redis.exceptions import RedisError
+
+        interval = max(lock.timeout / 3, 0.05)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await lock.reacquire()
+            except (RedisError, OSError):
+                return  # lost or unreachable: the TTL decides
 
     async def release(self, key: str, owner: str) -> None:
         """Release the lock if this owner still holds it (an expired lock is left alone)."""
-        lock = self._locks.pop(owner, None)
-        if lock is not None:
+        held = self._locks.pop(owner, None)
+        if held is not None:
+            lock, keeper = held
+            keeper.cancel()
             with contextlib.suppress(TokenStoreError):  # it expires by itself after lock_ttl
                 await self._call("unlock", lock.release())
 
@@ -214,7 +242,9 @@ class RedisTokenStore:
         return bool(await self._call("EXISTS", self._redis.exists(f"{self._prefix}{key}:lock")))
 
     async def close(self) -> None:
-        """Close the Redis client if this store created it."""
+        """Stop renewing held locks and close the Redis client if this store created it."""
+        for _, keeper in self._locks.values():
+            keeper.cancel()
         if self._owns_client:
             await self._redis.aclose()
 
