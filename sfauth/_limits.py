@@ -14,6 +14,7 @@ from ._logging import logger
 
 __all__ = ["ApiUsage", "UsageTracker", "parse_limit_info"]
 
+_API_USAGE = re.compile(r"api-usage=(\d{1,18})/(\d{1,18})")
 _ENTRY = re.compile(r"\s*([A-Za-z][A-Za-z0-9_-]*)\s*=\s*(\d{1,18})\s*/\s*(\d{1,18})")
 
 
@@ -83,22 +84,15 @@ class UsageTracker:
 
     def observe(self, header: str) -> None:
         """Record a response's ``Sforce-Limit-Info`` value."""
-        slash = header.find("/", 10) if header.startswith("api-usage=") else -1
-        if slash < 0:
+        match = _API_USAGE.match(header)
+        if match is None:
             usage = parse_limit_info(header)
             if usage is None:
                 return  # keep the last usable value
-            self._header = header
             used, limit = usage.used, usage.limit
         else:
-            end = slash + 1
-            while end < len(header) and header[end].isdigit():
-                end += 1
-            try:
-                used, limit = int(header[10:slash]), int(header[slash + 1 : end])
-            except ValueError:
-                return
-            self._header = header
+            used, limit = int(match[1]), int(match[2])
+        self._header = header
         high = limit > 0 and used >= self.warn_fraction * limit
         if high and not self._warned:
             logger.warning(
