@@ -1,0 +1,402 @@
+"""sfauth-only measurements, each in a fresh client process: herd, memory, assertion, profile."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import cProfile
+import gc
+import os
+import pstats
+import resource
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from benchmarks._clients import (
+    CLIENT_ID,
+    PARAMS,
+    QUERY_PATH,
+    USERNAME,
+    Target,
+    closed_loop,
+    fetch_token,
+    sfauth_session,
+)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q``-quantile (0..1) of ``values``, linear interpolation between closest ranks."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    pos = (len(ordered) - 1) * q
+    low = int(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+def sfauth_one(sf: Any) -> Callable[[], Awaitable[bool]]:
+    async def one() -> bool:
+        async with sf.get(QUERY_PATH, params=PARAMS) as resp:
+            body = await resp.json()
+            return resp.status == 200 and len(body["records"]) == 3
+
+    return one
+
+
+# ---------------------------------------------------------------------------------- herd
+
+
+async def _burst(sf: Any, n: int) -> dict[str, Any]:
+    """``n`` requests started at once; each one's latency from its own start to its body."""
+    gc.collect()
+    latencies: list[float] = []
+    errors: collections.Counter[str] = collections.Counter()
+    one = sfauth_one(sf)
+
+    async def timed() -> None:
+        t0 = time.perf_counter()
+        try:
+            good = await one()
+        except Exception as exc:
+            errors[type(exc).__name__] += 1
+            return
+        if good:
+            latencies.append(time.perf_counter() - t0)
+        else:
+            errors["unexpected answer"] += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(timed() for _ in range(n)))
+    return {
+        "n": n,
+        "ok": len(latencies),
+        "errors": dict(errors),
+        "wall": time.perf_counter() - started,
+        "p50": percentile(latencies, 0.50),
+        "p99": percentile(latencies, 0.99),
+        "max": max(latencies, default=float("nan")),
+    }
+
+
+async def herd(target: Target, n: int, rounds: int, logins: int = 5) -> dict[str, Any]:
+    """Thundering herd: ``n`` concurrent requests that all meet an expired session.
+
+    One ``AuthSession`` with ``limit=n`` (every request in flight at once). A warm-up burst
+    logs in and opens the connections. Then, per round: a burst with a valid session (the
+    baseline), every session expired on the server, and the same burst again, counting the
+    token requests the server received and the 401s it served.
+    """
+    import aiohttp
+
+    async with aiohttp.ClientSession() as control:
+
+        async def stats() -> dict[str, int]:
+            async with control.get(f"{target.url}/_bench/stats") as resp:
+                data: dict[str, int] = await resp.json()
+                return data
+
+        async def expire() -> None:
+            async with control.post(f"{target.url}/_bench/expire") as resp:
+                await resp.read()
+
+        round_trips: list[float] = []
+        for _ in range(logins):
+            async with sfauth_session(target, 10) as fresh:
+                t0 = time.perf_counter()
+                await fresh.token()
+                round_trips.append(time.perf_counter() - t0)
+
+        async with sfauth_session(target, n) as sf:
+            warmup = await _burst(sf, n)
+            results = []
+            for _ in range(rounds):
+                baseline = await _burst(sf, n)
+                before = await stats()
+                client_before = sf.token_requests
+                await expire()
+                expired = await _burst(sf, n)
+                after = await stats()
+                results.append(
+                    {
+                        "baseline": baseline,
+                        "expired": expired,
+                        "token_requests": after.get("token", 0) - before.get("token", 0),
+                        "client_token_requests": sf.token_requests - client_before,
+                        "served_401": after.get("query_401", 0) - before.get("query_401", 0),
+                    }
+                )
+    return {
+        "n": n,
+        "warmup": warmup,
+        "rounds": results,
+        "token_round_trip": statistics.median(round_trips),
+    }
+
+
+# ---------------------------------------------------------------------------------- memory
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process now (Linux ``/proc``; peak RSS elsewhere)."""
+    try:
+        with open("/proc/self/statm") as file:
+            return int(file.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+async def memory(target: Target, checkpoints: list[int], concurrency: int) -> dict[str, Any]:
+    """RSS after each checkpoint's total of requests through one ``AuthSession``."""
+    rows = []
+    done = 0
+    ok_total = 0
+    errors: collections.Counter[str] = collections.Counter()
+    started = time.perf_counter()
+    async with sfauth_session(target, concurrency) as sf:
+        one = sfauth_one(sf)
+        for checkpoint in checkpoints:
+            ok, failed = await closed_loop(one, checkpoint - done, concurrency)
+            ok_total += ok
+            errors.update(failed)
+            done = checkpoint
+            gc.collect()
+            rows.append({"requests": checkpoint, "rss": rss_bytes()})
+        token_requests = sf.token_requests
+    return {
+        "concurrency": concurrency,
+        "rows": rows,
+        "ok": ok_total,
+        "errors": dict(errors),
+        "token_requests": token_requests,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+# ---------------------------------------------------------------------------------- assertion
+
+
+def assertion_cost(target: Target, round_seconds: float, rounds: int) -> dict[str, Any]:
+    """Seconds per assertion: sfauth's cached key, PyJWT with the PEM each time, bare signature.
+
+    The three are timed in interleaved rounds (each calibrated to last about
+    ``round_seconds``); the median round counts.
+    """
+    import jwt
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    from sfauth._assertion import AssertionSigner
+    from sfauth._keys import load_private_key
+
+    with open(target.key_path, "rb") as file:
+        pem = file.read()
+    key = load_private_key(pem)
+    audience = "https://login.salesforce.com"
+    signer = AssertionSigner(
+        client_id=CLIENT_ID, username=USERNAME, audience=audience, private_key=key
+    )
+    signing_input = signer.mint().rsplit(".", 1)[0].encode()
+
+    def naive() -> str:
+        claims = {
+            "iss": CLIENT_ID,
+            "sub": USERNAME,
+            "aud": audience,
+            "exp": int(time.time()) + 180,
+        }
+        return jwt.encode(claims, pem, algorithm="RS256")
+
+    def bare() -> bytes:
+        return key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
+
+    cases: dict[str, Callable[[], object]] = {"sfauth": signer.mint, "naive": naive, "bare": bare}
+    numbers = {}
+    for name, fn in cases.items():
+        t0 = time.perf_counter()
+        fn()
+        once = max(time.perf_counter() - t0, 1e-6)
+        numbers[name] = max(1, int(round_seconds / once))
+    per_round: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(rounds):
+        for name, fn in cases.items():
+            number = numbers[name]
+            t0 = time.perf_counter()
+            for _ in range(number):
+                fn()
+            per_round[name].append((time.perf_counter() - t0) / number)
+    return {
+        "median": {name: statistics.median(times) for name, times in per_round.items()},
+        "rounds": per_round,
+        "numbers": numbers,
+        "key_bits": key.key_size,
+        "signing_input_bytes": len(signing_input),
+    }
+
+
+# ---------------------------------------------------------------------------------- profile
+
+_PACKAGE_DIR = os.sep + "sfauth" + os.sep
+
+
+def _is_sfauth(key: tuple[str, int, str]) -> bool:
+    filename = key[0]
+    return _PACKAGE_DIR in filename and (_PACKAGE_DIR + "testing" + os.sep) not in filename
+
+
+def _label(key: tuple[str, int, str]) -> str:
+    filename, line, name = key
+    if filename == "~":
+        return name
+    marker = filename.rfind(_PACKAGE_DIR)
+    short = filename[marker + 1 :] if marker >= 0 else os.path.basename(filename)
+    return f"{short}:{line} {name}"
+
+
+def summarize_profile(profile: cProfile.Profile, n: int) -> dict[str, Any]:
+    """Shares of sfauth's own functions and of the calls they make, per request."""
+    raw: dict[Any, Any] = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+    total = sum(entry[2] for entry in raw.values())
+    own = []
+    for key, (_cc, nc, tt, ct, _callers) in raw.items():
+        if _is_sfauth(key):
+            own.append(
+                {
+                    "function": _label(key),
+                    "calls_per_request": nc / n,
+                    "tottime_us": tt / n * 1e6,
+                    "tottime_share": tt / total,
+                    "cumtime_share": ct / total,
+                }
+            )
+    callees: dict[str, list[float]] = {}
+    for key, (_cc, _nc, _tt, _ct, callers) in raw.items():
+        if _is_sfauth(key):
+            continue
+        for caller, (c_nc, _c_cc, c_tt, _c_ct) in callers.items():
+            if _is_sfauth(caller):
+                row = callees.setdefault(f"{_label(key)}  (from {_label(caller)})", [0, 0.0])
+                row[0] += c_nc
+                row[1] += c_tt
+    own_tt = sum(row["tottime_share"] for row in own)
+    markers = {}
+    wanted = {
+        "TokenManager.get": ("_refresh.py", "get"),
+        "TokenManager._join": ("_refresh.py", "_join"),
+        "asyncio Semaphore.acquire": ("locks.py", "acquire"),
+        "sfauth logger _emit": ("_logging.py", "_emit"),
+        "UsageTracker.observe": ("_limits.py", "observe"),
+        "parse_limit_info": ("_limits.py", "parse_limit_info"),
+    }
+    for label, (file_end, func) in wanted.items():
+        calls = sum(
+            entry[1]
+            for key, entry in raw.items()
+            if key[0].endswith(os.sep + file_end) and key[2] == func
+        )
+        markers[label] = calls / n
+    return {
+        "n": n,
+        "profiled_us_per_request": total / n * 1e6,
+        "sfauth_own_share": own_tt,
+        "own": sorted(own, key=lambda row: row["tottime_share"], reverse=True),
+        "callees": [
+            {
+                "call": name,
+                "calls_per_request": calls / n,
+                "tottime_us": tt / n * 1e6,
+                "share": tt / total,
+            }
+            for name, (calls, tt) in sorted(callees.items(), key=lambda kv: -kv[1][1])
+        ],
+        "markers": markers,
+    }
+
+
+def _calls(raw: dict[Any, Any], file_end: str, func: str) -> int:
+    return sum(
+        entry[1]
+        for key, entry in raw.items()
+        if key[0].endswith(os.sep + file_end) and key[2] == func
+    )
+
+
+async def _replay_profile(target: Target, burst: int) -> dict[str, Any]:
+    """cProfile a burst in which every request meets an expired session (the 401 path)."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as control, sfauth_session(target, burst) as sf:
+        one = sfauth_one(sf)
+        await closed_loop(one, burst, burst)  # log in, open the connections
+        async with control.get(f"{target.url}/_bench/stats") as resp:
+            before = await resp.json()
+        async with control.post(f"{target.url}/_bench/expire") as resp:
+            await resp.read()
+        gc.collect()
+        prof = cProfile.Profile()
+        prof.enable()
+        ok, errors = await closed_loop(one, burst, burst)
+        prof.disable()
+        async with control.get(f"{target.url}/_bench/stats") as resp:
+            after = await resp.json()
+    raw: dict[Any, Any] = pstats.Stats(prof).stats  # type: ignore[attr-defined]
+    replays = max(after.get("query_401", 0) - before.get("query_401", 0), 1)
+    counts = {
+        "sfauth logger debug": _calls(raw, "_logging.py", "debug"),
+        "sfauth logger _emit": _calls(raw, "_logging.py", "_emit"),
+        "structlog is_configured": _calls(raw, "_config.py", "is_configured"),
+        "_where (URL formatted for a log event or error)": _calls(raw, "_middleware.py", "_where"),
+        "_redact (event fields rendered)": _calls(raw, "_logging.py", "_redact"),
+    }
+    return {
+        "burst": burst,
+        "replays": replays,
+        "token_requests": after.get("token", 0) - before.get("token", 0),
+        "ok": ok,
+        "errors": errors,
+        "per_replay": {name: calls / replays for name, calls in counts.items()},
+    }
+
+
+async def profile(
+    target: Target, concurrency: int, n: int, warmup: int, replay_burst: int = 1000
+) -> dict[str, Any]:
+    """cProfile sfauth, and the fixed-header aiohttp ceiling, over ``n`` requests each."""
+    import aiohttp
+
+    results: dict[str, Any] = {}
+    async with sfauth_session(target, concurrency) as sf:
+        one = sfauth_one(sf)
+        await closed_loop(one, warmup, concurrency)
+        gc.collect()
+        prof = cProfile.Profile()
+        prof.enable()
+        ok, errors = await closed_loop(one, n, concurrency)
+        prof.disable()
+        results["sfauth"] = summarize_profile(prof, n) | {"ok": ok, "errors": errors}
+
+    token = await fetch_token(target)
+    url = target.url + QUERY_PATH
+    async with aiohttp.ClientSession(
+        headers={"Authorization": f"Bearer {token}"},
+        connector=aiohttp.TCPConnector(limit=concurrency),
+    ) as http:
+
+        async def raw_one() -> bool:
+            async with http.get(url, params=PARAMS) as resp:
+                body = await resp.json()
+                return resp.status == 200 and len(body["records"]) == 3
+
+        await closed_loop(raw_one, warmup, concurrency)
+        gc.collect()
+        prof = cProfile.Profile()
+        prof.enable()
+        ok, errors = await closed_loop(raw_one, n, concurrency)
+        prof.disable()
+        raw_total = sum(e[2] for e in pstats.Stats(prof).stats.values())  # type: ignore[attr-defined]
+        results["aiohttp"] = {"profiled_us_per_request": raw_total / n * 1e6, "ok": ok}
+    results["concurrency"] = concurrency
+    results["replay"] = await _replay_profile(target, replay_burst)
+    return results

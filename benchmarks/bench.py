@@ -1,0 +1,540 @@
+"""Benchmarks: sfauth against raw aiohttp and the other Salesforce clients (``make bench``).
+
+Starts a minimal Salesforce stand-in server (``benchmarks/_server.py``) in its own process and
+each client in a process of its own (pinned to separate CPUs where possible), then measures,
+with medians over interleaved rounds:
+
+1. request overhead: requests/s and client CPU per request at several concurrencies for raw
+   aiohttp with a fixed bearer header (the ceiling), sfauth's ``AuthSession``, aiosalesforce
+   and simple-salesforce;
+2. the thundering herd: 10,000 concurrent requests that all meet an expired session;
+3. the cost of minting an assertion;
+4. client memory after 10,000 and 200,000 requests through one session;
+5. a cProfile of sfauth's hot path.
+
+The full run writes ``benchmarks/RESULTS.md`` and ``benchmarks/throughput.png``. ``--quick``
+runs a reduced version in seconds (used by ``tests/test_bench.py``) and writes nothing unless
+``--output-dir`` is given. The exit status is non-zero when a request failed or the herd cost
+more than one token request; missed speed targets are reported (and fail only with
+``--strict``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import multiprocessing
+import os
+import shutil
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from benchmarks import _server, _worker
+from benchmarks._clients import CLIENTS, Target
+
+BENCH_DIR = Path(__file__).resolve().parent
+COMMAND_TIMEOUT = 900.0
+
+
+@dataclass(frozen=True)
+class Config:
+    """What to run. ``Config()`` is ``make bench``; ``Config.quick()`` the CI version."""
+
+    levels: tuple[int, ...] = (1, 16, 64, 256, 1024)
+    requests: int = 3_000
+    rounds: int = 5
+    warmup_factor: int = 2
+    warmup_min: int = 200
+    herd: int = 10_000
+    herd_rounds: int = 3
+    memory: tuple[int, ...] = (10_000, 50_000, 100_000, 150_000, 200_000)
+    memory_concurrency: int = 64
+    assertion_round_seconds: float = 0.2
+    assertion_rounds: int = 7
+    profile_requests: int = 20_000
+    profile_concurrency: int = 64
+    #: A client's round is "disturbed" when processes outside the benchmark used more than
+    #: this many cores on average during it (another job on the machine); the interleaved
+    #: round is then repeated, up to ``extra_rounds`` times per level and while the run is
+    #: younger than ``retry_until`` seconds. Disturbed rounds are reported, not hidden.
+    #: Clients given a new process (and pool, and warm-up) for every round, so that the
+    #: ratio between them does not ride on one process's luck (memory layout, hash seed):
+    #: the two whose ratio is a target; the peers keep one process per level (their warm-up
+    #: at high concurrency takes seconds).
+    fresh_per_round: tuple[str, ...] = ("aiohttp", "sfauth")
+    foreign_limit: float = 0.25
+    extra_rounds: int = 3
+    retry_until: float = 420.0
+    quick: bool = False
+    clients: tuple[str, ...] = CLIENTS
+
+    @classmethod
+    def reduced(cls) -> Config:
+        """A few seconds: every client answers, the herd costs one token request."""
+        return cls(
+            levels=(1, 16),
+            requests=200,
+            rounds=1,
+            warmup_factor=1,
+            warmup_min=20,
+            herd=500,
+            herd_rounds=1,
+            memory=(1_000, 3_000),
+            memory_concurrency=16,
+            assertion_round_seconds=0.01,
+            assertion_rounds=2,
+            profile_requests=0,
+            extra_rounds=0,
+            quick=True,
+        )
+
+    def warmup(self, concurrency: int) -> int:
+        return max(self.warmup_factor * concurrency, self.warmup_min)
+
+
+@dataclass
+class Results:
+    """Everything measured, JSON-friendly (see ``_report`` for how it is shown)."""
+
+    config: dict[str, Any]
+    server: dict[str, Any]
+    pinning: dict[str, Any]
+    # client -> str(concurrency) -> rounds {n, wall, cpu, ok, errors, server_200, foreign_load}
+    overhead: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)
+    # str(concurrency) -> interleaved rounds repeated because other processes used the CPU
+    discarded: dict[str, list[dict[str, dict[str, Any]]]] = field(default_factory=dict)
+    load_average: tuple[float, float, float] | None = None
+    warmups: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    herd: dict[str, Any] = field(default_factory=dict)
+    memory: dict[str, Any] = field(default_factory=dict)
+    assertion: dict[str, Any] = field(default_factory=dict)
+    profile: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    command: str = ""
+
+    def failures(self) -> list[str]:
+        """Correctness problems: failed requests, missing 200s, herd token requests != 1."""
+        problems = []
+        for client, levels in self.overhead.items():
+            for level, rounds in levels.items():
+                for number, run in enumerate(rounds, 1):
+                    if run["ok"] != run["n"] or run["errors"]:
+                        problems.append(
+                            f"{client} at concurrency {level}, round {number}: {run['ok']} of "
+                            f"{run['n']} ok, errors {run['errors']}"
+                        )
+                    if run["server_200"] != run["n"]:
+                        problems.append(
+                            f"{client} at concurrency {level}, round {number}: the server "
+                            f"answered {run['server_200']} of {run['n']} requests with 200"
+                        )
+        for client, levels in self.warmups.items():
+            for level, run in levels.items():
+                if run["ok"] != run["n"] or run["errors"]:
+                    problems.append(f"{client} warm-up at concurrency {level}: {run}")
+        for number, herd_round in enumerate(self.herd.get("rounds", []), 1):
+            if herd_round["token_requests"] != 1:
+                problems.append(
+                    f"herd round {number}: {herd_round['token_requests']} token requests"
+                )
+            for phase in ("baseline", "expired"):
+                burst = herd_round[phase]
+                if burst["ok"] != burst["n"] or burst["errors"]:
+                    problems.append(f"herd round {number} {phase}: {burst}")
+        memory = self.memory
+        if memory and (memory["ok"] != self.config["memory"][-1] or memory["errors"]):
+            problems.append(f"memory run: {memory['ok']} ok, errors {memory['errors']}")
+        return problems
+
+
+class Process:
+    """A child process and its end of the command pipe."""
+
+    def __init__(self, name: str, conn: Connection, process: Any) -> None:
+        self.name = name
+        self.conn = conn
+        self.process = process
+
+    def call(self, *command: Any) -> Any:
+        self.conn.send(command)
+        if not self.conn.poll(COMMAND_TIMEOUT):
+            raise RuntimeError(f"{self.name}: no answer to {command[0]!r} within the timeout")
+        status, value = self.conn.recv()
+        if status != "ok":
+            raise RuntimeError(f"{self.name} failed on {command[0]!r}:\n{value}")
+        return value
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError, EOFError, RuntimeError):
+            if self.process.is_alive():
+                self.call("stop")
+        self.conn.close()
+        self.process.join(10)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(5)
+        self.process.close()
+
+
+class LoadMeter:
+    """CPU used by processes other than the benchmark's own, from Linux's ``/proc``.
+
+    ``foreign(mark)`` is the average number of cores that the rest of the machine used since
+    ``mark`` (user + system time of every process minus this benchmark's processes, plus
+    hypervisor steal); ``None`` where ``/proc`` is missing or the window is shorter than
+    0.2 s. The resolution is one clock tick (10 ms) per process read, so short windows are
+    rough.
+    """
+
+    def __init__(self, pids: Any) -> None:
+        self._pids = pids
+        self._hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self.available = os.path.exists("/proc/stat")
+
+    @staticmethod
+    def _machine() -> tuple[int, int]:
+        with open("/proc/stat") as file:
+            fields = [int(value) for value in file.readline().split()[1:]]
+        steal = fields[7] if len(fields) > 7 else 0
+        return fields[0] + fields[1] + fields[2], steal  # user + nice + system, steal
+
+    @staticmethod
+    def _process(pid: int) -> int | None:
+        try:
+            with open(f"/proc/{pid}/stat") as file:
+                fields = file.read().rpartition(")")[2].split()
+        except OSError:
+            return None
+        return int(fields[11]) + int(fields[12])  # utime + stime
+
+    def process_seconds(self, pid: int) -> float | None:
+        """CPU seconds of the main thread of ``pid`` so far (the server has only that one)."""
+        try:
+            with open(f"/proc/{pid}/schedstat") as file:
+                return int(file.read().split()[0]) / 1e9  # nanoseconds on the CPU
+        except (OSError, ValueError, IndexError):
+            ticks = self._process(pid) if self.available else None
+            return ticks / self._hz if ticks is not None else None
+
+    def mark(self) -> tuple[float, int, int, dict[int, int]] | None:
+        if not self.available:
+            return None
+        own = {pid: self._process(pid) for pid in self._pids()}
+        busy, steal = self._machine()
+        return time.perf_counter(), busy, steal, {k: v for k, v in own.items() if v is not None}
+
+    def foreign(self, mark: tuple[float, int, int, dict[int, int]] | None) -> float | None:
+        if mark is None:
+            return None
+        started, busy0, steal0, own0 = mark
+        busy1, steal1 = self._machine()
+        own = 0
+        for pid, before in own0.items():
+            after = self._process(pid)
+            if after is not None:
+                own += after - before
+        wall = time.perf_counter() - started
+        if wall < 0.2:
+            return None  # a few clock ticks: too coarse to say anything
+        ticks = (busy1 - busy0) - own + (steal1 - steal0)
+        return max(ticks, 0) / self._hz / wall
+
+
+def _cpus() -> tuple[int | None, int | None]:
+    """(server CPU, client CPU): two different CPUs when this process may use two."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None, None
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None, None
+    return cpus[0], cpus[1]
+
+
+@contextlib.contextmanager
+def _key_files() -> Iterator[tuple[str, bytes]]:
+    """A fresh RSA 2048 key in a private temporary file, and its public half (PEM)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    folder = tempfile.mkdtemp(prefix="sfauth-bench-")
+    try:
+        path = os.path.join(folder, "bench.key")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as file:
+            file.write(
+                key.private_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
+                )
+            )
+        public = key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        yield path, public
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _server_stats(url: str) -> dict[str, int]:
+    with urllib.request.urlopen(f"{url}/_bench/stats", timeout=30) as resp:
+        data: dict[str, int] = json.loads(resp.read())
+        return data
+
+
+def _log(message: str, quiet: bool) -> None:
+    if not quiet:
+        print(message, flush=True)
+
+
+def run(config: Config, *, quiet: bool = False) -> Results:
+    """Run the benchmark and return its measurements."""
+    started = time.perf_counter()
+    ctx = multiprocessing.get_context("spawn")
+    server_cpu, client_cpu = _cpus()
+    results = Results(
+        config=asdict(config),
+        server=_server.describe(),
+        pinning={"server_cpu": server_cpu, "client_cpu": client_cpu},
+    )
+    processes: list[Process] = []
+    server_pids: list[int] = []
+    meter = LoadMeter(lambda: [os.getpid(), *server_pids, *(p.process.pid for p in processes)])
+    if hasattr(os, "getloadavg"):
+        results.load_average = os.getloadavg()
+
+    def spawn(name: str, target_fn: Any, *args: Any) -> Process:
+        parent, child = ctx.Pipe()
+        process = ctx.Process(target=target_fn, args=(child, *args), daemon=True, name=name)
+        process.start()
+        child.close()
+        handle = Process(name, parent, process)
+        processes.append(handle)
+        return handle
+
+    def stop(handle: Process) -> None:
+        processes.remove(handle)
+        handle.stop()
+
+    with _key_files() as (key_path, public_pem):
+        server_parent, server_child = ctx.Pipe()
+        server = ctx.Process(
+            target=_server.serve, args=(public_pem, server_child, server_cpu), daemon=True
+        )
+        server.start()
+        server_child.close()
+        server_pids.append(server.pid)
+        try:
+            try:
+                if not server_parent.poll(60):
+                    raise RuntimeError("the benchmark server did not start within 60 s")
+                url = server_parent.recv()
+            except EOFError:
+                raise RuntimeError(
+                    f"the benchmark server exited at start (exit code {server.exitcode})"
+                ) from None
+            target = Target(url=url, key_path=key_path)
+            _log(f"server: {results.server['name']} at {url}, pinning {results.pinning}", quiet)
+            try:
+                _overhead(
+                    config, results, target, spawn, stop, client_cpu, meter, server_pids[0], quiet
+                )
+
+                def probe(name: str, *command: Any) -> dict[str, Any]:
+                    handle = spawn(name, _worker.main, "probe", target, client_cpu)
+                    handle.call("ping")
+                    mark = meter.mark()
+                    value: dict[str, Any] = handle.call(name, *command)
+                    value["foreign_load"] = meter.foreign(mark)
+                    stop(handle)
+                    return value
+
+                _log(f"herd: {config.herd} concurrent, {config.herd_rounds} round(s)", quiet)
+                results.herd = probe("herd", config.herd, config.herd_rounds)
+                _log(f"memory: RSS after {', '.join(map(str, config.memory))} requests", quiet)
+                results.memory = probe("memory", list(config.memory), config.memory_concurrency)
+                _log("assertion cost", quiet)
+                results.assertion = probe(
+                    "assertion", config.assertion_round_seconds, config.assertion_rounds
+                )
+                if config.profile_requests:
+                    _log(
+                        f"profile: {config.profile_requests} requests at concurrency "
+                        f"{config.profile_concurrency}",
+                        quiet,
+                    )
+                    results.profile = probe(
+                        "profile",
+                        config.profile_concurrency,
+                        config.profile_requests,
+                        config.warmup(config.profile_concurrency),
+                    )
+            finally:
+                for handle in list(processes):
+                    stop(handle)
+        finally:
+            with contextlib.suppress(OSError):
+                server_parent.send("stop")
+            server_parent.close()
+            server.join(10)
+            if server.is_alive():
+                server.terminate()
+                server.join(5)
+            server.close()
+    results.seconds = time.perf_counter() - started
+    return results
+
+
+def _overhead(
+    config: Config,
+    results: Results,
+    target: Target,
+    spawn: Any,
+    stop: Any,
+    client_cpu: int | None,
+    meter: LoadMeter,
+    server_pid: int,
+    quiet: bool,
+) -> None:
+    started = time.perf_counter()
+    fresh = [name for name in config.clients if name in config.fresh_per_round]
+
+    def start_workers(names: list[str]) -> dict[str, Process]:
+        started_now = {name: spawn(name, _worker.main, name, target, client_cpu) for name in names}
+        for worker in started_now.values():
+            worker.call("ping")
+        return started_now
+
+    def setup(name: str, level: int) -> None:
+        warmup = config.warmup(level)
+        done = workers[name].call("setup", level, warmup)
+        total = results.warmups[name].setdefault(str(level), {"n": 0, "ok": 0, "errors": {}})
+        total["n"] += done["n"]
+        total["ok"] += done["ok"]
+        for kind, count in done["errors"].items():
+            total["errors"][kind] = total["errors"].get(kind, 0) + count
+
+    workers = start_workers([name for name in config.clients if name not in fresh])
+    for name in config.clients:
+        results.overhead[name] = {}
+        results.warmups[name] = {}
+    for level in config.levels:
+        key = str(level)
+        for name in list(workers):
+            setup(name, level)
+        for name in config.clients:
+            results.overhead[name][key] = []
+        results.discarded[key] = []
+        kept = attempts = 0
+        while kept < config.rounds:
+            attempts += 1
+            for name in fresh:
+                if name in workers:
+                    workers[name].call("teardown")
+                    stop(workers.pop(name))
+            workers.update(start_workers(fresh))
+            for name in fresh:
+                setup(name, level)
+            runs: dict[str, dict[str, Any]] = {}
+            for name in config.clients:  # interleaved: ABCD ABCD ...
+                before = _server_stats(target.url)
+                mark = meter.mark()
+                server_before = meter.process_seconds(server_pid)
+                run = workers[name].call("run", config.requests)
+                server_after = meter.process_seconds(server_pid)
+                run["foreign_load"] = meter.foreign(mark)
+                if server_before is not None and server_after is not None:
+                    run["server_busy"] = (server_after - server_before) / run["wall"]
+                after = _server_stats(target.url)
+                run["server_200"] = after.get("query_200", 0) - before.get("query_200", 0)
+                runs[name] = run
+            worst = max(run["foreign_load"] or 0.0 for run in runs.values())
+            spare = config.rounds + config.extra_rounds - attempts >= config.rounds - kept
+            in_time = time.perf_counter() - started < config.retry_until
+            line = ", ".join(
+                f"{name} {run['n'] / run['wall']:,.0f}/s" for name, run in runs.items()
+            )
+            if worst > config.foreign_limit and spare and in_time:
+                results.discarded[key].append(runs)
+                _log(
+                    f"concurrency {level:>4} round repeated, other processes used up to "
+                    f"{worst:.2f} cores: {line}",
+                    quiet,
+                )
+                continue
+            kept += 1
+            for name, run in runs.items():
+                results.overhead[name][key].append(run)
+            _log(f"concurrency {level:>4} round {kept}: {line}", quiet)
+        for worker in workers.values():
+            worker.call("teardown")
+    for worker in workers.values():
+        stop(worker)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="reduced run (seconds)")
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        default=None,
+        help="where RESULTS.md and throughput.png go (default: benchmarks/ for a full run, "
+        "nowhere for --quick)",
+    )
+    parser.add_argument("--json", type=Path, default=None, help="also write the raw results")
+    parser.add_argument(
+        "--strict", action="store_true", help="exit non-zero when a speed target is missed"
+    )
+    args = parser.parse_args(argv)
+    from benchmarks import _report
+
+    config = Config.reduced() if args.quick else Config()
+    output = (
+        args.output_dir if args.output_dir is not None else (None if args.quick else BENCH_DIR)
+    )
+    print(
+        f"sfauth benchmarks ({'quick' if args.quick else 'full'}): concurrency "
+        f"{', '.join(map(str, config.levels))}; {config.requests} requests x {config.rounds} "
+        "round(s) per client and level",
+        flush=True,
+    )
+    if hasattr(os, "getloadavg") and os.getloadavg()[0] > 1.0:
+        print(
+            f"note: load average {os.getloadavg()[0]:.2f}: other work is running; rounds it "
+            "disturbs are repeated or flagged in the report",
+            flush=True,
+        )
+    results = run(config)
+    results.command = (
+        "python -m benchmarks.bench" + (" " + " ".join(argv or sys.argv[1:])).rstrip()
+    )
+    print()
+    print(_report.summary(results))
+    if output is not None:
+        output.mkdir(parents=True, exist_ok=True)
+        _report.write(results, output)
+        print(f"wrote {output / 'RESULTS.md'} and {output / 'throughput.png'}")
+    if args.json is not None:
+        args.json.write_text(json.dumps(asdict(results), indent=1))
+    failures = results.failures()
+    for problem in failures:
+        print(f"FAILED: {problem}")
+    if failures:
+        return 1
+    if args.strict and not all(target.met for target in _report.targets(results)):
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
