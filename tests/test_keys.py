@@ -158,3 +158,27 @@ def test_empty_file(tmp_path: Path) -> None:
 def test_private_key_error_is_a_configuration_error() -> None:
     assert issubclass(PrivateKeyError, ConfigurationError)
     assert issubclass(PrivateKeyError, ValueError)
+
+
+def test_certificate_instead_of_private_key(rsa_key: rsa.RSAPrivateKey) -> None:
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sfauth-test")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(rsa_key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(rsa_key, hashes.SHA256())
+    )
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    with pytest.raises(PrivateKeyError, match="holds a CERTIFICATE, not a private key"):
+        load_private_key(pem)
