@@ -168,7 +168,7 @@ def test_certificate_instead_of_private_key(rsa_key: rsa.RSAPrivateKey) -> None:
     from cryptography.x509.oid import NameOID
 
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sfauth-test")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
