@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -41,6 +42,24 @@ def creds(emulator: Emulator) -> EmulatorCredentials:
 
 
 SessionFactory = Callable[..., AuthSession]
+
+
+# --- secret-shaped values, made at test time (nothing key- or token-shaped is committed) -----
+
+
+def pem_header(label: str = "PRIVATE KEY") -> str:
+    """The ``-----BEGIN <label>-----`` line of a PEM block."""
+    return f"{'-' * 5}BEGIN {label}{'-' * 5}"
+
+
+def pem_block(body: str, label: str = "PRIVATE KEY") -> str:
+    """A PEM-armoured block around ``body`` (not a usable key)."""
+    return f"{pem_header(label)}\n{body}\n{'-' * 5}END {label}{'-' * 5}\n"
+
+
+def fake_session_id(org_id: str = "00D5e000000AbCdEAA") -> str:
+    """A Salesforce-shaped session id (``{org_id}!…``) with a random part, new every run."""
+    return org_id + "!" + "AQ4AQ" + secrets.token_urlsafe(48)
 
 
 @pytest.fixture

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +14,9 @@ from sfauth import AuthSession, ConfigurationError
 from sfauth._env import settings_from_env
 from sfauth.testing import Emulator, EmulatorCredentials
 
-KEY_CANARY = (
-    "-----BEGIN PRIVATE KEY-----\\nCANARYKEYMATERIAL0123456789\\n-----END PRIVATE KEY-----"
-)
+from .conftest import pem_block
+
+KEY_CANARY = pem_block("CANARYKEYMATERIAL" + secrets.token_hex(8)).strip().replace("\n", "\\n")
 PASS_CANARY = "canary-passphrase-4711"
 
 BASE = {"SF_CLIENT_ID": "3MVG9client", "SF_USERNAME": "etl@acme.com"}
@@ -156,7 +159,7 @@ def test_inline_key_with_real_newlines_is_kept(pkcs8_pem: bytes) -> None:
 
 
 def test_inline_key_that_is_not_pem_is_refused_without_showing_it() -> None:
-    for value in ("/secrets/sfauth.key", "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcCANARYSECRET"):
+    for value in ("/secrets/sfauth.key", base64.b64encode(os.urandom(36)).decode()):
         with pytest.raises(ConfigurationError) as caught:
             settings_from_env({**BASE, "SF_JWT_KEY": value})
         assert str(caught.value) == (

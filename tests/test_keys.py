@@ -8,6 +8,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from sfauth import ConfigurationError, PrivateKeyError, load_private_key
 
+from .conftest import pem_block, pem_header
+
 
 def _pem(
     key: rsa.RSAPrivateKey, fmt: serialization.PrivateFormat, password: bytes | None = None
@@ -32,7 +34,7 @@ def test_pkcs8_bytes_and_str(rsa_key: rsa.RSAPrivateKey) -> None:
 
 def test_pkcs1_traditional(rsa_key: rsa.RSAPrivateKey) -> None:
     pem = _pem(rsa_key, serialization.PrivateFormat.TraditionalOpenSSL)
-    assert pem.startswith(b"-----BEGIN RSA PRIVATE KEY-----")
+    assert pem.startswith(pem_header("RSA PRIVATE KEY").encode())
     assert _same(load_private_key(pem), rsa_key)
 
 
@@ -145,7 +147,7 @@ def test_garbage_bytes() -> None:
 
 def test_malformed_pem_body() -> None:
     with pytest.raises(PrivateKeyError, match="PEM body is malformed"):
-        load_private_key("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+        load_private_key(pem_block("AAAA"))
 
 
 def test_empty_file(tmp_path: Path) -> None:

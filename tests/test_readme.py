@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import structlog
 
+from .conftest import fake_session_id
+
 README = (Path(__file__).parent.parent / "README.md").read_text()
 BLOCKS = re.findall(r"```python\n(.*?)```", README, re.DOTALL)
 
@@ -33,7 +35,7 @@ def test_the_logging_configuration_scrubs_and_hides_locals(
     try:
         exec(block("sfauth.redact_secrets,"), namespace)
         structlog.configure(logger_factory=structlog.PrintLoggerFactory(buffer))
-        session_id = "00D5e000000AbCdEAA!AQ4AQsecretpart.0123456789"
+        session_id = fake_session_id()
 
         def fail(token: str) -> None:
             raise RuntimeError(f"failed with {token}")
@@ -47,7 +49,7 @@ def test_the_logging_configuration_scrubs_and_hides_locals(
     output = buffer.getvalue()
     event = json.loads(output)
     assert event["authorization"] == "<redacted>"
-    assert "AQ4AQsecretpart" not in output
+    assert session_id.split("!", 1)[1] not in output
     frames = event["exception"][0]["frames"]
     assert frames
     assert all("locals" not in frame for frame in frames)

@@ -7,6 +7,7 @@ import io
 import logging
 import os
 import re
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -32,7 +33,7 @@ from sfauth._assertion import AssertionSigner
 from sfauth._oauth import TokenClient
 from sfauth.testing import Emulator, EmulatorCredentials, ScriptedResponse, no_backoff
 
-from .conftest import SessionFactory
+from .conftest import SessionFactory, fake_session_id, pem_block
 
 QUERY = "/services/data/v62.0/query"
 SOQL = {"q": "SELECT Id FROM Account LIMIT 1"}
@@ -40,7 +41,9 @@ SOQL = {"q": "SELECT Id FROM Account LIMIT 1"}
 
 # --- redaction -----------------------------------------------------------------------------
 
-SESSION_ID = "00D5e000000AbCdEAA!AQ4AQFakeSessionTokenValue.abcdefghijklmnop_0123456789"
+SESSION_ID = fake_session_id()
+SECRET_PART = SESSION_ID.split("!", 1)[1]
+KEY_BODY = secrets.token_hex(24)
 JWT = "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJ4In0.c2lnbmF0dXJl-_x"
 
 
@@ -59,13 +62,13 @@ def test_redact_secrets_masks_keys_and_shapes_everywhere() -> None:
         "encoded": SESSION_ID.replace("!", "%21"),
         "set": {SESSION_ID},
         "info": Info("https://x", {"Proxy-Authorization": "Basic abc", "cookie": "sid=1"}),
-        "pem": "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----",
+        "pem": pem_block(KEY_BODY),
         "exc": ValueError(f"boom {SESSION_ID}"),
         "count": 3,
     }
     out = redact_secrets(None, "info", event)
     text = repr(out)
-    for secret in (SESSION_ID, JWT, "AQ4AQFake", "MIIE", "Basic abc", "sid=1"):
+    for secret in (SESSION_ID, JWT, SECRET_PART, KEY_BODY, "Basic abc", "sid=1"):
         assert secret not in text
     assert out["event"] == "calling with <redacted>"
     assert out["Authorization"] == "<redacted>"

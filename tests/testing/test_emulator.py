@@ -28,6 +28,7 @@ from sfauth.testing import (
     ScriptedResponse,
     TokenRequestRecord,
 )
+from tests.conftest import pem_header
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 JSON_CT = "application/json;charset=UTF-8"
@@ -1751,7 +1752,7 @@ async def test_credentials(emu: Emulator, tmp_path: Path) -> None:
     assert creds.client_id == "my-client"
     assert creds.login_url == emu.url
     assert creds.audience == "https://login.salesforce.com"
-    assert creds.private_key_pem.startswith(b"-----BEGIN PRIVATE KEY-----")
+    assert creds.private_key_pem.startswith(pem_header().encode())
     assert creds.certificate_pem.startswith(b"-----BEGIN CERTIFICATE-----")
     key = serialization.load_pem_private_key(creds.private_key_pem, None)
     assert key.key_size == 2048  # type: ignore[union-attr]
