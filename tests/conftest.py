@@ -69,7 +69,7 @@ async def make_session(
     """Build AuthSessions bound to the emulator; every one is closed after the test."""
     opened: list[AuthSession] = []
 
-    def make(**overrides: Any) -> AuthSession:
+    def make(cls: type[AuthSession] = AuthSession, **overrides: Any) -> AuthSession:
         kwargs: dict[str, Any] = {
             "client_id": creds.client_id,
             "username": creds.username,
@@ -78,7 +78,7 @@ async def make_session(
             "allow_http_loopback": True,
         }
         kwargs.update(overrides)
-        session = AuthSession(**kwargs)
+        session = cls(**kwargs)
         session.open()
         opened.append(session)
         return session

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -13,7 +13,7 @@ import pytest
 
 from sfauth import APIError, AuthSession, ConfigurationError
 from sfauth._query import normalize_api_version
-from sfauth.testing import Emulator, EmulatorCredentials, ScriptedResponse, no_backoff
+from sfauth.testing import Emulator, ScriptedResponse, no_backoff
 
 ACCOUNTS = "SELECT Id, Name FROM Account"
 
@@ -24,28 +24,8 @@ Factory = Callable[..., Any]
 
 
 @pytest.fixture
-async def make_query_session(
-    emulator: Emulator, creds: EmulatorCredentials
-) -> AsyncIterator[Factory]:
-    opened: list[AuthSession] = []
-
-    def make(cls: type[Any] = QuerySession, **overrides: Any) -> Any:
-        kwargs: dict[str, Any] = {
-            "client_id": creds.client_id,
-            "username": creds.username,
-            "private_key": creds.private_key_pem,
-            "login_url": emulator.url,
-            "allow_http_loopback": True,
-        }
-        kwargs.update(overrides)
-        session = cls(**kwargs)
-        session.open()
-        opened.append(session)
-        return session
-
-    yield make
-    for session in opened:
-        await session.close()
+def make_query_session(make_session: Factory) -> Factory:
+    return make_session
 
 
 def account_ids(emulator: Emulator) -> list[str]:
