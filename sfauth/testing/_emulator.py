@@ -35,7 +35,13 @@ from sfauth.testing._models import (
 from sfauth.testing._rest import RestApi
 from sfauth.testing._state import Cursor, Handler, Session, User, json_response, serve_script
 from sfauth.testing._store import SObjectStore
-from sfauth.testing._token import LOGIN_AUDIENCE, TEST_AUDIENCE, TokenRejected, check_assertion
+from sfauth.testing._token import (
+    LOGIN_AUDIENCE,
+    TEST_AUDIENCE,
+    TokenRejected,
+    check_assertion,
+    read_token_form,
+)
 
 __all__ = ["Emulator"]
 
@@ -72,7 +78,13 @@ class Emulator(RestApi):
     """A local Salesforce org for tests and demos: JWT Bearer token endpoint plus REST API.
 
     The token endpoint really verifies RS256 assertions against the registered certificates and
-    enforces ``iss``/``sub``/``aud``/``exp`` with Salesforce's error bodies. The REST endpoints
+    enforces ``iss``/``sub``/``aud``/``exp`` with Salesforce's error bodies. It accepts what
+    Salesforce accepts: a ``typ`` header, extra claims, and an ``exp`` sent as a float, as a
+    string of digits or far ahead (epoch milliseconds); only an ``exp`` in the past is
+    ``expired authorization code``. Anything malformed (not a form, not a JWT, a header or
+    claims that are not JSON objects, a non-string ``alg``/``kid``/``typ``) gets a 400 with
+    Salesforce's body (``unsupported_grant_type`` or ``invalid_grant``/``invalid assertion``),
+    never a 500. The REST endpoints
     (versions, resources, SOQL query with paging, sObject CRUD and upsert, limits, userinfo,
     revoke) work on in-memory data and answer ``401 INVALID_SESSION_ID`` for unknown, expired or
     revoked sessions. Everything it sees is counted and (optionally) recorded. Answers can be
@@ -142,6 +154,10 @@ class Emulator(RestApi):
         self.reject_rest_api = False
         #: Authenticated endpoints answer 401 "Session expired or invalid" even for good tokens.
         self.always_401 = False
+        #: Path prefixes whose authenticated endpoints answer 401 ``INVALID_SESSION_ID`` to
+        #: every session, also one that works everywhere else (an endpoint the session may
+        #: not use); e.g. ``emu.sessions_refused_at.add("/services/data/v62.0/limits")``.
+        self.sessions_refused_at: set[str] = set()
         #: Accepted ``aud`` values; the emulator's own URL (its "My Domain") is added on
         #: :meth:`start`. Like a real org, a production emulator refuses the sandbox audience
         #: and a sandbox emulator (``sandbox=True``) the production one.
@@ -203,7 +219,16 @@ class Emulator(RestApi):
             raise RuntimeError("an Emulator can only be started once")
         self._started = True
         if self.tls:
-            self._tls = TlsMaterial([self.host])
+            try:
+                self._tls = TlsMaterial([self.host])
+            except ModuleNotFoundError as exc:
+                if exc.name != "trustme":
+                    raise
+                raise ModuleNotFoundError(
+                    "Emulator(tls=True) needs trustme: pip install trustme, or install sfauth "
+                    "with its testing extra (pip install '/path/to/sfauth[testing]')",
+                    name="trustme",
+                ) from None
         app = web.Application()
         self._add_routes(app)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
@@ -644,6 +669,7 @@ class Emulator(RestApi):
             ("GET", "/services/oauth2/userinfo", "userinfo", self._userinfo, True, False),
             ("POST", "/services/oauth2/revoke", "revoke", self._revoke_handler, False, False),
             ("*", data + "/{tail:.*}", "not_found", self._not_found, True, True),
+            ("*", "/services/async/{tail:.*}", "async_api", self._async_api, False, False),
         ]
 
     def _endpoint(
@@ -691,7 +717,7 @@ class Emulator(RestApi):
         if not auth:
             return await handler(request, None, body)
         session = self._authenticate(request)
-        if session is None or self.always_401:
+        if session is None or self.always_401 or self._refused_here(request.path):
             return json_response(401, _SESSION_INVALID)
         if data_api and self.reject_rest_api:
             return json_response(401, _REST_REJECTED)
@@ -702,12 +728,52 @@ class Emulator(RestApi):
         )
         return response
 
+    def _refused_here(self, path: str) -> bool:
+        return any(path.startswith(prefix) for prefix in self.sessions_refused_at)
+
+    async def _async_api(
+        self, request: web.Request, session: Session | None, body: bytes
+    ) -> web.Response:
+        """Bulk API 1.0 and the other ``/services/async/`` endpoints: only their auth check.
+
+        They read the session from ``X-SFDC-Session`` (or ``Authorization``) and answer an
+        invalid one with HTTP 400 ``InvalidSessionId`` (XML, or JSON when the request is
+        JSON), as Salesforce does; a valid session gets 501 ``EMULATOR_UNSUPPORTED``.
+        """
+        wants_json = "json" in request.headers.get("Content-Type", "") or "json" in (
+            request.headers.get("Accept", "")
+        )
+        if self._authenticate(request) is None:
+            message = "Invalid session id"
+            if wants_json:
+                return json_response(
+                    400, {"exceptionCode": "InvalidSessionId", "exceptionMessage": message}
+                )
+            xml = (
+                '<?xml version="1.0" encoding="UTF-8"?><error '
+                'xmlns="http://www.force.com/2009/06/asyncapi/dataload">'
+                f"<exceptionCode>InvalidSessionId</exceptionCode>"
+                f"<exceptionMessage>{message}</exceptionMessage></error>"
+            )
+            return web.Response(status=400, text=xml, content_type="application/xml")
+        return json_response(
+            501,
+            {
+                "exceptionCode": "EMULATOR_UNSUPPORTED",
+                "exceptionMessage": "the sfauth emulator does not implement the "
+                "/services/async/ APIs beyond their session check",
+            },
+        )
+
     def _authenticate(self, request: web.Request) -> Session | None:
         header = request.headers.get("Authorization")
-        if not header:
-            return None
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() not in ("bearer", "oauth"):
+        if header:
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() not in ("bearer", "oauth"):
+                return None
+        elif request.path.startswith("/services/async/"):
+            token = request.headers.get("X-SFDC-Session", "")
+        else:
             return None
         token = token.strip()
         session = self._sessions.get(token)
@@ -724,11 +790,7 @@ class Emulator(RestApi):
 
     async def _token(self, request: web.Request) -> web.StreamResponse:
         site = request.match_info.get("site", "").strip("/")
-        posted = await request.post()
-        form: dict[str, str] = {}
-        for key, value in posted.items():
-            if isinstance(value, str):
-                form.setdefault(key, value)
+        form = await read_token_form(request)
         assertion = form.get("assertion", "")
         parsed = parse_jwt(assertion)
         self._token_request_count += 1
@@ -775,6 +837,7 @@ class Emulator(RestApi):
                 site=site,
                 scripted=scripted,
                 fault=fault,
+                headers=dict(request.headers),
             )
         )
         return response

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import base64
 import datetime
 import json
+import re
 import ssl
 import warnings
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import jwt
+import jwt.warnings
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
-from jwt.warnings import InsecureKeyLengthWarning
 
 if TYPE_CHECKING:
     import trustme
@@ -86,14 +88,50 @@ def load_rsa_public_key(certificate: bytes | str | x509.Certificate) -> rsa.RSAP
     return public_key
 
 
+#: JOSE header parameters that must be strings when present (RFC 7515 section 4.1).
+_STRING_HEADERS = ("kid", "typ", "cty")
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
+def _base64url(segment: str) -> bytes | None:
+    """Decode one base64url segment, unpadded or correctly padded; ``None`` if it is not one."""
+    stripped = segment.rstrip("=")
+    padding = len(segment) - len(stripped)
+    if padding and (padding > 2 or len(segment) % 4):
+        return None
+    if len(stripped) % 4 == 1 or not _BASE64URL.fullmatch(stripped):
+        return None
+    return base64.urlsafe_b64decode(stripped + "=" * (-len(stripped) % 4))
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _json_segment(segment: str) -> object:
+    """Decode a base64url segment holding UTF-8 JSON; ``None`` if it does not."""
+    data = _base64url(segment)
+    if data is None:
+        return None
+    try:
+        return json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return None
+
+
 class ParsedJwt:
     """A compact JWS split into its parts and decoded without verification.
 
+    Decoding never raises: anything that is not three base64url segments whose first two are
+    UTF-8 JSON objects, with a string ``alg`` (and ``kid``, ``typ``, ``cty`` strings when
+    present) and no ``crit`` (no extension is understood), is kept with ``valid=False``; the
+    token endpoint answers it ``invalid assertion``.
+
     Attributes:
-        header: The JOSE header (``{}`` if undecodable).
-        claims: The claims (``{}`` if undecodable).
+        header: The JOSE header (``{}`` unless it decoded to a JSON object).
+        claims: The claims (``{}`` unless they decoded to a JSON object).
         token: The compact serialisation as received.
-        valid: Whether the token decoded and header and claims are JSON objects.
+        valid: Whether the token is well formed (see above); the signature is not checked.
     """
 
     __slots__ = ("claims", "header", "token", "valid")
@@ -103,21 +141,29 @@ class ParsedJwt:
         self.header: dict[str, object] = {}
         self.claims: dict[str, object] = {}
         self.valid = False
-        try:
-            parts = _JWS.decode_complete(token, options={"verify_signature": False})
-            claims = json.loads(parts["payload"])
-        except (jwt.exceptions.DecodeError, ValueError, RecursionError):
+        segments = token.split(".")
+        if len(segments) != 3:
             return
-        header = parts["header"]
+        header = _json_segment(segments[0])
+        claims = _json_segment(segments[1])
         if isinstance(header, dict):
             self.header = header
         if isinstance(claims, dict):
             self.claims = claims
-        self.valid = isinstance(header, dict) and isinstance(claims, dict)
+        self.valid = (
+            isinstance(header, dict)
+            and isinstance(claims, dict)
+            and _base64url(segments[2]) is not None
+            and isinstance(header.get("alg"), str)
+            and all(isinstance(header.get(name, ""), str) for name in _STRING_HEADERS)
+            # RFC 7515 section 4.1.11: a recipient that understands none of the listed
+            # extensions must refuse the JWS, whatever PyJWT version checks it.
+            and "crit" not in header
+        )
 
 
 def parse_jwt(token: str) -> ParsedJwt:
-    """Split and decode a compact JWS without verifying it (PyJWT).
+    """Split and decode a compact JWS without verifying it; never raises.
 
     Args:
         token: The compact serialisation.
@@ -140,7 +186,8 @@ def verify_rs256(parsed: ParsedJwt, public_key: rsa.RSAPublicKey) -> bool:
     """
     with warnings.catch_warnings():
         # A user may register a short test key; the emulator verifies it anyway.
-        warnings.simplefilter("ignore", InsecureKeyLengthWarning)
+        if _SHORT_KEY_WARNING is not None:
+            warnings.simplefilter("ignore", _SHORT_KEY_WARNING)
         try:
             _JWS.decode_complete(parsed.token, key=public_key, algorithms=["RS256"])
         except jwt.exceptions.PyJWTError:
@@ -149,6 +196,8 @@ def verify_rs256(parsed: ParsedJwt, public_key: rsa.RSAPublicKey) -> bool:
 
 
 _JWS = jwt.api_jws.PyJWS(algorithms=["RS256"])
+#: PyJWT >= 2.11 warns when a key is shorter than 2048 bits; older versions have no such warning.
+_SHORT_KEY_WARNING: type[Warning] | None = getattr(jwt.warnings, "InsecureKeyLengthWarning", None)
 
 
 class TlsMaterial:

@@ -91,6 +91,7 @@ class TokenRequestRecord:
         scripted: Whether the answer came from :meth:`Emulator.script_token_responses`.
         fault: The kind of random fault served (see :meth:`Emulator.inject_faults`), ``None``
             for none.
+        headers: Every request header (left out of the ``repr``).
     """
 
     assertion: str = field(repr=False)
@@ -105,6 +106,7 @@ class TokenRequestRecord:
     site: str = ""
     scripted: bool = False
     fault: str | None = None
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -235,6 +235,31 @@ async def test_token_exp_at_the_three_minute_limit_is_accepted(
     assert status == 200
 
 
+@pytest.mark.parametrize(
+    "exp",
+    [
+        pytest.param(lambda now: str(int(now) + 180), id="numeric string (simple-salesforce)"),
+        pytest.param(lambda now: now + 60.5, id="float"),
+        pytest.param(lambda now: int(now * 1000) + 300, id="milliseconds (Salesforce CLI)"),
+        pytest.param(lambda now: int(now) + 300, id="beyond three minutes"),
+    ],
+)
+async def test_token_exp_forms_that_salesforce_accepts(
+    emu: Emulator,
+    creds: EmulatorCredentials,
+    http: aiohttp.ClientSession,
+    exp: Callable[[float], object],
+) -> None:
+    value = exp(time.time())
+    assertion = make_assertion(creds, exp=value)
+    status, payload, _ = await post_token(
+        http, emu.url, {"grant_type": JWT_BEARER, "assertion": assertion}
+    )
+    assert status == 200, payload
+    assert emu.token_requests[0].claims["exp"] == value
+    assert emu.active_sessions == 1
+
+
 FormBuilder = Callable[[Emulator, EmulatorCredentials], dict[str, str]]
 
 
@@ -346,14 +371,32 @@ ERROR_CASES: list[tuple[str, FormBuilder, str, str]] = [
         "invalid assertion",
     ),
     (
-        "exp string",
-        lambda e, c: _form(make_assertion(c, exp=str(int(time.time()) + 60))),
+        "exp not numeric",
+        lambda e, c: _form(make_assertion(c, exp="in two minutes")),
         "invalid_grant",
         "invalid assertion",
     ),
     (
-        "exp float",
-        lambda e, c: _form(make_assertion(c, exp=time.time() + 60.5)),
+        "exp decimal string",
+        lambda e, c: _form(make_assertion(c, exp=f"{time.time() + 60:.1f}")),
+        "invalid_grant",
+        "invalid assertion",
+    ),
+    (
+        "exp true",
+        lambda e, c: _form(make_assertion(c, exp=True)),
+        "invalid_grant",
+        "invalid assertion",
+    ),
+    (
+        "exp null",
+        lambda e, c: _form(make_assertion(c, exp=None)),
+        "invalid_grant",
+        "invalid assertion",
+    ),
+    (
+        "exp beyond a Java long",
+        lambda e, c: _form(make_assertion(c, exp=2**63)),
         "invalid_grant",
         "invalid assertion",
     ),
@@ -364,16 +407,10 @@ ERROR_CASES: list[tuple[str, FormBuilder, str, str]] = [
         "expired authorization code",
     ),
     (
-        "exp milliseconds",
-        lambda e, c: _form(make_assertion(c, exp=int(time.time() * 1000))),
+        "exp past as a string",
+        lambda e, c: _form(make_assertion(c, exp=str(int(time.time()) - 5))),
         "invalid_grant",
-        "invalid assertion",
-    ),
-    (
-        "exp too far ahead",
-        lambda e, c: _form(make_assertion(c, exp=int(time.time()) + 300)),
-        "invalid_grant",
-        "invalid assertion",
+        "expired authorization code",
     ),
     (
         "sub unknown",
