@@ -166,6 +166,12 @@ def _read_file(path: str | os.PathLike[str]) -> bytes:
         ) from None
     except IsADirectoryError:
         raise PrivateKeyError(f"private_key path {shown} is a directory, not a key file") from None
+    except ValueError:  # open() refuses a NUL character in a path
+        raise PrivateKeyError(
+            "private_key contains a NUL character, so it is neither PEM text nor a file path; "
+            "pass the PEM text itself (with its '-----BEGIN ... PRIVATE KEY-----' line) or the "
+            "path of the key file"
+        ) from None
     except OSError as exc:
         raise PrivateKeyError(
             f"cannot read the private_key file {shown}: {exc.strerror or type(exc).__name__}"

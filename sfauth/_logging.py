@@ -95,12 +95,19 @@ _SECRET_KEYS = frozenset(
 )
 
 #: Values shaped like a Salesforce session id (``00D…!…``, also URL-encoded), a JWT, a bearer
-#: header or a PEM private key.
+#: credential or a PEM private key. A bearer credential (RFC 6750 section 2.1 ``b64token``) is
+#: told from prose by its shape: 16 or more token characters with a digit, or 32 or more; so
+#: "Bearer 6f1c…" is masked and "live bearer tokens in clear" is not.
+#: Each branch starts only where a run of its characters starts, and no unbounded run backtracks
+#: (possessive quantifiers; a PEM body stops at the next armour line): scrubbing is linear in the
+#: text's length, whatever the text.
 SECRET_PATTERN = re.compile(
-    r"00D[0-9A-Za-z]{12,15}(?:!|%21)[0-9A-Za-z._%-]+"
-    r"|eyJ[0-9A-Za-z_-]*\.[0-9A-Za-z_-]*\.[0-9A-Za-z_-]*"
-    r"|(?i:bearer)\s+[0-9A-Za-z._~+/!%=-]+"
-    r"|-----BEGIN[A-Z ]*PRIVATE KEY-----.*?(?:-----END[A-Z ]*PRIVATE KEY-----|$)",
+    r"(?<![0-9A-Za-z])00D[0-9A-Za-z]{12,15}(?:!|%21)[0-9A-Za-z._%-]++"
+    r"|(?<![0-9A-Za-z_-])eyJ[0-9A-Za-z_-]*+\.[0-9A-Za-z_-]*+\.[0-9A-Za-z_-]*+"
+    r"|(?<![0-9A-Za-z])(?i:bearer)\s++"
+    r"(?:(?=[A-Za-z._~+/!%=-]*+[0-9])[0-9A-Za-z._~+/!%=-]{16,}+|[0-9A-Za-z._~+/!%=-]{32,}+)"
+    r"|-----BEGIN[A-Z ]{0,40}PRIVATE KEY-----(?:(?!-----(?:END|BEGIN)).)*+"
+    r"(?:-----END[A-Z ]{0,40}PRIVATE KEY-----)?",
     re.DOTALL,
 )
 

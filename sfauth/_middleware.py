@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import json
+import re
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 from aiohttp import ClientHandlerType, ClientRequest, ClientResponse, hdrs
-from aiohttp.payload import Payload
+from aiohttp.multipart import MultipartWriter
+from aiohttp.payload import BytesPayload, IOBasePayload
 from yarl import URL
 
 from ._assertion import MAX_ASSERTION_LIFETIME
@@ -58,6 +61,7 @@ _NOT_FOR_REST = "not valid for use with the rest api"
 #: A 401 body is Salesforce's short JSON error; anything longer is not read past this.
 _MAX_ERROR_BODY = 64 * 1024
 _NOT_JSON = "(the body is not JSON)"
+_OVER_CAP = f"(a body over {_MAX_ERROR_BODY // 1024} KiB)"
 #: Replays of one send attempt after 401s; the second only for a token that had worked (or was
 #: taken unverified from a shared store).
 _MAX_REPLAYS = 2
@@ -71,6 +75,12 @@ _CLASSIFIED = _ALWAYS_TRANSIENT | {403, 500}
 _REQUEST_FLAGS: contextvars.ContextVar[tuple[bool, bool] | None] = contextvars.ContextVar(
     "sfauth_request_flags", default=None
 )
+#: Bulk API 1.0 and the other ``/services/async/`` endpoints answer an expired session with HTTP
+#: 400 ``InvalidSessionId`` (Bulk API Developer Guide, "Errors"), as XML or JSON, and read the
+#: session from ``X-SFDC-Session``.
+_ASYNC_API = "/services/async/"
+_SFDC_SESSION = "X-SFDC-Session"
+_ASYNC_INVALID_SESSION = re.compile(rb"<exceptionCode>\s*InvalidSessionId\s*</exceptionCode>")
 _NOT_SENT_ERRORS = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 _TLS_ERRORS = (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError)
 _SENT_ERRORS = (aiohttp.ClientOSError, aiohttp.ServerConnectionError, aiohttp.ClientPayloadError)
@@ -128,8 +138,15 @@ class SalesforceAuthMiddleware:
             sets it to its connection ``limit``. The slot is held for the send only, never
             during a backoff.
         token_store: Share tokens with other sessions (``MemoryTokenStore``) or processes
-            (``RedisTokenStore``): a refresh first adopts a token another session published,
-            and only one of them logs in at a time. ``None`` (default) keeps the token here.
+            (``RedisTokenStore``): a refresh first adopts a token another session published
+            (only one of the same org and user as this session's), and only one of them logs
+            in at a time. ``None`` (default) keeps the token here.
+        max_relogins: Logins allowed within ``relogin_window`` seconds to replace tokens the
+            API rejected after they had worked (expiries, revocations, ``replace_token``
+            reports); past that, such a rejection raises ``InvalidSessionError`` instead of
+            logging in, so an endpoint that rejects working sessions cannot cause a login per
+            request (Salesforce caps logins per user per hour). Default 5.
+        relogin_window: Seconds of the rolling window of ``max_relogins`` (default 300).
 
     Raises:
         ConfigurationError: A setting is missing or malformed.
@@ -156,6 +173,8 @@ class SalesforceAuthMiddleware:
         usage_warning: float = 0.8,
         max_in_flight: int | None = None,
         token_store: TokenStore | None = None,
+        max_relogins: int = 5,
+        relogin_window: float = 300.0,
     ) -> None:
         config = FlowConfig.create(
             client_id=client_id,
@@ -169,10 +188,13 @@ class SalesforceAuthMiddleware:
         _check_seconds("refresh_cooldown", refresh_cooldown, allow_zero=True)
         if max_token_age is not None:
             _check_seconds("max_token_age", max_token_age, allow_zero=False)
-        if not isinstance(failure_threshold, int) or failure_threshold < 1:
-            raise ConfigurationError(
-                f"failure_threshold must be an int >= 1; got {failure_threshold!r}"
-            )
+        for name, count in (
+            ("failure_threshold", failure_threshold),
+            ("max_relogins", max_relogins),
+        ):
+            if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+                raise ConfigurationError(f"{name} must be an int >= 1; got {count!r}")
+        _check_seconds("relogin_window", relogin_window, allow_zero=False)
         if token_store is not None and not isinstance(token_store, TokenStore):
             raise ConfigurationError(
                 "token_store must implement sfauth.stores.TokenStore (e.g. RedisTokenStore); "
@@ -194,6 +216,8 @@ class SalesforceAuthMiddleware:
             failure_threshold=failure_threshold,
             max_token_age=max_token_age,
             store=token_store,
+            max_relogins=max_relogins,
+            relogin_window=relogin_window,
         )
         if not isinstance(usage_warning, int | float) or not 0 < usage_warning <= 1:
             raise ConfigurationError(f"usage_warning must be in (0, 1]; got {usage_warning!r}")
@@ -204,7 +228,11 @@ class SalesforceAuthMiddleware:
         ):
             raise ConfigurationError(f"max_in_flight must be an int >= 1; got {max_in_flight!r}")
         self._usage = UsageTracker(warn_fraction=usage_warning)
-        self._gate = asyncio.Semaphore(max_in_flight) if max_in_flight else None
+        self._max_in_flight = max_in_flight
+        # The send gate belongs to one event loop; a new loop (a second asyncio.run()) gets
+        # a gate of its own.
+        self._gate: asyncio.Semaphore | None = None
+        self._gate_loop: asyncio.AbstractEventLoop | None = None
         self.config = config
 
     def __repr__(self) -> str:
@@ -229,6 +257,25 @@ class SalesforceAuthMiddleware:
         """The org's API usage from the latest ``Sforce-Limit-Info`` header, if any was seen."""
         return self._usage.latest
 
+    def ready_token(self) -> Token | None:
+        """The token to send now without any I/O, or ``None`` when a login or refresh is due."""
+        return self._manager.valid_token()
+
+    def open(self) -> None:
+        """Allow logins again after ``close`` (``AuthSession.open`` calls this).
+
+        The current token, if any, is kept: it may still be valid.
+        """
+        self._manager.open()
+
+    def close(self) -> None:
+        """Stop the token refresh in flight; its waiters get ``SessionClosedError``.
+
+        Until ``open`` is called again, a request that needs a new token fails with
+        ``SessionClosedError`` (``AuthSession.close`` calls this).
+        """
+        self._manager.close()
+
     async def token(self, http: aiohttp.ClientSession) -> Token:
         """Return the current token, fetching one if there is none yet.
 
@@ -249,9 +296,10 @@ class SalesforceAuthMiddleware:
         """Report that ``rejected`` no longer works elsewhere, and get the token that replaces it.
 
         For code that sends the token itself (another client library): call this when that
-        code sees the session expire. It behaves like a 401 seen by the middleware: one
-        refresh shared with every concurrent caller, none if ``rejected`` was already replaced,
-        the circuit breaker applies.
+        code sees the session expire. It behaves like a 401 seen by the middleware for a token
+        that had worked: one refresh shared with every concurrent caller, none if ``rejected``
+        was already replaced. It counts against ``max_relogins``, not against the circuit
+        breaker (an expiry is not a failed login).
 
         Args:
             rejected: The token the other client was using.
@@ -263,6 +311,8 @@ class SalesforceAuthMiddleware:
         Raises:
             TokenEndpointError: The refresh failed.
             CircuitOpenError: Refreshes keep failing; no login is attempted for a while.
+            InvalidSessionError: ``max_relogins`` logins already replaced rejected tokens
+                within ``relogin_window`` seconds.
         """
         manager = self._manager
         current = manager.current
@@ -276,8 +326,9 @@ class SalesforceAuthMiddleware:
             method="-",
             url=rejected.instance_url,
         )
-        if not manager.reject(rejected, error):
-            raise manager.circuit_error()
+        refusal = manager.reject(rejected, error, worked=True)
+        if refusal is not None:
+            raise refusal
         return await manager.replace(rejected, http)
 
     async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
@@ -315,20 +366,32 @@ class SalesforceAuthMiddleware:
                 return await handler(request)
             _rebind(request, token.instance_url)  # built for an instance the org has left
         send = _Send(self, request, handler, opt_in or request.method in IDEMPOTENT_METHODS)
+        policy = self.retry
+        started = policy.clock()  # the retry budget counts the first attempt too
         try:
             return await send.attempt(token)
         except SFAuthError as exc:
-            policy = self.retry
             if policy.attempts <= 1 or not getattr(exc, "retryable", False):
                 raise
-            if not _replayable(request):
-                raise  # a stream body already sent cannot be resent: the error stands
+            if send.rewind is None:
+                raise  # a streamed body cannot be sent again: the error stands
             return await call_with_retries(
                 policy,
                 send.attempt,
                 first_error=exc,
+                started=started,
                 log_fields={"method": request.method, "url": _where(request)},
             )
+
+    def _send_gate(self) -> asyncio.Semaphore | None:
+        """The send gate of the running event loop (``None`` without ``max_in_flight``)."""
+        if self._max_in_flight is None:
+            return None
+        loop = asyncio.get_running_loop()
+        if self._gate_loop is not loop:
+            self._gate = asyncio.Semaphore(self._max_in_flight)
+            self._gate_loop = loop
+        return self._gate
 
 
 class _Send:
@@ -337,9 +400,12 @@ class _Send:
     Each send attempt replays at most once after a 401: a 401 on the replay is final. A
     request that is also retried for a transient failure may meet a later, separate session
     expiry on a later attempt and is then replayed once on that attempt too.
+
+    Whether the request may be sent again is decided here, once, from the body it was given
+    (``rewinder``), never from aiohttp's view of a payload after sending it.
     """
 
-    __slots__ = ("auth", "handler", "may_resend", "refreshes", "request")
+    __slots__ = ("async_api", "auth", "handler", "may_resend", "refreshes", "request", "rewind")
 
     def __init__(
         self,
@@ -353,6 +419,10 @@ class _Send:
         self.handler = handler
         self.may_resend = may_resend
         self.refreshes = 0
+        #: Puts the body back for another send (returns ``False`` when it cannot); ``None``
+        #: for a body that can never be sent twice (a stream).
+        self.rewind = rewinder(request.body)
+        self.async_api = request.url.raw_path.startswith(_ASYNC_API)
 
     async def attempt(self, token: Token | None = None) -> ClientResponse:
         """Send once (plus the 401 replay); raise typed errors for failures worth retrying.
@@ -364,20 +434,19 @@ class _Send:
         auth = self.auth
         manager = auth._manager
         request = self.request
-        gate = auth._gate
+        gate = auth._send_gate()
         if gate is not None:
             await gate.acquire()
         try:
             if token is None:  # a retry: use whatever token is current now
-                if not _replayable(request):
-                    raise self._not_replayable()
+                self._rewind_or_raise(None)
                 token = manager.valid_token() or await manager.get(_open_session(request))
                 if manager.origin is not None and _origin(request) != manager.origin:
                     _rebind(request, token.instance_url)
             response, token = await self._send(token)
             status = response.status
-            if status == 401:
-                response, token = await self._after_401(response, token)
+            if status == 401 or (status == 400 and self.async_api):
+                response, token = await self._after_rejection(response, token)
                 status = response.status
             elif not manager.proven and status < 500 and status != 429:
                 manager.mark_proven(token)  # Salesforce answered past authentication
@@ -390,11 +459,14 @@ class _Send:
                 # Read JSON bodies here, inside the retry loop: a body cut short by a dropped
                 # connection is then retried like any transport failure, and the caller gets
                 # a complete body (aiohttp keeps it for .json()/.read()).
+                failure: TransportError | None = None
                 try:
                     await response.read()
                 except (aiohttp.ClientError, TimeoutError) as exc:
                     response.close()
-                    raise self._transport(exc, sent=True, retryable=self.may_resend) from None
+                    failure = self._transport(exc, sent=True, retryable=self.may_resend)
+                if failure is not None:
+                    raise failure  # outside the except block: no aiohttp error rides along
             return response
         finally:
             if gate is not None:
@@ -409,25 +481,29 @@ class _Send:
         request = self.request
         if request.session.closed:
             _open_session(request)  # raises SessionClosedError
-        current = self.auth._manager.current
+        manager = self.auth._manager
+        current = manager.current
         if (
             current is not token
             and current is not None
             and current.instance_url == token.instance_url
-            and self.auth._manager.valid_token() is current
+            and manager.valid_token() is current
         ):
             token = current  # installed while this request waited for its send slot
         request.headers[hdrs.AUTHORIZATION] = "Bearer " + token.access_token
+        if self.async_api:
+            request.headers[_SFDC_SESSION] = token.access_token
         try:
             return await self.handler(request), token
         except _TLS_ERRORS as exc:
-            raise self._transport(exc, sent=False, retryable=False) from None
+            failure = self._transport(exc, sent=False, retryable=False)
         except _NOT_SENT_ERRORS as exc:
-            raise self._transport(exc, sent=False, retryable=True) from None
-        except _SENT_ERRORS as exc:
-            raise self._transport(exc, sent=True, retryable=self.may_resend) from None
-        except aiohttp.ClientError as exc:  # e.g. a malformed response: never leak request_info
-            raise self._transport(exc, sent=True, retryable=self.may_resend) from None
+            failure = self._transport(exc, sent=False, retryable=True)
+        except aiohttp.ClientError as exc:  # dropped mid-way, a malformed response, ...
+            failure = self._transport(exc, sent=True, retryable=self.may_resend)
+        # Raised outside the except block, so that no aiohttp error (whose request_info holds
+        # the Authorization header) stays reachable through __context__.
+        raise failure
 
     def _transport(self, exc: BaseException, *, sent: bool, retryable: bool) -> TransportError:
         error = TransportError(
@@ -440,66 +516,81 @@ class _Send:
         error.retryable = retryable
         return error
 
-    def _not_replayable(self) -> APIError:
-        return InvalidSessionError(
-            "the session expired and the request body is a stream that was already sent, so "
-            "it cannot be replayed (the token has been replaced: send the request again); "
-            "pass bytes, str or a seekable file to allow replays",
-            status=0,
-            error_code=None,
+    def _rewind_or_raise(self, status: int | None) -> None:
+        """Put the body back for another send, or raise: a stream is never sent twice."""
+        rewind = self.rewind
+        if rewind is not None and rewind():
+            return
+        what = "the session expired" if status is not None else "the request failed"
+        raise InvalidSessionError(
+            f"{what} and the request body is a stream (or a file that was closed) that was "
+            "already sent, so it is not sent again; send the request again with a new body, "
+            "or pass bytes, str, JSON or a seekable file, which sfauth resends itself",
+            status=status or 0,
+            error_code="INVALID_SESSION_ID" if status is not None else None,
             message="(not resent)",
             method=self.request.method,
             url=_where(self.request),
         )
 
-    async def _after_401(
+    async def _after_rejection(
         self, response: ClientResponse, token: Token
     ) -> tuple[ClientResponse, Token]:
-        """Handle a 401: refresh at most once for everyone, replay this request.
+        """Handle a rejected session: refresh at most once for everyone, replay this request.
 
-        A 401 for a token that was already replaced (or is being replaced) replays with the
-        newer token without another refresh; a 401 for the token in use rejects it and starts
-        (or joins) the single-flight refresh. A 401 on the replay is final, unless the token
-        the replay carried had already worked for other requests: then the session was
-        invalidated again in between (a second expiry or a revocation) and the request is
-        replayed once more. Tokens that never worked are never replayed twice, and the circuit
-        counts them.
+        A rejection is a 401 ``INVALID_SESSION_ID``, or on ``/services/async/`` a 400
+        ``InvalidSessionId``. A rejection of a token that was already replaced (or is being
+        replaced) replays with the newer token without another refresh; a rejection of the
+        token in use starts (or joins) the single-flight refresh. A rejection of the replay is
+        final, unless the token the replay carried had already worked for other requests: then
+        the session was invalidated again in between (a second expiry or a revocation) and the
+        request is replayed once more. Tokens that never worked are never replayed twice, and
+        the circuit counts them; logins after rejections of tokens that had worked are bounded
+        by ``max_relogins``.
         """
         manager = self.auth._manager
         request = self.request
-        error_code, message = await self._check_401(response)
+        rejection = await self._rejection(response)
+        if rejection is None:
+            return response, token  # a 400 of the async API that is not about the session
+        error_code, message = rejection
         for _ in range(_MAX_REPLAYS):
             if token is manager.current:
                 if self.refreshes >= _MAX_REFRESHES:
                     break  # this request already caused enough logins
-                rejection = _session_error(
-                    InvalidSessionError,
-                    request,
-                    error_code,
-                    message,
-                    "Salesforce rejected a token before it ever worked",
+                refusal = manager.reject(
+                    token,
+                    _session_error(
+                        InvalidSessionError,
+                        request,
+                        error_code,
+                        message,
+                        "Salesforce rejected a token before it ever worked",
+                    ),
                 )
-                if not manager.reject(token, rejection):
-                    raise manager.circuit_error()
+                if refusal is not None:
+                    raise refusal
                 self.refreshes += 1
             fresh = await manager.replace(token, _open_session(request))
-            if not _replayable(request):
-                raise self._not_replayable()
+            self._rewind_or_raise(response.status)
             if fresh.instance_url != token.instance_url:
                 _rebind(request, fresh.instance_url)
             logger.debug(
                 "sfauth.request.replayed",
                 method=request.method,
                 url=_where(request),
-                status=401,
+                status=response.status,
                 error_code=error_code,
             )
             response, token = await self._send(fresh)
-            if response.status != 401:
-                if not manager.proven:
+            rejection = None
+            if response.status == 401 or (response.status == 400 and self.async_api):
+                rejection = await self._rejection(response)
+            if rejection is None:
+                if not manager.proven and response.status < 500 and response.status != 429:
                     manager.mark_proven(token)
                 return response, token
-            error_code, message = await self._check_401(response)
+            error_code, message = rejection
             if token is not manager.last_proven and token is not manager.adopted:
                 break  # a token that never worked: final
         error = _session_error(
@@ -512,9 +603,25 @@ class _Send:
         manager.reject(token, error)
         raise error
 
-    async def _check_401(self, response: ClientResponse) -> tuple[str | None, str]:
-        """Read a 401 and raise unless it is Salesforce's ``INVALID_SESSION_ID``."""
+    async def _rejection(self, response: ClientResponse) -> tuple[str | None, str] | None:
+        """Read a 401 (or an async-API 400): ``(error_code, message)`` of a rejected session.
+
+        Returns ``None`` for a 400 that is not about the session (its body stays readable).
+
+        Raises:
+            RestApiNotAllowedError: 401 "This session is not valid for use with the REST API".
+            SessionError: A 401 without Salesforce's ``INVALID_SESSION_ID``.
+        """
         request = self.request
+        if response.status == 400:
+            body = await _read_body(response)
+            if body is None or not _async_invalid_session(body):
+                return None
+            response.release()
+            return "INVALID_SESSION_ID", "InvalidSessionId (HTTP 400 from the async API)"
+        if request.method == "HEAD":  # no body to read: a 401 to a bearer request is the session
+            response.release()
+            return "INVALID_SESSION_ID", "(HTTP 401 to HEAD, which has no body)"
         error_code, message = await _read_error(response)
         if _NOT_FOR_REST in message.lower():
             raise _session_error(RestApiNotAllowedError, request, error_code, message)
@@ -618,9 +725,51 @@ def _where(request: ClientRequest) -> str:
     return str(request.url.with_query(None).with_fragment(None))
 
 
-def _replayable(request: ClientRequest) -> bool:
-    body = request.body
-    return not isinstance(body, Payload) or not body.consumed
+def _always() -> bool:
+    return True
+
+
+def rewinder(body: object) -> Callable[[], bool] | None:
+    """How to put a request body back for another send, decided from the body itself.
+
+    Args:
+        body: ``ClientRequest.body``: ``b""``/``None``, bytes, or an aiohttp ``Payload``.
+
+    Returns:
+        A function that prepares the body for another send and says whether it could:
+        always ``True`` for bytes, str, JSON and form bodies; for a seekable file (also as a
+        multipart part), a seek back to where the first send started (``False`` once the file
+        is closed). ``None`` for a body that can never be sent twice: an async iterable, a
+        stream reader, a non-seekable file, or a payload type sfauth does not know.
+    """
+    if body is None or isinstance(body, bytes | bytearray | BytesPayload):
+        return _always
+    if isinstance(body, IOBasePayload):
+        # The file object the caller gave (aiohttp has kept it in ``_value`` since 2.0; if
+        # that ever changes, files are simply not resent).
+        file: Any = getattr(body, "_value", None)
+        try:
+            start = file.tell() if file is not None and file.seekable() else None
+        except (OSError, ValueError, AttributeError):
+            start = None
+        if start is None:
+            return None
+
+        def seek_back() -> bool:
+            try:
+                file.seek(start)
+            except (OSError, ValueError):  # closed (older aiohttp closes files it sent)
+                return False
+            return True
+
+        return seek_back
+    if isinstance(body, MultipartWriter):
+        parts = [rewinder(part) for part, _, _ in body]
+        if any(part is None for part in parts):
+            return None
+        rewinds = [part for part in parts if part is not None and part is not _always]
+        return (lambda: all([rewind() for rewind in rewinds])) if rewinds else _always
+    return None
 
 
 def _rebind(request: ClientRequest, instance_url: str) -> None:
@@ -640,37 +789,80 @@ def _rebind(request: ClientRequest, instance_url: str) -> None:
         request.headers[hdrs.HOST] = host
 
 
+async def _read_prefix(response: ClientResponse) -> bytes:
+    """At most ``_MAX_ERROR_BODY + 1`` bytes of the body (more means: over the cap)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(16 * 1024):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > _MAX_ERROR_BODY:
+            break
+    return b"".join(chunks)
+
+
+async def _read_body(response: ClientResponse) -> bytes | None:
+    """Read a short error answer whole and keep it readable for the caller.
+
+    Returns ``None`` (and closes the response) when the body is over 64 KiB, whether or not
+    it declared a length: an error answer is never buffered past that; ``b""`` when reading
+    failed.
+    """
+    declared = response.content_length
+    if declared is not None and declared > _MAX_ERROR_BODY:
+        return None
+    try:
+        if declared is not None:
+            return await response.read()
+        body = await _read_prefix(response)
+    except (aiohttp.ClientError, TimeoutError):
+        return b""
+    if len(body) > _MAX_ERROR_BODY:
+        response.close()
+        return None
+    # The body of unknown length was read off the stream: keep it where aiohttp keeps a read
+    # body, so the caller's .read()/.json()/.text() return it.
+    response._body = body
+    return body
+
+
+def _async_invalid_session(body: bytes) -> bool:
+    """Whether an async-API error body (XML or JSON) says ``InvalidSessionId``."""
+    if _ASYNC_INVALID_SESSION.search(body):
+        return True
+    try:
+        data: Any = json.loads(body)
+    except (ValueError, RecursionError):
+        return False
+    if isinstance(data, list) and data:
+        data = data[0]
+    return isinstance(data, dict) and data.get("exceptionCode") == "InvalidSessionId"
+
+
 async def _read_error(response: ClientResponse, *, keep: bool = False) -> tuple[str | None, str]:
     """Read a REST error body (``[{"message", "errorCode"}]``) → (errorCode, message).
 
-    With ``keep`` the body stays readable by the caller (aiohttp caches it); otherwise at most
-    64 KiB are read and the response is released (or closed, when more was left).
+    At most 64 KiB are read. With ``keep`` the body stays readable by the caller (a larger
+    one is not kept: the response is closed); otherwise the response is released (or closed,
+    when more was left).
     """
-    body = b""
-    try:
-        if keep:
-            declared = response.content_length
-            if declared is None or declared <= _MAX_ERROR_BODY:
-                body = await response.read()
-        else:
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in response.content.iter_chunked(16 * 1024):
-                chunks.append(chunk)
-                size += len(chunk)
-                if size > _MAX_ERROR_BODY:
-                    break
-            body = b"".join(chunks)
-    except (aiohttp.ClientError, TimeoutError):
-        body = b""
-    finally:
-        if not keep:
+    if keep:
+        kept = await _read_body(response)
+        if kept is None:
+            return None, _OVER_CAP
+        body = kept
+    else:
+        try:
+            body = await _read_prefix(response)
+        except (aiohttp.ClientError, TimeoutError):
+            body = b""
+        finally:
             if response.content.at_eof():
                 response.release()
             else:
                 response.close()
     if len(body) > _MAX_ERROR_BODY:
-        return None, f"(a body over {_MAX_ERROR_BODY // 1024} KiB)"
+        return None, _OVER_CAP
     try:
         data: Any = json.loads(body)
     except (ValueError, RecursionError):
@@ -683,7 +875,7 @@ async def _read_error(response: ClientResponse, *, keep: bool = False) -> tuple[
         message = first.get("message")
         return (
             code[:100] if isinstance(code, str) else None,
-            scrub(message)[:300] if isinstance(message, str) else "(no message)",
+            scrub(message[:4096])[:300] if isinstance(message, str) else "(no message)",
         )
     return None, "(a JSON body without Salesforce's [{errorCode, message}] shape)"
 

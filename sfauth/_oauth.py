@@ -8,6 +8,7 @@ oauth2/token`` with form fields ``grant_type=urn:ietf:params:oauth:grant-type:jw
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import aiohttp
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -33,6 +34,8 @@ GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 MAX_TOKEN_RESPONSE_BYTES = 256 * 1024
 
 _ACCEPT = {"Accept": "application/json"}
+#: Failures of TLS itself (an untrusted certificate, a handshake error): not transient.
+_TLS_ERRORS = (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError)
 
 
 class TokenClient:
@@ -81,51 +84,65 @@ class TokenClient:
     async def fetch(self, http: aiohttp.ClientSession) -> Token:
         """Perform one exchange with a freshly minted assertion.
 
+        The POST goes through ``http``'s connection pool (its connector: TLS settings, proxy
+        environment) but carries nothing else of ``http``: not its default headers (an
+        ``Authorization`` or API key meant for another service never reaches the login host),
+        not its ``raise_for_status``, cookies, base URL or middlewares. RFC 7523 section 2.1
+        names the only two form fields the request needs.
+
         Args:
-            http: The session to send through; sfauth's own middlewares are bypassed.
+            http: The session whose connection pool carries the request.
 
         Returns:
             The new token.
 
         Raises:
             TokenEndpointError: A typed subclass for every refusal or failure; connection
-                errors and timeouts become ``TransientTokenError``.
+                errors and timeouts become ``TransientTokenError``; a TLS failure (certificate
+                verification, handshake) is permanent and not retried.
+            SessionClosedError: ``http`` was closed before or during the request.
         """
         config = self.config
         log = logger.bind(token_url=config.token_url, audience=config.audience)
         form = {"grant_type": GRANT_TYPE, "assertion": self.signer.mint()}
         started = time.monotonic()
         log.debug("sfauth.token.requested")
+        connector = http.connector
+        if connector is None or http.closed:
+            raise _closed()
+        failure: TokenEndpointError | SessionClosedError | None = None
         try:
-            async with http.post(
-                config.token_url,
-                data=form,
-                headers=_ACCEPT,
-                allow_redirects=False,
-                middlewares=(),
-                timeout=self._timeout,
-            ) as resp:
+            # A session of its own, on the caller's pool: none of the caller's defaults.
+            async with (
+                aiohttp.ClientSession(
+                    connector=connector,
+                    connector_owner=False,
+                    cookie_jar=aiohttp.DummyCookieJar(),
+                    trust_env=http.trust_env,
+                ) as own,
+                own.post(
+                    config.token_url,
+                    data=form,
+                    headers=_ACCEPT,
+                    allow_redirects=False,
+                    timeout=self._timeout,
+                ) as resp,
+            ):
                 status = resp.status
                 location = resp.headers.get("Location", "")
                 retry_after = resp.headers.get("Retry-After")
                 body = await _read_capped(resp)
         except RuntimeError:
-            if not http.closed:
+            if not connector.closed:
                 raise
-            raise SessionClosedError(
-                "the HTTP session was closed while a token request was being sent"
-            ) from None
+            failure = _closed()
+        except _TLS_ERRORS as exc:
+            failure = self._failed(exc, log, started, retryable=False)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            duration = round(time.monotonic() - started, 3)
-            reason = type(exc).__name__
-            detail = scrub(str(exc))[:200] or "timed out"
-            log.warning("sfauth.token.failed", error=reason, status=None, duration=duration)
-            raise self.error(
-                "connection_error",
-                f"{reason}: {detail}",
-                status=None,
-                hint="Check network access to login_url (retried per the RetryPolicy).",
-            ) from None
+            retryable = not connector.closed
+            failure = self._failed(exc, log, started, retryable=True) if retryable else _closed()
+        if failure is not None:
+            raise failure  # outside the except block: no aiohttp error rides along
         duration = round(time.monotonic() - started, 3)
         try:
             if body is None:
@@ -177,6 +194,32 @@ class TokenClient:
         )
         return token
 
+    def _failed(
+        self, exc: BaseException, log: Any, started: float, *, retryable: bool
+    ) -> TokenEndpointError:
+        """The typed error for a token request that got no HTTP answer."""
+        duration = round(time.monotonic() - started, 3)
+        reason = type(exc).__name__
+        detail = scrub(str(exc))[:200] or "timed out"
+        log.warning("sfauth.token.failed", error=reason, status=None, duration=duration)
+        if retryable:
+            return self.error(
+                "connection_error",
+                f"{reason}: {detail}",
+                status=None,
+                hint="Check network access to login_url (retried per the RetryPolicy).",
+            )
+        return TokenEndpointError(
+            "tls_error",
+            f"{reason}: {detail}",
+            token_url=self.config.token_url,
+            audience=self.config.audience,
+            status=None,
+            hint="TLS verification of the login host failed, which retrying cannot fix: pass "
+            "ssl= an ssl.SSLContext that trusts the host's CA (e.g. "
+            "ssl.create_default_context(cafile=...)), or point SSL_CERT_FILE at your CA bundle.",
+        )
+
     def check_instance_url(self, token: Token) -> None:
         """Refuse a token whose ``instance_url`` is not https (loopback http when allowed).
 
@@ -197,6 +240,10 @@ class TokenClient:
             hint="sfauth only sends a bearer token over https "
             "(http is allowed for loopback hosts with allow_http_loopback=True).",
         )
+
+
+def _closed() -> SessionClosedError:
+    return SessionClosedError("the HTTP session was closed while a token request was being sent")
 
 
 async def _read_capped(resp: aiohttp.ClientResponse) -> bytes | None:

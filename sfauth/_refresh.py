@@ -3,8 +3,16 @@
 design.md section 3: the first caller that needs a new token starts one stored task; every
 caller awaits it through ``asyncio.shield`` so cancelling any waiter, the starter included,
 never cancels the refresh. The refresh's own timeout lives inside the task, so every wait ends
-in a token or an error within ``refresh_timeout`` seconds. No lock is held across I/O; the fast
-path (a cached token) awaits nothing.
+in a token or an error within ``refresh_timeout`` seconds of its own work (waiting for another
+process's refresh through a shared store adds at most ``2 * refresh_timeout``). No lock is held
+across I/O; the fast path (a cached token) awaits nothing.
+
+Two budgets keep a session from becoming a login storm (Salesforce caps logins per user per
+hour): the circuit breaker counts refreshes that failed and fresh tokens rejected before they
+ever worked; the relogin window counts logins that replaced a token after it had worked (an
+expiry, a revocation, a ``replace_token`` report) and refuses more than ``max_relogins`` within
+``relogin_window`` seconds, so one endpoint that rejects working sessions cannot cause a login per
+request.
 """
 
 from __future__ import annotations
@@ -12,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import weakref
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 import aiohttp
@@ -21,8 +31,15 @@ from ._logging import logger
 from ._oauth import TokenClient
 from ._retry import RetryPolicy, call_with_retries
 from ._token import Token
-from .exceptions import CircuitOpenError, SessionClosedError, SFAuthError, TokenStoreError
-from .stores._base import TokenStore, store_key
+from .exceptions import (
+    APIError,
+    CircuitOpenError,
+    InvalidSessionError,
+    SessionClosedError,
+    SFAuthError,
+    TokenStoreError,
+)
+from .stores._base import TokenStore, fingerprint, store_key
 
 __all__ = ["TokenManager", "origin_of"]
 
@@ -51,6 +68,10 @@ class TokenManager:
             refresh), or ``None`` to refresh only on a 401.
         store: Where tokens are shared with other sessions or processes, or ``None`` to keep
             the token to this manager.
+        max_relogins: Logins allowed within ``relogin_window`` seconds to replace tokens the
+            API rejected after they had worked; past that, such rejections raise
+            ``InvalidSessionError`` instead of logging in.
+        relogin_window: Seconds of the rolling window ``max_relogins`` applies to.
         clock: Monotonic seconds; ``time.monotonic`` unless testing.
     """
 
@@ -64,6 +85,8 @@ class TokenManager:
         failure_threshold: int = 3,
         max_token_age: float | None = None,
         store: TokenStore | None = None,
+        max_relogins: int = 5,
+        relogin_window: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
@@ -97,6 +120,16 @@ class TokenManager:
         self._open_until = 0.0
         self._quiet_until = 0.0
         self._last_error: BaseException | None = None
+        self._max_relogins = max_relogins
+        self._relogin_window = relogin_window
+        self._relogins: deque[float] = deque()
+        self._relogged: Token | None = None
+        #: Refreshes that ``close`` cancelled: their waiters were not cancelled themselves.
+        self._closed_tasks: weakref.WeakSet[asyncio.Task[Token]] = weakref.WeakSet()
+        #: ``(org_id, user_id)`` of the tokens this session uses; a shared token of another
+        #: org or user is never adopted.
+        self.identity: tuple[str, str] | None = None
+        self._foreign: str | None = None
 
     def valid_token(self) -> Token | None:
         """The current token if it can be used as is (no I/O), else ``None``."""
@@ -149,27 +182,71 @@ class TokenManager:
             self.last_proven = token
             self.adopted = None
             self._failures = 0
+            self._open_until = 0.0
 
-    def reject(self, token: Token, error: SFAuthError) -> bool:
-        """Record a 401 ``INVALID_SESSION_ID`` for ``token``.
+    def reject(self, token: Token, error: APIError, *, worked: bool = False) -> SFAuthError | None:
+        """Record a 401 ``INVALID_SESSION_ID`` (or equivalent) for ``token``.
 
-        A token rejected before it ever worked counts as a failed refresh for the circuit.
+        Every token replaced after a rejection counts once against the relogin window
+        (``max_relogins`` per ``relogin_window``), whatever caused it: an expiry, a revocation,
+        a ``replace_token`` report, an endpoint that refuses the session. A token rejected
+        before it ever worked (here: ``worked`` is false, it got no answer past authentication,
+        and it was not adopted unverified from a shared store) also counts as a failed refresh
+        for the circuit.
 
         Args:
             token: The token the rejected request carried.
-            error: The typed error describing the rejection, kept as ``last_error``.
+            error: The typed error describing the rejection (request method and URL).
+            worked: The token is known to have worked, though not through this session
+                (``replace_token``).
 
         Returns:
-            ``True`` when a refresh may replace it (or it was already replaced), ``False``
-            while the circuit is open.
+            ``None`` when a refresh may replace it (or it was already replaced); otherwise the
+            error to raise: ``CircuitOpenError`` while the circuit is open, or
+            ``InvalidSessionError`` when ``max_relogins`` tokens were already replaced within
+            ``relogin_window`` seconds.
         """
         if token is not self.current:
-            return True  # stale: already replaced, or being replaced
-        if self._rejected is not token:
+            return None  # stale: already replaced, or being replaced
+        now = self._clock()
+        if now < self._open_until:
+            return self.circuit_error()
+        if self._relogged is not token:  # one count per token, however many rejections
+            window = self._relogins
+            while window and window[0] <= now - self._relogin_window:
+                window.popleft()
+            if len(window) >= self._max_relogins:
+                return self._relogin_refused(error, now)
+            window.append(now)
+            self._relogged = token
+        if not (worked or self.proven or token is self.adopted) and self._rejected is not token:
             self._rejected = token
-            if not self.proven and token is not self.adopted:
-                self._count_failure(error)
-        return self._clock() >= self._open_until
+            self._count_failure(error)
+            if now < self._open_until:
+                return self.circuit_error()
+        return None
+
+    def _relogin_refused(self, error: APIError, now: float) -> InvalidSessionError:
+        retry_in = self._relogins[0] + self._relogin_window - now
+        logger.warning(
+            "sfauth.relogin.refused",
+            relogins=len(self._relogins),
+            window=self._relogin_window,
+            retry_in=round(retry_in, 3),
+            url=error.url,
+        )
+        return InvalidSessionError(
+            f"Salesforce rejected the session, and {len(self._relogins)} logins already "
+            f"replaced rejected sessions in the last {self._relogin_window:g} s "
+            f"(max_relogins): not logging in again for {retry_in:.1f} s. If one endpoint keeps "
+            "answering INVALID_SESSION_ID to a session that works elsewhere, the session lacks "
+            "access to it (scopes, session security level)",
+            status=error.status,
+            error_code=error.error_code,
+            message=error.message,
+            method=error.method,
+            url=error.url,
+        )
 
     def circuit_error(self) -> CircuitOpenError:
         """The error to raise while the circuit is open."""
@@ -196,55 +273,44 @@ class TokenManager:
         return await self._join(http, rejected)
 
     async def _join(self, http: aiohttp.ClientSession, replacing: Token | None) -> Token:
-        task = self._task
-        if task is None:
-            if self.closed:
-                raise SessionClosedError("the session was closed; open a new one")
-            if self._clock() < self._open_until:
-                raise self.circuit_error()
-            task = asyncio.get_running_loop().create_task(
-                self._run(http, replacing), name="sfauth-refresh"
-            )
-            task.add_done_callback(self._finished)
-            self._task = task
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if self.closed and task.cancelled() and not (current and current.cancelling()):
-                raise SessionClosedError(
-                    "the session was closed while waiting for a token"
-                ) from None
-            raise
+        loop = asyncio.get_running_loop()
+        while True:
+            task = self._task
+            if task is None or task.get_loop() is not loop:  # none, or left by a finished loop
+                if self.closed:
+                    raise SessionClosedError("the session was closed; open a new one")
+                if self._clock() < self._open_until:
+                    raise self.circuit_error()
+                task = loop.create_task(self._run(http, replacing), name="sfauth-refresh")
+                task.add_done_callback(self._finished)
+                self._task = task
+            try:
+                return await asyncio.shield(task)
+            except SessionClosedError:
+                # The refresh ran on another session's pool (a middleware shared by several
+                # ClientSessions) and that session was closed: run it again on ours.
+                if self.closed or http.closed or task.get_loop() is not loop:
+                    raise
+                if self._task is task:
+                    self._task = None
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                closed = task.cancelled() and task in self._closed_tasks
+                if closed and not (current and current.cancelling()):
+                    raise SessionClosedError(
+                        "the session was closed while waiting for a token"
+                    ) from None
+                raise
 
     async def _run(self, http: aiohttp.ClientSession, replacing: Token | None) -> Token:
-        client = self.client
-
-        async def attempt() -> Token:
-            self.token_requests += 1
-            return await client.fetch(http)
-
         async def mint() -> Token:
-            return await call_with_retries(
-                self._retry, attempt, log_fields={"token_url": client.config.token_url}
-            )
+            return await self._mint(http)
 
         try:
-            async with asyncio.timeout(self._refresh_timeout):
-                if self._store is None:
-                    token = await mint()
-                else:
-                    token = await self._shared(self._store, mint, replacing)
-        except TimeoutError:
-            error = client.error(
-                "timeout",
-                f"no token within refresh_timeout={self._refresh_timeout:g} s",
-                status=None,
-                hint="The token endpoint is slow or unreachable; raise refresh_timeout or "
-                "check network access to login_url.",
-            )
-            self._count_failure(error)
-            raise error from None
+            if self._store is None:
+                token = await mint()
+            else:
+                token = await self._shared(self._store, mint, replacing)
         except (SessionClosedError, TokenStoreError):
             raise  # not a failed login: the circuit is about the token endpoint
         except SFAuthError as exc:
@@ -253,21 +319,51 @@ class TokenManager:
         self._install(token)
         return token
 
+    async def _mint(self, http: aiohttp.ClientSession) -> Token:
+        """Log in: token requests with retries, all within ``refresh_timeout`` seconds."""
+        client = self.client
+
+        async def attempt() -> Token:
+            self.token_requests += 1
+            return await client.fetch(http)
+
+        try:
+            async with asyncio.timeout(self._refresh_timeout):
+                return await call_with_retries(
+                    self._retry, attempt, log_fields={"token_url": client.config.token_url}
+                )
+        except TimeoutError:
+            pass
+        raise client.error(
+            "timeout",
+            f"no token within refresh_timeout={self._refresh_timeout:g} s",
+            status=None,
+            hint="The token endpoint is slow or unreachable; raise refresh_timeout or "
+            "check network access to login_url.",
+        )
+
     async def _shared(
         self, store: TokenStore, mint: Callable[[], Awaitable[Token]], replacing: Token | None
     ) -> Token:
-        """Adopt a token another session published, or refresh under the store's lock."""
+        """Adopt a token another session published, or refresh under the store's lock.
+
+        Waiting for another process's refresh is not a login: it is bounded by
+        ``2 * refresh_timeout`` (a holder holds the lock at most ``refresh_timeout``, and a
+        holder that died stops blocking once its lock expires), then this session logs in
+        itself when the store allows it (``fallback_to_local``), else ``TokenStoreError``.
+        """
         key = self._store_key
 
         def usable(token: Token | None) -> Token | None:
             if token is None or (replacing and token.access_token == replacing.access_token):
                 return None
-            return token
+            return self._check_shared(token)
 
         try:
             if replacing is not None:
                 await store.invalidate(key, replacing)  # only if nobody replaced it yet
             delay = 0.02
+            give_up = self._clock() + 2 * self._refresh_timeout
             while True:
                 shared = usable(await store.get(key))
                 if shared is not None:
@@ -275,6 +371,11 @@ class TokenManager:
                 owner = await store.acquire(key, self._refresh_timeout)
                 if owner is not None:
                     break
+                if self._clock() >= give_up:
+                    raise TokenStoreError(
+                        f"another session held the refresh lock for over "
+                        f"{2 * self._refresh_timeout:g} s without publishing a token"
+                    )
                 await asyncio.sleep(delay)  # another session is refreshing: wait for its token
                 delay = min(delay * 2, 0.5)
             try:
@@ -294,25 +395,47 @@ class TokenManager:
             if not store.fallback_to_local:
                 raise
             self._store_unavailable(exc)
-            return await mint()
+        return await mint()
 
-    def _adopt(self, token: Token) -> Token:
-        """Check a token another session published before this session uses it."""
+    def _check_shared(self, token: Token) -> Token | None:
+        """``token`` if this session may use it: https, and the org and user of this session."""
         try:
             self.client.check_instance_url(token)
         except SFAuthError as exc:
-            raise TokenStoreError(
-                f"the token in the shared store is not usable here: {exc}"
-            ) from None
+            problem = str(exc)
+        else:
+            identity = self.identity
+            if identity is None or (token.org_id, token.user_id) == identity:
+                return token
+            problem = (
+                f"it is for org {token.org_id} user {token.user_id}, this session's are "
+                f"org {identity[0]} user {identity[1]}"
+            )
+        mark = fingerprint(token)
+        if self._foreign != mark:  # once per foreign value, not once per poll
+            self._foreign = mark
+            logger.warning(
+                "sfauth.store.token_ignored",
+                reason=problem[:300],
+                action="logging in and overwriting it",
+            )
+        return None
+
+    def _adopt(self, token: Token) -> Token:
         logger.debug("sfauth.token.shared", token_url=self.client.config.token_url)
         self.adopted = token
         return token
 
+    def open(self) -> None:
+        """Allow refreshes again after ``close`` (the current token, if any, is kept)."""
+        self.closed = False
+
     def close(self) -> None:
         """Stop the refresh in flight, if any; its waiters get ``SessionClosedError``."""
         self.closed = True
-        task = self._task
+        task, self._task = self._task, None  # a session opened again starts afresh
         if task is not None and not task.done():
+            self._closed_tasks.add(task)
             task.cancel()
 
     def _store_unavailable(self, exc: TokenStoreError) -> None:
@@ -345,6 +468,7 @@ class TokenManager:
                 org_id=token.org_id,
             )
         self.origin = origin
+        self.identity = (token.org_id, token.user_id)
         self.current = token
         self.generation += 1
         self.proven = False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl as _ssl
+import time
 from collections.abc import Coroutine, Generator, Mapping
 from types import TracebackType
 from typing import Any, Self
@@ -88,6 +89,11 @@ class AuthSession(QueryMixin):
         api_version: REST API version of ``query``, ``query_all`` and ``limits``:
             ``"latest"`` (the default: the highest version the org serves, looked up once) or a
             version such as ``"62.0"`` (``"v62.0"`` is accepted).
+        max_relogins: Logins allowed within ``relogin_window`` seconds to replace sessions the
+            API rejected after they had worked (expiries, revocations, ``replace_token``);
+            past that such a rejection raises ``InvalidSessionError`` instead of logging in
+            (default 5).
+        relogin_window: Seconds of the rolling window of ``max_relogins`` (default 300).
 
     Raises:
         ConfigurationError: A setting is missing or malformed.
@@ -119,6 +125,8 @@ class AuthSession(QueryMixin):
         keepalive_timeout: float = 30.0,
         token_store: TokenStore | None = None,
         api_version: str = LATEST,
+        max_relogins: int = 5,
+        relogin_window: float = 300.0,
     ) -> None:
         _check_int("limit", limit)
         _check_int("limit_per_host", limit_per_host)
@@ -153,6 +161,8 @@ class AuthSession(QueryMixin):
             usage_warning=usage_warning,
             max_in_flight=limit or None,
             token_store=token_store,
+            max_relogins=max_relogins,
+            relogin_window=relogin_window,
         )
         self._limit = limit
         self._limit_per_host = limit_per_host
@@ -207,10 +217,13 @@ class AuthSession(QueryMixin):
     def open(self) -> None:
         """Create the connection pool. ``async with`` calls this; call it yourself otherwise.
 
-        Must run inside an event loop. Calling it on an open session does nothing.
+        Must run inside an event loop. Calling it on an open session does nothing. A closed
+        session may be opened again, also in another event loop (a second ``asyncio.run()``):
+        it gets a new pool and keeps its token.
         """
         if self._http is not None and not self._http.closed:
             return
+        self.auth.open()
         connector = aiohttp.TCPConnector(
             limit=self._limit,
             limit_per_host=self._limit_per_host,
@@ -229,7 +242,7 @@ class AuthSession(QueryMixin):
         Requests still waiting get ``SessionClosedError``. Safe to call twice.
         """
         http, self._http = self._http, None
-        self.auth._manager.close()
+        self.auth.close()
         if http is not None:
             await http.close()
 
@@ -350,44 +363,84 @@ class AuthSession(QueryMixin):
         http = self._http
         if http is None or http.closed:
             http = self.http  # raises SFAuthError: not open
-        token = self.auth._manager.valid_token()
+        auth = self.auth
+        token = auth.ready_token()
         if token is None:
-            # The first login (or a proactive refresh) counts against the request's timeout.
+            # The first login (or a proactive refresh) counts against the request's total
+            # timeout: the request itself gets what is left of it.
             timeout = kwargs.get("timeout", self._timeout)
-            total = timeout.total if isinstance(timeout, aiohttp.ClientTimeout) else None
+            total = _total(timeout)
+            started = time.monotonic()
             try:
                 async with asyncio.timeout(total):
-                    token = await self.auth.token(http)
+                    token = await auth.token(http)
             except TimeoutError:
+                pass
+            if token is not None and total is not None:
+                left = max(total - (time.monotonic() - started), 0.001)
+                kwargs = {**kwargs, "timeout": _with_total(timeout, left)}
+            if token is None:
                 raise RequestTimeoutError(
-                    f"no token within the request's total timeout ({total} s)",
+                    f"the request's total timeout ({total} s) ran out while it waited for "
+                    f"a token from {auth.config.token_url}",
                     method=method,
-                    url=self.auth.config.token_url,
+                    url=_shown(path),
                     reason="TimeoutError",
                     sent=False,
-                ) from None
+                )
         url, relative = _resolve(token.instance_url, path)
         flags = request_flags(relative=relative, idempotent=idempotent)
+        failure: TransportError
         try:
             return await http.request(method, url, **kwargs)
-        except aiohttp.ClientError as exc:  # e.g. too many redirects; never leak request_info
-            raise TransportError(
+        except aiohttp.ClientError as exc:  # e.g. too many redirects
+            failure = TransportError(
                 scrub(str(exc))[:300] or "no details",
                 method=method,
                 url=url.split("?", 1)[0],
                 reason=type(exc).__name__,
                 sent=True,
-            ) from None
+            )
         except TimeoutError:
-            raise RequestTimeoutError(
+            failure = RequestTimeoutError(
                 "the request's total timeout ran out",
                 method=method,
                 url=url.split("?", 1)[0],
                 reason="TimeoutError",
                 sent=True,
-            ) from None
+            )
         finally:
             _REQUEST_FLAGS.reset(flags)
+        # Raised outside the except block: the aiohttp error (its request_info holds the
+        # Authorization header) must not stay reachable through __context__.
+        raise failure
+
+
+def _total(timeout: object) -> float | None:
+    """Seconds of a request's total timeout; ``None`` for none (aiohttp reads 0 so too)."""
+    if isinstance(timeout, aiohttp.ClientTimeout):
+        return timeout.total or None
+    if isinstance(timeout, int | float) and not isinstance(timeout, bool):
+        return float(timeout) or None  # aiohttp takes a number as the total
+    return None
+
+
+def _with_total(timeout: object, total: float) -> aiohttp.ClientTimeout:
+    """``timeout`` with its total replaced (its other limits kept)."""
+    if not isinstance(timeout, aiohttp.ClientTimeout):
+        return aiohttp.ClientTimeout(total=total)
+    return aiohttp.ClientTimeout(
+        total=total,
+        connect=timeout.connect,
+        sock_read=timeout.sock_read,
+        sock_connect=timeout.sock_connect,
+        ceil_threshold=timeout.ceil_threshold,
+    )
+
+
+def _shown(path: object) -> str:
+    """``path`` for an error message: without its query string, at most 200 characters."""
+    return str(path).split("?", 1)[0][:200]
 
 
 def _check_int(name: str, value: object) -> None:

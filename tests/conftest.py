@@ -9,11 +9,19 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
+import structlog
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sfauth import AuthSession
 from sfauth.testing import Emulator, EmulatorCredentials
+
+
+@pytest.fixture(autouse=True)
+def _restore_structlog() -> Iterator[None]:
+    """Undo what a test configured: ``sfauth.cli.main()`` configures structlog, as CLIs do."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture(scope="session")

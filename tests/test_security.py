@@ -33,7 +33,7 @@ from sfauth._assertion import AssertionSigner
 from sfauth._oauth import TokenClient
 from sfauth.testing import Emulator, EmulatorCredentials, ScriptedResponse, no_backoff
 
-from .conftest import SessionFactory, fake_session_id, pem_block
+from .conftest import SessionFactory, fake_session_id, pem_block, pem_header
 
 QUERY = "/services/data/v62.0/query"
 SOQL = {"q": "SELECT Id FROM Account LIMIT 1"}
@@ -578,3 +578,233 @@ async def test_closing_while_requests_wait_gives_typed_errors(
     assert results
     assert all(isinstance(r, SessionClosedError | SFAuthError) for r in results), results
     assert any(isinstance(r, SessionClosedError) for r in results)
+
+
+# --- nothing reachable from an error holds a secret (trust issue item 16) --------------------
+
+
+def _reachable(root: BaseException, depth: int = 8) -> list[object]:
+    """Every object reachable from ``root`` through causes, contexts, args and attributes.
+
+    Tracebacks (frames and their locals) are left out: they belong to the code that raised.
+    """
+    seen: set[int] = set()
+    found: list[object] = []
+    stack: list[tuple[object, int]] = [(root, 0)]
+    while stack:
+        obj, level = stack.pop()
+        if obj is None or id(obj) in seen or level > depth:
+            continue
+        seen.add(id(obj))
+        found.append(obj)
+        children: list[object] = []
+        if isinstance(obj, BaseException):
+            children += [obj.__cause__, obj.__context__, *obj.args]
+        if isinstance(obj, str | bytes | int | float | bool | type):
+            continue
+        if isinstance(obj, dict):
+            children += [*obj.keys(), *obj.values()]
+        elif isinstance(obj, list | tuple | set | frozenset):
+            children += list(obj)
+        else:
+            children += list(getattr(obj, "__dict__", {}).values())
+            for cls in type(obj).__mro__:
+                for slot in getattr(cls, "__slots__", ()):
+                    children.append(getattr(obj, slot, None))
+            if hasattr(obj, "items") and hasattr(obj, "keys"):  # multidicts: request headers
+                children += [value for _, value in obj.items()]
+        stack += [(child, level + 1) for child in children]
+    return found
+
+
+async def test_no_object_reachable_from_an_error_holds_the_bearer(
+    make_session: SessionFactory, emulator: Emulator
+) -> None:
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: banana\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    sf = make_session(retry=RetryPolicy.none())
+    url = f"{emulator.url}{QUERY}"
+    errors: list[SFAuthError] = []
+
+    async def collect(**kwargs: Any) -> None:
+        try:
+            async with sf.get(QUERY, params=SOQL, **kwargs):
+                pass
+        except SFAuthError as exc:
+            errors.append(exc)
+
+    emulator.script_rest_responses([ScriptedResponse(reset=True)])
+    await collect()  # dropped connection
+    emulator.script_rest_responses([ScriptedResponse(status=200, delay=5.0)])
+    await collect(timeout=aiohttp.ClientTimeout(total=0.1))  # read timeout
+    emulator.script_rest_responses([ScriptedResponse(status=302, headers={"Location": url})] * 3)
+    await collect(max_redirects=2)  # too many redirects (request_info, history)
+    tokens = [await sf.token()]
+    server = await asyncio.start_server(garbage, "127.0.0.1", 0)
+    emulator.set_instance_url(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+    try:
+        sf = make_session(retry=RetryPolicy.none())
+        tokens.append(await sf.token())
+        await collect()  # a malformed response
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert [type(e).__name__ for e in errors] == [
+        "TransportError",
+        "RequestTimeoutError",
+        "TransportError",
+        "TransportError",
+    ]
+    assert [e.reason for e in errors] == [  # type: ignore[attr-defined]
+        "ServerDisconnectedError",
+        "TimeoutError",
+        "TooManyRedirects",
+        "ClientResponseError",
+    ]
+    for error in errors:
+        for obj in _reachable(error):
+            text = repr(obj) + str(obj)
+            for token in tokens:
+                assert token.access_token.split("!")[1] not in text, f"{error!r} -> {type(obj)}"
+
+
+async def test_no_object_reachable_from_a_token_error_holds_the_assertion(
+    emulator: Emulator, creds: EmulatorCredentials, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assertions: list[str] = []
+    original = AssertionSigner.mint
+
+    def mint(self: AssertionSigner) -> str:
+        assertions.append(original(self))
+        return assertions[-1]
+
+    monkeypatch.setattr(AssertionSigner, "mint", mint)
+    listener = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    errors: list[SFAuthError] = []
+    try:
+        for login_url in (f"http://127.0.0.1:{port}", emulator.url):
+            sf = AuthSession(
+                client_id=creds.client_id,
+                username=creds.username,
+                private_key=creds.private_key_pem,
+                login_url=login_url,
+                allow_http_loopback=True,
+                retry=RetryPolicy(attempts=2),
+            )
+            if login_url == emulator.url:
+                body = {"error": "invalid_grant", "error_description": "bad"}
+                emulator.script_token_responses([ScriptedResponse(status=400, json=body)])
+            async with sf:
+                with no_backoff(), pytest.raises(SFAuthError) as info:
+                    await sf.token()
+            errors.append(info.value)
+    finally:
+        listener.close()
+        await listener.wait_closed()
+    assert [type(e).__name__ for e in errors] == ["TransientTokenError", "InvalidGrantError"]
+    assert len(assertions) == 3
+    for error in errors:
+        for obj in _reachable(error):
+            text = repr(obj) + str(obj)
+            for assertion in assertions:
+                assert assertion.split(".")[2] not in text
+
+
+# --- redaction keeps prose; odd key input (trust issue items 17, 18) -------------------------
+
+
+def test_redaction_masks_bearer_credentials_but_not_prose() -> None:
+    prose = (
+        "Redis will hold live bearer tokens in clear; pass encryption_key or set "
+        "$SFAUTH_REDIS_ENCRYPTION_KEY"
+    )
+    event = redact_secrets(None, "warning", {"hint": prose, "note": "bearer authentication"})
+    assert event == {"hint": prose, "note": "bearer authentication"}
+    for credential in (
+        "Bearer 6f1cA9x2b3c4d5e6f7a8",
+        "bearer sk_live_0123456789abcdef",
+        "Bearer " + "A" * 40,
+        f"Bearer {SESSION_ID}",
+    ):
+        assert redact_secrets(None, "info", {"text": f"sent {credential} !"}) == {
+            "text": "sent <redacted> !"
+        }
+
+
+async def test_the_unencrypted_store_hint_reaches_the_log_intact(captured: io.StringIO) -> None:
+    from sfauth.stores import RedisTokenStore
+
+    RedisTokenStore("redis://127.0.0.1:6379/0")
+    assert "Redis will hold live bearer tokens in clear" in captured.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("value", "phrase"),
+    [
+        ("key\x00.pem", "private_key contains a NUL character"),
+        (Path("a\x00b"), "private_key contains a NUL character"),
+        ("-----BEGIN\x00", "not a private key"),
+    ],
+)
+def test_a_private_key_with_a_nul_character_is_a_private_key_error(
+    value: object, phrase: str
+) -> None:
+    from sfauth import PrivateKeyError
+
+    with pytest.raises(PrivateKeyError) as info:
+        AuthSession(client_id="c", username="u", private_key=value)  # type: ignore[arg-type]
+    assert phrase in str(info.value)
+
+
+@pytest.mark.timeout(10)
+def test_scrubbing_is_linear_in_the_text() -> None:
+    from sfauth._logging import scrub
+
+    # Quadratic patterns take minutes on a megabyte of these; linear ones milliseconds.
+    for text, left in (
+        ("eyJ" * 350_000, "eyJ" * 350_000),
+        ("bearer " * 150_000, "bearer " * 150_000),
+        ("00D" * 350_000, "00D" * 350_000),
+        (pem_header() * 40_000, "<redacted>" * 40_000),
+    ):
+        assert scrub(text) == left
+
+
+async def test_an_error_body_of_unknown_length_is_never_buffered_past_64_kib(
+    make_session: SessionFactory, emulator: Emulator
+) -> None:
+    written = 0
+
+    async def huge(request: web.Request) -> web.StreamResponse:
+        nonlocal written
+        response = web.StreamResponse(status=500)  # chunked: no Content-Length
+        await response.prepare(request)
+        try:
+            for _ in range(4096):
+                await response.write(b"x" * 16384)  # 64 MiB in all
+                written += 16384
+        except ConnectionError:
+            pass
+        return response
+
+    app = web.Application()
+    app.router.add_get(QUERY, huge)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    emulator.set_instance_url(f"http://127.0.0.1:{port}")
+    try:
+        sf = make_session()
+        resp = await sf.get(QUERY, params=SOQL)
+        assert resp.status == 500
+        assert resp.closed  # read up to 64 KiB, then dropped: not a transient 500
+    finally:
+        await runner.cleanup()
+    assert written < 16 * 1024 * 1024

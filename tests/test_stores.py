@@ -192,11 +192,11 @@ async def test_encrypted_tokens_do_not_appear_in_redis(
         shared = await same.get(name.decode().removeprefix(prefix))
         assert shared is not None
         assert shared.access_token == access
+    # One with another key cannot read it: absent for it (it logs in and overwrites).
     async with RedisTokenStore(
         REDIS_URL, prefix=prefix, encryption_key=Fernet.generate_key()
     ) as wrong:
-        with pytest.raises(TokenStoreError, match="is encryption_key the one"):
-            await wrong.get(name.decode().removeprefix(prefix))
+        assert await wrong.get(name.decode().removeprefix(prefix)) is None
 
 
 async def test_without_a_key_the_token_is_in_clear(
@@ -371,3 +371,183 @@ async def test_killed_lock_holder_blocks_the_others_only_for_the_lock_ttl(
     assert result == {"phase": 0, "ok": 50, "failed": {}, "token_requests": 1}
     assert emulator.token_request_count == 2
     assert await other.finish() == 0
+
+
+# --- what another writer left under the key (trust issue items 5-7) --------------------------
+
+
+def _key(emulator: Emulator, creds: EmulatorCredentials) -> str:
+    """The store key of the sessions ``_session`` makes."""
+    from sfauth.stores._base import store_key
+
+    token_url = f"{emulator.url}/services/oauth2/token"
+    return store_key(token_url, creds.client_id, creds.username, creds.audience)
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [b"not a token", b"gAAAAABlZm9yZWlnbi1mZXJuZXQ=", json.dumps({"v": 2}).encode()],
+    ids=["garbage", "other-fernet", "other-format"],
+)
+async def test_an_unreadable_shared_value_is_overwritten_not_a_fleet_of_solo_logins(
+    garbage: bytes,
+    prefix: str,
+    redis_client: redis_asyncio.Redis,
+    emulator: Emulator,
+    creds: EmulatorCredentials,
+) -> None:
+    # The value has no TTL: only an overwrite can ever remove it.
+    async def spoil() -> None:
+        mapping = {"fp": "x", "data": garbage}
+        await redis_client.hset(prefix + _key(emulator, creds), mapping=mapping)  # type: ignore[arg-type]
+
+    await spoil()
+    stores = [RedisTokenStore(REDIS_URL, prefix=prefix) for _ in range(4)]
+    sessions = [_session(emulator, creds, store) for store in stores]
+    try:
+        with structlog.testing.capture_logs() as events:
+            for sf in sessions:
+                sf.open()
+            for round_ in range(4):  # a cold start, then 3 expiries
+                if round_:
+                    emulator.expire_all_sessions()
+                for sf in sessions:  # one "process" after another
+                    assert await _get(sf) == 200
+            assert emulator.token_request_count == 4  # 1 + 3, not 4 + 12
+            await spoil()
+            emulator.expire_all_sessions()
+            assert await _get(sessions[0]) == 200
+        assert emulator.token_request_count == 5
+        unreadable = [e for e in events if e["event"] == "sfauth.store.unreadable"]
+        assert len(unreadable) == 1  # once per store (per process), not once per refresh
+        assert unreadable[0]["log_level"] == "warning"
+    finally:
+        for sf in sessions:
+            await sf.close()
+        for store in stores:
+            await store.close()
+
+
+async def test_encryption_keys_rotate_with_a_list(
+    prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old, new = Fernet.generate_key(), Fernet.generate_key()
+    async with RedisTokenStore(REDIS_URL, prefix=prefix, encryption_key=old) as before:
+        await before.publish("k", token(3))
+    async with RedisTokenStore(REDIS_URL, prefix=prefix, encryption_key=[new, old]) as during:
+        assert await during.get("k") == token(3)  # reads the old key's value
+        await during.publish("k", token(4))  # writes with the new key
+    monkeypatch.setenv("SFAUTH_REDIS_ENCRYPTION_KEY", f"{new.decode()}, {old.decode()}")
+    async with RedisTokenStore(REDIS_URL, prefix=prefix) as from_env:
+        assert await from_env.get("k") == token(4)
+    async with RedisTokenStore(REDIS_URL, prefix=prefix, encryption_key=[new]) as after:
+        assert await after.get("k") == token(4)
+    async with RedisTokenStore(REDIS_URL, prefix=prefix, encryption_key=[old]) as stale:
+        assert await stale.get("k") is None
+
+
+def test_an_empty_key_list_is_refused() -> None:
+    from sfauth import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="encryption_key is an empty list"):
+        RedisTokenStore(REDIS_URL, encryption_key=[])
+
+
+async def test_waiting_for_a_dead_lock_holder_is_not_a_failed_login(
+    prefix: str,
+    redis_client: redis_asyncio.Redis,
+    emulator: Emulator,
+    creds: EmulatorCredentials,
+) -> None:
+    # A holder with the default refresh_timeout (30 s) and lock_ttl=1 died mid-refresh: its
+    # lock lives 1 s more. These sessions may spend only 0.6 s on a login of their own.
+    await redis_client.set(prefix + _key(emulator, creds) + ":lock", "dead", px=1000)
+    stores = [RedisTokenStore(REDIS_URL, prefix=prefix, lock_ttl=1.0) for _ in range(3)]
+    sessions = [
+        AuthSession(
+            client_id=creds.client_id,
+            username=creds.username,
+            private_key=creds.private_key_pem,
+            login_url=emulator.url,
+            allow_http_loopback=True,
+            token_store=store,
+            refresh_timeout=0.6,
+            failure_threshold=1,  # a single failed login would open the circuit
+        )
+        for store in stores
+    ]
+    try:
+        for sf in sessions:
+            sf.open()
+        results = await asyncio.gather(*(_get(sf) for sf in sessions))
+        assert results == [200, 200, 200]
+        assert emulator.token_request_count == 1  # the others adopted it
+        assert await _get(sessions[0]) == 200  # and the circuit is closed
+    finally:
+        for sf in sessions:
+            await sf.close()
+        for store in stores:
+            await store.close()
+
+
+async def test_redis_lock_lives_at_most_the_ttl_asked_for(prefix: str) -> None:
+    store = RedisTokenStore(REDIS_URL, prefix=prefix, lock_ttl=15.0)
+    client = redis_asyncio.Redis.from_url(REDIS_URL)
+    try:
+        assert await store.acquire("k", 0.3) is not None
+        assert 0 < await client.pttl(prefix + "k:lock") <= 300  # min(lock_ttl, ttl)
+    finally:
+        await store.close()
+        await client.aclose()
+
+
+async def test_a_shared_token_of_another_org_is_never_adopted(
+    store: TokenStore, emulator: Emulator, creds: EmulatorCredentials
+) -> None:
+    async with _session(emulator, creds, store) as sf:
+        assert await _get(sf) == 200
+        mine = await sf.token()
+        foreign = token(9)  # another org, another user, another instance
+        assert (foreign.org_id, foreign.instance_url) != (mine.org_id, mine.instance_url)
+        key = _key(emulator, creds)
+        await store.publish(key, foreign)
+        emulator.expire_all_sessions()
+        with structlog.testing.capture_logs() as events:
+            async with sf.post(
+                "/services/data/v62.0/sobjects/Account", json={"Name": "Kept"}
+            ) as resp:
+                assert resp.status == 201
+        assert emulator.token_request_count == 2  # it logged in instead
+        now = await sf.token()
+        assert now.access_token not in (mine.access_token, foreign.access_token)
+        assert now.instance_url == emulator.url
+        stored = await store.get(key)
+        assert stored is not None
+        assert stored.access_token == now.access_token  # and overwrote the foreign value
+        assert [r["Name"] for r in emulator.records("Account")][-1] == "Kept"
+        ignored = [e for e in events if e["event"] == "sfauth.store.token_ignored"]
+        assert len(ignored) == 1
+        assert foreign.org_id in ignored[0]["reason"]
+
+
+async def test_another_redis_type_under_the_token_key_is_overwritten(
+    prefix: str,
+    redis_client: redis_asyncio.Redis,
+    emulator: Emulator,
+    creds: EmulatorCredentials,
+) -> None:
+    name = prefix + _key(emulator, creds)
+    await redis_client.set(name, "garbage")  # a string, no TTL: HGET answers WRONGTYPE
+    stores = [RedisTokenStore(REDIS_URL, prefix=prefix, on_unavailable="raise") for _ in range(3)]
+    sessions = [_session(emulator, creds, store) for store in stores]
+    try:
+        for sf in sessions:
+            sf.open()
+            assert await _get(sf) == 200
+        assert emulator.token_request_count == 1
+        assert await redis_client.type(name) == b"hash"
+    finally:
+        for sf in sessions:
+            await sf.close()
+        for store in stores:
+            await store.close()

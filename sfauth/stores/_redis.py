@@ -5,8 +5,13 @@ Layout, under a configurable prefix (default ``"sfauth:"``):
 - ``{prefix}{key}`` — a hash with ``fp`` (a fingerprint of the access token, not secret) and
   ``data`` (the serialised token; Fernet-encrypted when an encryption key is given).
 - ``{prefix}{key}:lock`` — the right to refresh: ``SET NX PX`` with a random owner token,
-  released by compare-and-delete (redis-py's ``Lock``), expiring after ``lock_ttl`` seconds so a
-  process that dies while holding it blocks the others at most that long.
+  released by compare-and-delete (redis-py's ``Lock``), expiring after ``lock_ttl`` seconds (or
+  the holder's ``ttl``, when shorter) so a process that dies while holding it blocks the others
+  at most that long. A live holder renews it, but never past its ``ttl``.
+
+A value under the token key that cannot be read (garbage, another version's format, a token
+encrypted with a key this process does not have) is treated as absent: the next refresh logs in
+under the lock and overwrites it. It is logged once per store object, not on every refresh.
 
 Invalidation is a Lua compare-and-delete on ``fp``: a 401 for a token another process already
 replaced does not throw away the new one.
@@ -17,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal, Self
 
 from .._logging import logger
@@ -31,7 +38,10 @@ if TYPE_CHECKING:
 
 __all__ = ["ENCRYPTION_KEY_ENV", "RedisTokenStore"]
 
-#: Environment variable read for the Fernet key when ``encryption_key`` is not given.
+_WRONG_TYPE = object()
+
+#: Environment variable read for the Fernet key(s) when ``encryption_key`` is not given: one key,
+#: or several separated by commas (the first encrypts; all decrypt).
 ENCRYPTION_KEY_ENV = "SFAUTH_REDIS_ENCRYPTION_KEY"
 
 _PUBLISH = """
@@ -67,10 +77,13 @@ class RedisTokenStore:
             a client you pass stays yours.
         prefix: Prefix of every key sfauth writes.
         encryption_key: A Fernet key (``cryptography.fernet.Fernet.generate_key()``) to encrypt
-            tokens at rest; when ``None``, ``$SFAUTH_REDIS_ENCRYPTION_KEY`` is used if set.
+            tokens at rest, or a sequence of keys for rotation (``MultiFernet``: the first
+            encrypts, every one decrypts; put the new key first on every process, then drop the
+            old one); when ``None``, ``$SFAUTH_REDIS_ENCRYPTION_KEY`` is used if set (keys
+            separated by commas).
         lock_ttl: Seconds the refresh lock lives without renewal: a process holding it renews it
-            while it refreshes, so this bounds how long a crashed holder blocks the others
-            (default 15).
+            while it refreshes (at most for the ``ttl`` it asked for), so this bounds how long a
+            crashed holder blocks the others (default 15).
         token_ttl: Seconds a published token stays in Redis (default 12 hours); Salesforce
             sessions usually expire sooner and are then replaced after a 401.
         on_unavailable: ``"fallback"`` (default): when Redis cannot be reached, log
@@ -89,7 +102,7 @@ class RedisTokenStore:
         redis: str | redis_asyncio.Redis,
         *,
         prefix: str = "sfauth:",
-        encryption_key: str | bytes | None = None,
+        encryption_key: str | bytes | Sequence[str | bytes] | None = None,
         lock_ttl: float = 15.0,
         token_ttl: float = 12 * 3600.0,
         on_unavailable: Literal["fallback", "raise"] = "fallback",
@@ -124,10 +137,13 @@ class RedisTokenStore:
         self._lock_ttl = lock_ttl
         self._token_ttl_ms = int(token_ttl * 1000)
         self.fallback_to_local = on_unavailable == "fallback"
-        key = encryption_key if encryption_key is not None else os.environ.get(ENCRYPTION_KEY_ENV)
+        key: str | bytes | Sequence[str | bytes] | None = encryption_key
+        if key is None and (env := os.environ.get(ENCRYPTION_KEY_ENV)) is not None:
+            key = [part.strip() for part in env.split(",")]
         # A key that is given (or a variable that is set) must be a key: an empty value is a
         # missing secret, not a request to store tokens in clear.
         self._fernet = _fernet(key) if key is not None else None
+        self._unreadable_logged = False
         if self._fernet is None:
             logger.warning(
                 "sfauth.store.unencrypted",
@@ -162,21 +178,35 @@ class RedisTokenStore:
     async def get(self, key: str) -> Token | None:
         """Return the token last published under ``key``, or ``None``.
 
+        A value that cannot be read (garbage, another writer's format, a token encrypted with
+        a key this store does not hold) is ``None`` too, so the caller logs in and overwrites
+        it; ``sfauth.store.unreadable`` is logged the first time for this store.
+
         Raises:
-            TokenStoreError: Redis is unreachable, or the stored value cannot be read (for
-                example it was encrypted with another key).
+            TokenStoreError: Redis is unreachable.
         """
-        data = await self._call("HGET", self._redis.hget(self._prefix + key, "data"))
+        hget = self._redis.hget(self._prefix + key, "data")
+        data = await self._call("HGET", hget, wrong_type=_WRONG_TYPE)
         if data is None:
             return None
-        try:
-            raw = self._fernet.decrypt(data) if self._fernet else data
-            return token_from_json(raw)
-        except Exception as exc:  # InvalidToken, ValueError, TypeError: unreadable value
-            raise TokenStoreError(
-                f"the token stored in Redis cannot be read ({type(exc).__name__}); is "
-                "encryption_key the one the other processes use?"
-            ) from None
+        problem = "WRONGTYPE"  # another writer put another Redis type under the key
+        if data is not _WRONG_TYPE:
+            try:
+                raw = self._fernet.decrypt(data) if self._fernet else data
+                return token_from_json(raw)
+            except Exception as exc:  # InvalidToken, ValueError, TypeError: unreadable value
+                problem = type(exc).__name__
+        if not self._unreadable_logged:
+            self._unreadable_logged = True
+            logger.warning(
+                "sfauth.store.unreadable",
+                prefix=self._prefix,
+                error=problem,
+                action="treated as absent: the next login overwrites it",
+                hint="if other processes share this key, do they use the same encryption_key "
+                "(or a list that contains it) and the same sfauth version?",
+            )
+        return None
 
     async def publish(self, key: str, token: Token) -> None:
         """Store ``token`` as the current one for ``key`` (with ``token_ttl``)."""
@@ -188,24 +218,27 @@ class RedisTokenStore:
 
     async def invalidate(self, key: str, token: Token) -> bool:
         """Drop the stored token only if it is still ``token`` (Lua compare-and-delete)."""
-        result = await self._call(
-            "invalidate", self._invalidate(keys=[self._prefix + key], args=[fingerprint(token)])
-        )
-        return bool(result)
+        script = self._invalidate(keys=[self._prefix + key], args=[fingerprint(token)])
+        return bool(await self._call("invalidate", script, wrong_type=False))
 
     async def acquire(self, key: str, ttl: float) -> str | None:
-        """Try once to take the refresh lock (``ttl`` is ignored: ``lock_ttl``, renewed).
+        """Try once to take the refresh lock for at most ``ttl`` seconds.
+
+        The lock expires after ``min(lock_ttl, ttl)`` seconds unless renewed; this process
+        renews it while it holds it, up to ``ttl`` seconds after taking it.
 
         Returns:
             An owner handle, or ``None`` when another process holds the lock.
+
+        Raises:
+            TokenStoreError: Redis is unreachable.
         """
         lock = self._lock_class(
             self._redis,
             f"{self._prefix}{key}:lock",
-            timeout=self._lock_ttl,
+            timeout=min(self._lock_ttl, ttl),
             blocking=False,
             thread_local=False,
-            raise_on_release_error=False,
         )
         acquired = await self._call("lock", lock.acquire(blocking=False))
         if not acquired:
@@ -213,15 +246,17 @@ class RedisTokenStore:
         owner = str(id(lock))
         # While this process is alive and refreshing, keep the lock from expiring; a process
         # that dies stops renewing it, and the others take over after lock_ttl at most.
-        keeper = asyncio.get_running_loop().create_task(self._keep(lock), name="sfauth-lock")
+        keeper = asyncio.get_running_loop().create_task(
+            self._keep(lock, time.monotonic() + ttl), name="sfauth-lock"
+        )
         self._locks[owner] = (lock, keeper)
         return owner
 
-    async def _keep(self, lock: Any) -> None:
+    async def _keep(self, lock: Any, until: float) -> None:
         from redis.exceptions import RedisError
 
         interval = max(lock.timeout / 3, 0.05)
-        while True:
+        while time.monotonic() + interval < until:
             await asyncio.sleep(interval)
             try:
                 await lock.reacquire()
@@ -248,24 +283,44 @@ class RedisTokenStore:
         if self._owns_client:
             await self._redis.aclose()
 
-    async def _call(self, what: str, awaitable: Any) -> Any:
-        from redis.exceptions import RedisError
+    async def _call(self, what: str, awaitable: Any, *, wrong_type: object = None) -> Any:
+        """Await a Redis command; its failures become ``TokenStoreError``.
+
+        A ``WRONGTYPE`` answer (another writer left another Redis type under the key) is a
+        value this store cannot read, not an unreachable Redis: ``wrong_type`` is returned for
+        it when given.
+        """
+        from redis.exceptions import RedisError, ResponseError
 
         try:
             return await awaitable
+        except ResponseError as exc:
+            if wrong_type is None or "WRONGTYPE" not in str(exc):
+                problem: BaseException = exc
+            else:
+                return wrong_type
         except (RedisError, OSError) as exc:
-            raise TokenStoreError(
-                f"Redis {what} failed: {type(exc).__name__}: {str(exc)[:200]}"
-            ) from None
+            problem = exc
+        raise TokenStoreError(
+            f"Redis {what} failed: {type(problem).__name__}: {str(problem)[:200]}"
+        )
 
 
-def _fernet(key: str | bytes) -> Any:
-    from cryptography.fernet import Fernet
+def _fernet(key: str | bytes | Sequence[str | bytes]) -> Any:
+    """A ``Fernet`` for one key, a ``MultiFernet`` for a sequence (first key encrypts)."""
+    from cryptography.fernet import Fernet, MultiFernet
 
+    keys = [key] if isinstance(key, str | bytes) else list(key)
+    problem = ""
     try:
-        return Fernet(key)
+        fernets = [Fernet(k) for k in keys]
     except (ValueError, TypeError):
-        raise ConfigurationError(
-            "encryption_key must be a Fernet key (32 url-safe base64-encoded bytes), e.g. from "
-            "cryptography.fernet.Fernet.generate_key()"
-        ) from None
+        problem = "must be a Fernet key (32 url-safe base64-encoded bytes)"
+    else:
+        if fernets:
+            return fernets[0] if len(fernets) == 1 else MultiFernet(fernets)
+        problem = "is an empty list"
+    raise ConfigurationError(
+        f"encryption_key {problem}, e.g. from cryptography.fernet.Fernet.generate_key(), or "
+        "a list of such keys (the first encrypts)"
+    )
