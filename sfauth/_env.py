@@ -12,6 +12,8 @@ name for the login host)::
     SF_AUDIENCE             optional  the aud claim (derived from the login host by default)
     SF_SITE                 optional  Experience Cloud path prefix, e.g. /customers
     SF_API_VERSION          optional  "latest" or a version such as 62.0
+    SF_ALLOW_HTTP_LOOPBACK  optional  true/false, 1/0 or yes/no (any case): allow plain http
+                                      to localhost/127.0.0.1, e.g. for ``sfauth emulator``
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ __all__ = ["settings_from_env"]
 
 _PEM_BEGIN = "-----BEGIN"
 
+#: Spellings of ``SF_ALLOW_HTTP_LOOPBACK``, compared case-insensitively.
+_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
 
 def settings_from_env(
     environ: Mapping[str, str] | None = None,
@@ -41,9 +46,11 @@ def settings_from_env(
     ``SF_USERNAME``, ``SF_JWT_KEY_FILE`` (a path) or ``SF_JWT_KEY`` (the PEM text; newlines may
     be written as a literal ``\n``), and the optional ``SF_JWT_KEY_PASSPHRASE``,
     ``SF_LOGIN_URL`` (or ``SF_INSTANCE_URL``, the Salesforce CLI's name for the login host),
-    ``SF_AUDIENCE``, ``SF_SITE`` and ``SF_API_VERSION``. Unset and empty variables are
-    left out of the result, so ``AuthSession``'s defaults apply. The URLs are checked by
-    ``AuthSession`` itself. No error message ever contains the key or the passphrase.
+    ``SF_AUDIENCE``, ``SF_SITE``, ``SF_API_VERSION`` and ``SF_ALLOW_HTTP_LOOPBACK``
+    (``true``/``false``, ``1``/``0`` or ``yes``/``no`` in any case: allow plain http to a
+    loopback host such as ``sfauth emulator``). Unset and empty variables are left out of the
+    result, so ``AuthSession``'s defaults apply. The URLs are checked by ``AuthSession``
+    itself. No error message ever contains the key or the passphrase.
 
     Args:
         environ: Where to read the variables; ``os.environ`` when ``None``.
@@ -56,13 +63,15 @@ def settings_from_env(
     Returns:
         Keyword arguments for ``AuthSession``: ``client_id``, ``username``, ``private_key``
         (a ``Path`` for ``SF_JWT_KEY_FILE``, PEM ``bytes`` for ``SF_JWT_KEY``), and those of
-        ``passphrase``, ``login_url``, ``audience``, ``site`` and ``api_version`` that are set.
+        ``passphrase``, ``login_url``, ``audience``, ``site``, ``api_version`` and
+        ``allow_http_loopback`` (a ``bool``) that are set.
 
     Raises:
         ConfigurationError: Required variables are missing (all of them are named), both
             ``SF_JWT_KEY_FILE`` and ``SF_JWT_KEY`` are set, ``SF_LOGIN_URL`` and
-            ``SF_INSTANCE_URL`` disagree, ``SF_JWT_KEY`` is not PEM text, or
-            ``SF_API_VERSION`` is malformed.
+            ``SF_INSTANCE_URL`` disagree, ``SF_JWT_KEY`` is not PEM text,
+            ``SF_API_VERSION`` is malformed, or ``SF_ALLOW_HTTP_LOOPBACK`` is not one of the
+            accepted values.
     """
     if not isinstance(prefix, str):
         raise ConfigurationError(f"prefix must be a string such as 'SF_'; got {prefix!r}")
@@ -134,7 +143,20 @@ def settings_from_env(
     api_version = None if "api_version" in given else var("API_VERSION")
     if api_version is not None:
         settings["api_version"] = normalize_api_version(api_version, name=f"{prefix}API_VERSION")
+    loopback = None if "allow_http_loopback" in given else var("ALLOW_HTTP_LOOPBACK")
+    if loopback is not None:
+        settings["allow_http_loopback"] = _boolean(loopback, f"{prefix}ALLOW_HTTP_LOOPBACK")
     return settings
+
+
+def _boolean(text: str, name: str) -> bool:
+    """``text`` as a boolean, or a ``ConfigurationError`` naming ``name`` and the spellings."""
+    try:
+        return _BOOLEANS[text.lower()]
+    except KeyError:
+        raise ConfigurationError(
+            f"{name} must be one of true, false, 1, 0, yes, no (any case); got {text[:40]!r}"
+        ) from None
 
 
 def _pem(text: str, name: str, file_name: str) -> bytes:

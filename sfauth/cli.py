@@ -1,4 +1,4 @@
-"""The ``sfauth`` command line: ``demo``, ``emulator``, ``assertion`` and ``token``.
+"""The ``sfauth`` command line: ``demo``, ``emulator``, ``assertion``, ``token`` and ``request``.
 
 Flag names follow the Salesforce CLI's ``sf org login jwt`` (``--client-id``, ``--username``,
 ``--jwt-key-file``, ``--instance-url`` for the login host).
@@ -11,11 +11,12 @@ import asyncio
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from ._env import settings_from_env
 from ._keys import load_private_key
 from ._logging import redact_secrets
 from ._session import AuthSession
-from .exceptions import ConfigurationError, SFAuthError
+from .exceptions import ConfigurationError, CrossOriginError, SFAuthError
 
 __all__ = ["main"]
 
@@ -46,13 +47,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         The exit status: 0 on success, 1 when the operation failed (a request or the token
         exchange), 2 for bad arguments or configuration.
     """
-    parser = _parser()
-    args = parser.parse_args(argv)
-    _configure_logging(args.verbose)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    parser, commands = _parser()
+    args, unknown = parser.parse_known_args(arguments)
+    if unknown:
+        # Blame the parser that was given the flag: its usage is the one that helps.
+        before = arguments[: arguments.index(args.command)]
+        blamed = parser if any(arg in before for arg in unknown) else commands[args.command]
+        blamed.error(f"unrecognized arguments: {' '.join(unknown)}")
+    _configure_logging(args.verbose + args.verbose_after)
     try:
         result: int = args.func(args)
     except ConfigurationError as exc:
-        print(f"sfauth: error: {_in_cli_terms(str(exc))}", file=sys.stderr)
+        print(f"sfauth: error: {_in_cli_terms(str(exc), args.sources)}", file=sys.stderr)
+        return 2
+    except CrossOriginError as exc:  # PATH names another host: a bad argument
+        print(f"sfauth: error: {exc}", file=sys.stderr)
         return 2
     except SFAuthError as exc:
         print(f"sfauth: error: {type(exc).__name__}: {exc}", file=sys.stderr)
@@ -62,45 +72,107 @@ def main(argv: Sequence[str] | None = None) -> int:
     return result
 
 
-#: Python argument names in messages, as the CLI spells them.
-_CLI_TERMS = (
-    ("allow_http_loopback=True", "--allow-http-loopback"),
+#: Fixes that messages suggest in Python terms, as the CLI spells them.
+_CLI_FIXES = (
+    ("allow_http_loopback=True", "--allow-http-loopback (or set SF_ALLOW_HTTP_LOOPBACK=true)"),
     ("pass passphrase=...", f"set ${_PASSPHRASE_ENV}"),
     ("drop passphrase", f"unset ${_PASSPHRASE_ENV}"),
     ("goes in site=...", "goes in --site"),
-    ("site must be", "--site must be"),
-    ("login_url", "--instance-url"),
-    ("private_key", "--jwt-key-file"),
-    ("allow_http_loopback", "--allow-http-loopback"),
-    ("client_id", "--client-id"),
-    ("username", "--username"),
-    ("audience", "--audience"),
 )
 
+#: AuthSession argument -> the flag that sets it, named when the value came from no variable.
+_FLAGS = {
+    "login_url": "--instance-url",
+    "private_key": "--jwt-key-file",
+    "allow_http_loopback": "--allow-http-loopback",
+    "client_id": "--client-id",
+    "username": "--username",
+    "audience": "--audience",
+    "site": "--site",
+}
 
-def _in_cli_terms(message: str) -> str:
-    for python, flag in _CLI_TERMS:
-        message = message.replace(python, flag)
+#: The library's wording for a key path that names no file, and the CLI's.
+_NO_KEY_FILE = re.compile(
+    r"private_key is not PEM text \(no '-----BEGIN \.\.\. PRIVATE KEY-----' line\) and no "
+    r"file exists at (?P<path>.*); pass the PEM text or the path of the key file"
+)
+
+#: A value quoted by ``repr()`` in a message.
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+
+def _in_cli_terms(message: str, sources: Mapping[str, str]) -> str:
+    """``message`` with AuthSession argument names replaced by where the CLI got each value.
+
+    Args:
+        message: A ``ConfigurationError`` message in Python terms (``private_key``, ...).
+        sources: Argument name -> the flag or ``$VARIABLE`` its value came from; arguments
+            not in it are named by their flag.
+
+    Returns:
+        The message in CLI terms.
+    """
+    for python, cli in _CLI_FIXES:
+        message = message.replace(python, cli)
+    key = sources.get("private_key", _FLAGS["private_key"])
+    message = _NO_KEY_FILE.sub(
+        lambda m: f"{key}: no file exists at {m['path']}; pass the path of a private key PEM file",
+        message,
+    )
+    # The key's own wording ("the private_key file ...", "private_key bytes ...") first.
+    message = message.replace("the private_key file", f"the {key} key file")
+    message = message.replace("private_key bytes", key).replace("private_key text", key)
+    for python, flag in _FLAGS.items():
+        # The first whole word outside quoted values only: "username" and "site" are also
+        # English words, and a URL such as 'https://site.example' is the user's own value.
+        quoted = [m.span() for m in _QUOTED.finditer(message)]
+        for found in re.finditer(rf"(?<![\w$-]){python}\b", message):
+            if not any(start < found.start() < end for start, end in quoted):
+                cli = sources.get(python, flag)
+                message = message[: found.start()] + cli + message[found.end() :]
+                break
     return message
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="sfauth",
-        description="Salesforce OAuth 2.0 JWT bearer flow: tokens, assertions, an emulator.",
-    )
-    parser.add_argument("--version", action="version", version=f"sfauth {__version__}")
-    parser.add_argument(
+def _verbosity(dest: str) -> argparse.ArgumentParser:
+    """A parent parser with ``-v``; before and after the command count separately.
+
+    Args:
+        dest: The attribute the count is stored in.
+
+    Returns:
+        A parser to pass in ``parents=``.
+    """
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
         "-v",
         "--verbose",
         action="count",
         default=0,
-        help="log sfauth events to stderr (-v info, -vv debug)",
+        dest=dest,
+        help="log sfauth events to stderr (-v info, -vv debug); warnings and retries are "
+        "shown without it",
     )
-    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+    return parent
+
+
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The top-level parser, and each command's parser by name."""
+    parser = argparse.ArgumentParser(
+        prog="sfauth",
+        description="Salesforce OAuth 2.0 JWT bearer flow: tokens, assertions, an emulator.",
+        parents=[_verbosity("verbose")],
+    )
+    parser.add_argument("--version", action="version", version=f"sfauth {__version__}")
+    parser.set_defaults(sources={})
+    # The subcommand's own -v lands in another attribute: the subcommand's defaults replace
+    # the top level's values, which would reset `sfauth -v token` to 0.
+    verbose_after = _verbosity("verbose_after")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND", dest="command")
 
     demo = sub.add_parser(
         "demo",
+        parents=[verbose_after],
         help="run concurrent queries with a mid-run session expiry against the emulator",
         description="Start the embedded Salesforce emulator, log in with a generated key, run "
         "concurrent queries through one AuthSession, expire every session mid-run, and print "
@@ -114,13 +186,14 @@ def _parser() -> argparse.ArgumentParser:
 
     emulator = sub.add_parser(
         "emulator",
+        parents=[verbose_after],
         help="serve the Salesforce emulator and print its credentials as one JSON line",
     )
     emulator.add_argument("--host", default="127.0.0.1")
-    emulator.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    emulator.add_argument("--port", type=_port, default=0, help="0 picks a free port")
     emulator.add_argument(
         "--key-file",
-        type=Path,
+        type=_key_file,
         default=None,
         help="where to write the generated private key (default: a temporary file, "
         "deleted when the emulator stops)",
@@ -129,6 +202,7 @@ def _parser() -> argparse.ArgumentParser:
 
     request = sub.add_parser(
         "request",
+        parents=[verbose_after],
         help="send one authenticated REST request and print the response",
         description="Log in, send METHOD PATH to the org's instance, and print the response "
         "body (JSON pretty-printed). Exits 1 with Salesforce's error on a non-2xx answer.",
@@ -143,7 +217,11 @@ def _parser() -> argparse.ArgumentParser:
         ("token", _cmd_token, "perform the exchange and print the token response as JSON"),
         ("request", _cmd_request, "(created above)"),
     ):
-        cmd = request if name == "request" else sub.add_parser(name, help=helptext)
+        cmd = (
+            request
+            if name == "request"
+            else sub.add_parser(name, parents=[verbose_after], help=helptext)
+        )
         cmd.add_argument("--client-id", help="connected app consumer key [$SF_CLIENT_ID]")
         cmd.add_argument("--username", help="Salesforce username (sub) [$SF_USERNAME]")
         cmd.add_argument(
@@ -161,7 +239,9 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument(
             "--allow-http-loopback",
             action="store_true",
-            help="allow http:// for localhost/127.0.0.1 (the emulator)",
+            default=None,
+            help="allow http:// for localhost/127.0.0.1 (the emulator) "
+            "[$SF_ALLOW_HTTP_LOOPBACK: true/false, 1/0, yes/no]",
         )
         cmd.set_defaults(func=func)
         if name == "token":
@@ -170,29 +250,137 @@ def _parser() -> argparse.ArgumentParser:
                 action="store_true",
                 help="print the access token in clear (it is masked by default)",
             )
-    return parser
+    return parser, dict(sub.choices)
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
     return value
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"must be a port number from 0 to 65535 (0 picks a free port), got {text!r}"
+        )
+    return value
+
+
+def _key_file(text: str) -> Path:
+    """A ``--key-file`` path whose directory exists (writing it can still fail later).
+
+    Args:
+        text: The flag's value.
+
+    Returns:
+        The path.
+
+    Raises:
+        argparse.ArgumentTypeError: The path is a directory, or its directory does not exist.
+    """
+    path = Path(text)
+    if os.path.isdir(path):
+        raise argparse.ArgumentTypeError(
+            f"cannot write the key file {text}: it is a directory; pass a file path"
+        )
+    directory = path.parent
+    if not os.path.isdir(directory):
+        raise argparse.ArgumentTypeError(
+            f"cannot write the key file {text}: directory {directory} does not exist; "
+            "create it or pass a path in an existing directory"
+        )
+    return path
+
+
+_RETRY_EVENT = "sfauth.retry.scheduled"
+#: Warnings the CLI reports itself: each failed token attempt that is retried is announced
+#: by its retry notice, and the last one ends the command with one error line.
+_QUIET_AT_DEFAULT = frozenset({"sfauth.token.failed"})
+_LEVEL_NUMBERS = logging.getLevelNamesMapping()
+
+
 def _configure_logging(verbose: int) -> None:
-    level = (logging.ERROR, logging.INFO, logging.DEBUG)[min(verbose, 2)]
-    structlog.configure(
-        processors=[
+    """Send sfauth's structlog events to stderr.
+
+    Without ``-v``: warnings and errors, plus one ``sfauth: waiting for ...`` line per
+    scheduled retry, in the CLI's own short format. ``-v`` adds info events and ``-vv`` debug
+    events, rendered by structlog's console renderer with timestamps.
+
+    Args:
+        verbose: How many ``-v`` were given, before and after the command together.
+    """
+    if verbose:
+        level = logging.INFO if verbose == 1 else logging.DEBUG
+        processors: list[Any] = [
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             redact_secrets,
             structlog.dev.ConsoleRenderer(colors=False),
-        ],
+        ]
+    else:
+        level = logging.INFO  # retry notices are info events; _default_filter drops the rest
+        processors = [
+            structlog.processors.add_log_level,
+            _default_filter,
+            structlog.processors.format_exc_info,
+            redact_secrets,
+            _render_brief,
+        ]
+    structlog.configure(
+        processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=False,
     )
+
+
+def _default_filter(
+    _logger: Any, _method_name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Keep warnings, errors and retry notices; drop the rest."""
+    event = event_dict.get("event")
+    if event == _RETRY_EVENT:
+        return event_dict
+    level = _LEVEL_NUMBERS.get(str(event_dict.get("level", "")).upper(), logging.INFO)
+    if level < logging.WARNING or event in _QUIET_AT_DEFAULT:
+        raise structlog.DropEvent
+    return event_dict
+
+
+def _render_brief(_logger: Any, _method_name: str, event_dict: MutableMapping[str, Any]) -> str:
+    """One ``sfauth: ...`` line: what a retry waits for, or the warning and its fields."""
+    fields = dict(event_dict)
+    event = fields.pop("event", "")
+    level = fields.pop("level", "warning")
+    if event == _RETRY_EVENT:
+        target = (
+            f"POST {fields['token_url']}"
+            if "token_url" in fields
+            else f"{fields.get('method', '')} {fields.get('url', '')}".strip()
+        )
+        return (
+            f"sfauth: waiting for {target} (retrying in {fields.get('wait', 0):.1f} s after "
+            f"attempt {fields.get('attempt', '?')}: {fields.get('reason') or 'failed'})"
+        )
+    shown = " ".join(f"{key}={_value(value)}" for key, value in fields.items())
+    return f"sfauth: {level}: {event}" + (f" {shown}" if shown else "")
+
+
+def _value(value: object) -> str:
+    """A field value as structlog's console renderer shows it: quoted only when needed."""
+    if isinstance(value, str) and value and not any(c.isspace() for c in value):
+        return value
+    return repr(value)
 
 
 #: CLI flag -> AuthSession argument; a flag given on the command line wins over $SF_*.
@@ -203,11 +391,25 @@ _FLAG_ARGUMENTS = (
     ("instance_url", "login_url"),
     ("audience", "audience"),
     ("site", "site"),
+    ("allow_http_loopback", "allow_http_loopback"),
 )
+
+#: AuthSession argument -> the variable settings_from_env reads it from.
+_VARIABLES = {
+    "client_id": "SF_CLIENT_ID",
+    "username": "SF_USERNAME",
+    "audience": "SF_AUDIENCE",
+    "site": "SF_SITE",
+    "allow_http_loopback": "SF_ALLOW_HTTP_LOOPBACK",
+}
 
 
 def _flow_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """AuthSession arguments from the flags, the rest from ``SF_*`` environment variables."""
+    """AuthSession arguments from the flags, the rest from ``SF_*`` environment variables.
+
+    Records in ``args.sources`` where each value came from (``--flag`` or ``$VARIABLE``), so
+    that error messages name what the user has to change.
+    """
     given = {
         argument: getattr(args, flag)
         for flag, argument in _FLAG_ARGUMENTS
@@ -218,9 +420,22 @@ def _flow_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     try:
         settings = settings_from_env(provided=[*given, "api_version"])
     except ConfigurationError as exc:
+        if not str(exc).startswith("missing environment variable"):
+            raise
         raise ConfigurationError(f"{exc}; or pass the matching flags (see --help)") from None
+    sources = {argument: _FLAGS[argument] for argument in given}
+    for argument, variable in _VARIABLES.items():
+        if argument in settings:
+            sources[argument] = f"${variable}"
+    if "private_key" in settings:
+        file = isinstance(settings["private_key"], Path)
+        sources["private_key"] = "$SF_JWT_KEY_FILE" if file else "$SF_JWT_KEY"
+    if "login_url" in settings:
+        login_url = os.environ.get("SF_LOGIN_URL", "").strip()
+        sources["login_url"] = "$SF_LOGIN_URL" if login_url else "$SF_INSTANCE_URL"
+    args.sources = sources
     settings.update(given)
-    settings["allow_http_loopback"] = args.allow_http_loopback
+    settings.setdefault("allow_http_loopback", False)
     return settings
 
 
@@ -305,7 +520,13 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
     async def serve() -> None:
         async with Emulator(host=args.host, port=args.port) as emu:
             creds = emu.create_credentials()
-            creds.write_private_key(key_file)
+            try:
+                creds.write_private_key(key_file)
+            except OSError as exc:
+                raise _KeyFileError(
+                    f"cannot write the key file {key_file}: {exc.strerror or exc}; pass "
+                    "--key-file a path you can write"
+                ) from None
             url = emu.url
             if args.host in ("0.0.0.0", "::", ""):  # noqa: S104 - a bind address, shown as loopback
                 url = url.replace(f"//{args.host}:", "//127.0.0.1:").replace(
@@ -326,6 +547,9 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
         asyncio.run(serve())
     except KeyboardInterrupt:
         pass
+    except _KeyFileError as exc:
+        print(f"sfauth: error: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(
             f"sfauth: error: cannot serve on {args.host}:{args.port}: {exc.strerror or exc}",
@@ -337,6 +561,10 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
         if temporary:
             key_file.unlink(missing_ok=True)
     return 0
+
+
+class _KeyFileError(Exception):
+    """The emulator's key file could not be written (not an OSError: not a serving error)."""
 
 
 def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
@@ -370,8 +598,9 @@ async def _demo(n: int, limit: int) -> int:
             print(f"  token        {shown['access_token']} (masked)")
             print(f"  instance_url {token.instance_url}  org_id={token.org_id}")
             print(f"  user_id      {token.user_id}")
+            expire_after = max(n // 2, 1)
             print(f"  workload     {n} concurrent queries ({soql!r}), pool of {limit}")
-            print(f"               every session expires after {n // 2} have finished")
+            print(f"               every session expires after {expire_after} have finished")
             ok = 0
             failures: dict[str, int] = {}
             finished = 0
@@ -390,7 +619,7 @@ async def _demo(n: int, limit: int) -> int:
                     failures[type(exc).__name__] = failures.get(type(exc).__name__, 0) + 1
                 finally:
                     finished += 1
-                    if finished == n // 2:
+                    if finished == expire_after:
                         emu.expire_all_sessions()
 
             started = time.perf_counter()
@@ -403,13 +632,30 @@ async def _demo(n: int, limit: int) -> int:
             for reason, count in sorted(failures.items()):
                 print(f"  {reason}: {count}")
             replayed = emu.counters[("query", 401)]
-            print(f"replayed on 401: {replayed} (sent with the expired session, replayed once)")
-            print(
-                f"token requests:  {emu.token_request_count} "
-                "(first login + one refresh shared by every request that saw the expiry)"
-            )
+            logins = emu.token_request_count
+            if replayed:
+                print(
+                    f"replayed on 401: {replayed} (sent with the expired session, replayed once)"
+                )
+            else:
+                print("replayed on 401: 0 (no request was sent with the expired session)")
+            print(f"token requests:  {logins} ({_explain_logins(logins, replayed)})")
             print(f"wall time:       {wall:.2f} s ({n / wall:,.0f} requests/s)")
     return 0 if failed == 0 and ok == n else 1
+
+
+def _explain_logins(logins: int, replayed: int) -> str:
+    """What the demo's token requests were, from the emulator's counters."""
+    refreshes = logins - 1
+    if not replayed:
+        if refreshes <= 0:
+            return "the first login; no request saw the expiry, so nothing was refreshed"
+        return f"the first login + {refreshes} more, although no request saw the expiry"
+    if refreshes == 1:
+        return "first login + one refresh shared by every request that saw the expiry"
+    if refreshes <= 0:
+        return "the first login only, although requests saw the expiry"
+    return f"first login + {refreshes} refreshes for the requests that saw the expiry"
 
 
 if __name__ == "__main__":  # pragma: no cover

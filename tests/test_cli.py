@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,14 +18,11 @@ import pytest
 import structlog
 
 from sfauth.cli import main
+from sfauth.testing import Emulator, ScriptedResponse, no_backoff
+
+from .conftest import pem_block
 
 SFAUTH = [sys.executable, "-m", "sfauth"]
-
-
-@pytest.fixture(autouse=True)
-def _restore_structlog() -> Iterator[None]:
-    yield
-    structlog.reset_defaults()  # main() configures logging for the CLI process
 
 
 def test_demo_prints_a_clean_summary(capsys: pytest.CaptureFixture[str]) -> None:
@@ -31,8 +31,25 @@ def test_demo_prints_a_clean_summary(capsys: pytest.CaptureFixture[str]) -> None
     lines = out.splitlines()
     assert "requests ok:     400" in lines
     assert "requests failed: 0" in lines
-    assert any(line.startswith("token requests:  2 ") for line in lines)
+    assert "               every session expires after 200 have finished" in lines
+    assert (
+        "token requests:  2 (first login + one refresh shared by every request that saw the "
+        "expiry)"
+    ) in lines
     assert "!****" in out  # the token is shown masked only
+
+
+def test_demo_summary_says_when_no_request_saw_the_expiry(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["demo", "--requests", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "requests ok:     1" in lines
+    assert "               every session expires after 1 have finished" in lines
+    assert "replayed on 401: 0 (no request was sent with the expired session)" in lines
+    assert (
+        "token requests:  1 (the first login; no request saw the expiry, so nothing was refreshed)"
+    ) in lines
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +137,7 @@ def test_token_error_is_one_clear_line(served: dict[str, str]) -> None:
     assert done.stderr.startswith(
         "sfauth: error: InvalidGrantError: invalid_grant: user hasn't approved this consumer"
     )
+    assert done.stderr.count("\n") == 1  # the failed attempt's warning is not repeated
     assert "Traceback" not in done.stderr
 
 
@@ -205,3 +223,286 @@ def test_missing_settings_name_the_variables_and_flags() -> None:
         "SF_JWT_KEY_FILE or SF_JWT_KEY (set, and not empty); or pass the matching flags "
         "(see --help)\n"
     )
+
+
+# --- bad arguments: exit 2 with the subcommand's usage ------------------------------------
+
+
+def _usage_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> tuple[str, str]:
+    """Run ``main(argv)``, expect argparse's exit 2; return the usage's first and last lines."""
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    return lines[0], lines[-1]
+
+
+@pytest.mark.parametrize("port", ["99999", "65536", "-1", "http"])
+def test_emulator_port_out_of_range_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], port: str
+) -> None:
+    first, last = _usage_error(capsys, ["emulator", "--port", port])
+    assert first.startswith("usage: sfauth emulator [-h] [-v] ")
+    assert last == (
+        "sfauth emulator: error: argument --port: must be a port number from 0 to 65535 "
+        f"(0 picks a free port), got {port!r}"
+    )
+
+
+def test_emulator_key_file_in_a_missing_directory(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    key_file = tmp_path / "no" / "such" / "k.pem"
+    first, last = _usage_error(capsys, ["emulator", "--key-file", str(key_file)])
+    assert first.startswith("usage: sfauth emulator ")
+    assert last == (
+        f"sfauth emulator: error: argument --key-file: cannot write the key file {key_file}: "
+        f"directory {key_file.parent} does not exist; create it or pass a path in an existing "
+        "directory"
+    )
+
+
+def test_emulator_key_file_that_cannot_be_written(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    key_file = tmp_path / ("k" * 300)  # longer than any file name may be
+    assert main(["emulator", "--key-file", str(key_file)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (
+        f"sfauth: error: cannot write the key file {key_file}: File name too long; pass "
+        "--key-file a path you can write\n"
+    )
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-3", "1.5"])
+def test_requests_must_be_a_positive_integer(
+    capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    first, last = _usage_error(capsys, ["demo", "--requests", value])
+    assert first == "usage: sfauth demo [-h] [-v] [--requests REQUESTS] [--limit LIMIT]"
+    assert (
+        last
+        == f"sfauth demo: error: argument --requests: must be a positive integer, got {value!r}"
+    )
+
+
+def test_unknown_flag_shows_the_subcommand_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    first, last = _usage_error(capsys, ["token", "--bogus", "x"])
+    assert first.startswith("usage: sfauth token [-h] [-v] [--client-id CLIENT_ID] ")
+    assert last == "sfauth token: error: unrecognized arguments: --bogus x"
+    # Before the command, it is the top-level parser's flag that is wrong.
+    first, last = _usage_error(capsys, ["--bogus", "token"])
+    assert first == "usage: sfauth [-h] [-v] [--version] COMMAND ..."
+    assert last == "sfauth: error: unrecognized arguments: --bogus"
+
+
+def test_request_to_another_host_is_a_usage_error(
+    served: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["request", "GET", "https://evil.example/x", *_flags(served)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (
+        "sfauth: error: refusing to send to 'https://evil.example': requests go only to the "
+        f"org's instance_url '{served['url']}'; pass a path such as '/services/data/...'\n"
+    )
+
+
+# --- -v anywhere; warnings and retries at the default verbosity ----------------------------
+
+
+def test_verbose_before_or_after_the_command(
+    served: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    def levels(argv: list[str]) -> set[str]:
+        assert main(argv) == 0
+        structlog.reset_defaults()
+        err = capsys.readouterr().err
+        return {line.split("]")[0].split("[")[1].strip() for line in err.splitlines()}
+
+    assert levels(["token", *_flags(served)]) == set()
+    assert levels(["token", *_flags(served), "-v"]) == {"info"}
+    assert levels(["-v", "token", *_flags(served)]) == {"info"}
+    assert levels(["token", "-vv", *_flags(served)]) == {"info", "debug"}
+    assert levels(["-v", "token", "-v", *_flags(served)]) == {"info", "debug"}
+
+
+def test_key_permission_warning_is_shown(
+    served: dict[str, str], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    key_file = tmp_path / "sfauth.key"
+    shutil.copyfile(served["private_key_file"], key_file)
+    key_file.chmod(0o644)
+    flags = _flags(served)
+    flags[flags.index("--jwt-key-file") + 1] = str(key_file)
+    assert main(["token", *flags]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == (
+        f"sfauth: warning: sfauth.key.permissions path='{key_file}' mode=0o644 "
+        "hint='the private key file is readable by group or others; chmod 600 it'\n"
+    )
+    assert json.loads(captured.out)["access_token"].endswith("!****")
+
+
+def test_unreachable_login_host_says_what_it_waits_for(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, pkcs8_pem: bytes
+) -> None:
+    key_file = tmp_path / "sfauth.key"
+    key_file.write_bytes(pkcs8_pem)
+    key_file.chmod(0o600)
+    with socket.socket() as closed:  # bound, never listening: every connect is refused
+        closed.bind(("127.0.0.1", 0))
+        url = f"https://127.0.0.1:{closed.getsockname()[1]}"
+        flags = ["--client-id", "c", "--username", "u", "--jwt-key-file", str(key_file)]
+        with no_backoff():
+            assert main(["token", *flags, "--instance-url", url]) == 1
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert lines[:-1] == [
+        f"sfauth: waiting for POST {url}/services/oauth2/token (retrying in 0.0 s after "
+        f"attempt {attempt}: connection_error)"
+        for attempt in range(1, 8)
+    ]
+    assert lines[-1].startswith("sfauth: error: TransientTokenError: connection_error: ")
+    assert captured.out == ""
+
+
+async def test_api_retry_is_announced(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    async with Emulator() as emu:
+        creds = emu.create_credentials()
+        key_file = creds.write_private_key(tmp_path / "sfauth.key")
+        flags = [
+            "--client-id", creds.client_id,
+            "--username", creds.username,
+            "--jwt-key-file", str(key_file),
+            "--instance-url", emu.url,
+            "--allow-http-loopback",
+        ]  # fmt: skip
+        unavailable = [{"errorCode": "SERVER_UNAVAILABLE", "message": "try again"}]
+        emu.script_rest_responses([ScriptedResponse(status=503, json=unavailable)])
+        path = "/services/data/v62.0/limits"
+        with no_backoff():
+            status = await asyncio.to_thread(main, ["request", "GET", path, *flags])
+    assert status == 0
+    captured = capsys.readouterr()
+    assert captured.err == (
+        f"sfauth: waiting for GET {emu.url}{path} (retrying in 0.0 s after attempt 1: "
+        "HTTP 503 SERVER_UNAVAILABLE)\n"
+    )
+    assert json.loads(captured.out)["DailyApiRequests"]["Max"] == 15000
+
+
+# --- messages name where a value came from ---------------------------------------------------
+
+
+@pytest.fixture
+def sf_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No ``SF_*`` variable but those a test sets."""
+    for name in list(os.environ):
+        if name.startswith("SF_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("SF_CLIENT_ID", "3MVG9client")
+    monkeypatch.setenv("SF_USERNAME", "etl@acme.com")
+    return monkeypatch
+
+
+def _error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    return captured.err
+
+
+def test_key_errors_name_the_variable_the_key_came_from(
+    sf_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    malformed = pem_block("AAAA").strip().replace("\n", "\\n")
+    sf_env.setenv("SF_JWT_KEY", malformed)
+    assert _error(capsys, ["assertion"]) == (
+        "sfauth: error: $SF_JWT_KEY is not a readable PEM private key (the PEM body is "
+        "malformed); export it again with `openssl pkey -in key.pem -out key-pkcs8.pem`\n"
+    )
+    missing = tmp_path / "missing.pem"
+    # A flag wins over the variable, and is the one named.
+    assert _error(capsys, ["assertion", "--jwt-key-file", str(missing)]) == (
+        f"sfauth: error: --jwt-key-file: no file exists at '{missing}'; pass the path of a "
+        "private key PEM file\n"
+    )
+    sf_env.delenv("SF_JWT_KEY")
+    sf_env.setenv("SF_JWT_KEY_FILE", str(missing))
+    assert _error(capsys, ["assertion"]) == (
+        f"sfauth: error: $SF_JWT_KEY_FILE: no file exists at '{missing}'; pass the path of a "
+        "private key PEM file\n"
+    )
+    empty = tmp_path / "empty.pem"
+    empty.write_bytes(b"")
+    empty.chmod(0o600)
+    sf_env.setenv("SF_JWT_KEY_FILE", str(empty))
+    assert _error(capsys, ["assertion"]) == (
+        "sfauth: error: the $SF_JWT_KEY_FILE key file is empty; expected a PEM private key\n"
+    )
+
+
+def test_url_errors_name_the_variable_or_flag(
+    sf_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], pkcs8_pem: bytes
+) -> None:
+    sf_env.setenv("SF_JWT_KEY", pkcs8_pem.decode())
+    sf_env.setenv("SF_LOGIN_URL", "http://127.0.0.1:5")
+    fix = (
+        "uses plain http; pass --allow-http-loopback (or set SF_ALLOW_HTTP_LOOPBACK=true) to "
+        "talk to a local emulator over http\n"
+    )
+    assert (
+        _error(capsys, ["assertion"]) == f"sfauth: error: $SF_LOGIN_URL 'http://127.0.0.1:5' {fix}"
+    )
+    sf_env.delenv("SF_LOGIN_URL")
+    sf_env.setenv("SF_INSTANCE_URL", "http://127.0.0.1:6")
+    assert _error(capsys, ["assertion"]) == (
+        f"sfauth: error: $SF_INSTANCE_URL 'http://127.0.0.1:6' {fix}"
+    )
+    argv = ["assertion", "--instance-url", "http://127.0.0.1:7"]
+    assert _error(capsys, argv) == f"sfauth: error: --instance-url 'http://127.0.0.1:7' {fix}"
+    sf_env.setenv("SF_SITE", "portal")
+    assert _error(capsys, ["assertion", "--instance-url", "https://acme.my.salesforce.com"]) == (
+        "sfauth: error: $SF_SITE must be a path prefix starting with '/' (e.g. '/customers'); "
+        "got 'portal'\n"
+    )
+    argv = ["assertion", "--instance-url", "https://site.example/portal"]
+    assert _error(capsys, argv) == (
+        "sfauth: error: --instance-url 'https://site.example/portal' must be only scheme and "
+        "host (no path, query or fragment); an Experience Cloud prefix goes in --site\n"
+    )
+    # Only the setting's own name is rewritten, not the same word later in the sentence.
+    assert _error(capsys, ["assertion", "--username", " "]) == (
+        "sfauth: error: --username is empty; pass the Salesforce username the integration "
+        "acts as\n"
+    )
+
+
+def test_allow_http_loopback_from_the_environment(
+    served: dict[str, str], sf_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sf_env.setenv("SF_CLIENT_ID", served["client_id"])
+    sf_env.setenv("SF_USERNAME", served["username"])
+    sf_env.setenv("SF_JWT_KEY_FILE", served["private_key_file"])
+    sf_env.setenv("SF_INSTANCE_URL", served["url"])
+    sf_env.setenv("SF_ALLOW_HTTP_LOOPBACK", "true")
+    assert main(["token"]) == 0
+    assert json.loads(capsys.readouterr().out)["instance_url"] == served["url"]
+    sf_env.setenv("SF_ALLOW_HTTP_LOOPBACK", "no")
+    assert main(["token", "--allow-http-loopback"]) == 0  # the flag wins
+    capsys.readouterr()
+    assert _error(capsys, ["token"]) == (
+        f"sfauth: error: $SF_INSTANCE_URL '{served['url']}' uses plain http; pass "
+        "--allow-http-loopback (or set SF_ALLOW_HTTP_LOOPBACK=true) to talk to a local "
+        "emulator over http\n"
+    )
+    sf_env.setenv("SF_ALLOW_HTTP_LOOPBACK", "maybe")
+    assert _error(capsys, ["token"]) == (
+        "sfauth: error: SF_ALLOW_HTTP_LOOPBACK must be one of true, false, 1, 0, yes, no "
+        "(any case); got 'maybe'\n"
+    )
+    assert main(["token", "--allow-http-loopback"]) == 0  # not read when the flag is given

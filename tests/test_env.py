@@ -42,6 +42,7 @@ def test_every_variable(tmp_path: Path) -> None:
         "SF_AUDIENCE": "https://login.salesforce.com",
         "SF_SITE": "/customers",
         "SF_API_VERSION": "v62.0",
+        "SF_ALLOW_HTTP_LOOPBACK": "false",
         "UNRELATED": "x",
     }
     assert settings_from_env(env) == {
@@ -53,6 +54,7 @@ def test_every_variable(tmp_path: Path) -> None:
         "audience": "https://login.salesforce.com",
         "site": "/customers",
         "api_version": "62.0",
+        "allow_http_loopback": False,
     }
 
 
@@ -206,6 +208,7 @@ def test_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("SF_JWT_KEY_PASSPHRASE", raising=False)
     monkeypatch.delenv("SF_API_VERSION", raising=False)
+    monkeypatch.delenv("SF_ALLOW_HTTP_LOOPBACK", raising=False)
     monkeypatch.setenv("SF_CLIENT_ID", "from-os")
     monkeypatch.setenv("SF_USERNAME", "os@acme.com")
     monkeypatch.setenv("SF_JWT_KEY_FILE", "/os/key.pem")
@@ -261,3 +264,67 @@ async def test_settings_build_a_working_session(
         token = await sf.token()
     assert token.user_id == creds.user_id
     assert emulator.token_request_count == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("true", True),
+        ("TRUE", True),
+        (" Yes ", True),
+        ("1", True),
+        ("false", False),
+        ("No", False),
+        ("0", False),
+    ],
+)
+def test_allow_http_loopback(value: str, expected: bool) -> None:
+    env = {**BASE, "SF_JWT_KEY_FILE": "/k.pem", "SF_ALLOW_HTTP_LOOPBACK": value}
+    assert settings_from_env(env)["allow_http_loopback"] is expected
+
+
+@pytest.mark.parametrize("value", ["maybe", "2", "on", "t"])
+def test_allow_http_loopback_other_values_are_refused(value: str) -> None:
+    env = {**BASE, "SF_JWT_KEY_FILE": "/k.pem", "SF_ALLOW_HTTP_LOOPBACK": value}
+    with pytest.raises(ConfigurationError) as caught:
+        settings_from_env(env)
+    assert str(caught.value) == (
+        "SF_ALLOW_HTTP_LOOPBACK must be one of true, false, 1, 0, yes, no (any case); "
+        f"got {value!r}"
+    )
+    with pytest.raises(ConfigurationError) as caught:
+        settings_from_env({f"PROD_{name}": v for name, v in env.items()}, prefix="PROD_SF_")
+    assert str(caught.value).startswith("PROD_SF_ALLOW_HTTP_LOOPBACK must be one of ")
+
+
+def test_allow_http_loopback_unset_empty_or_provided() -> None:
+    env = {**BASE, "SF_JWT_KEY_FILE": "/k.pem"}
+    assert "allow_http_loopback" not in settings_from_env(env)
+    assert "allow_http_loopback" not in settings_from_env({**env, "SF_ALLOW_HTTP_LOOPBACK": " "})
+    provided = settings_from_env(
+        {**env, "SF_ALLOW_HTTP_LOOPBACK": "maybe"}, provided=["allow_http_loopback"]
+    )
+    assert "allow_http_loopback" not in provided  # the caller's value wins, unread
+
+
+async def test_from_env_reaches_the_emulator_over_http(
+    emulator: Emulator, creds: EmulatorCredentials, tmp_path: Path
+) -> None:
+    key_file = creds.write_private_key(tmp_path / "sfauth.key")
+    env = {
+        "SF_CLIENT_ID": creds.client_id,
+        "SF_USERNAME": creds.username,
+        "SF_JWT_KEY_FILE": str(key_file),
+        "SF_INSTANCE_URL": emulator.url,
+        "SF_ALLOW_HTTP_LOOPBACK": "true",
+    }
+    async with AuthSession.from_env(env) as sf:
+        token = await sf.token()
+    assert token.user_id == creds.user_id
+    assert emulator.token_request_count == 1
+    with pytest.raises(ConfigurationError) as caught:
+        AuthSession.from_env({**env, "SF_ALLOW_HTTP_LOOPBACK": "no"})
+    assert str(caught.value) == (
+        f"login_url {emulator.url!r} uses plain http; pass allow_http_loopback=True to talk "
+        "to a local emulator over http"
+    )
