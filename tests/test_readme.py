@@ -2,22 +2,38 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import re
+import shutil
+import sys
+import textwrap
+import tomllib
+from asyncio.subprocess import PIPE
 from pathlib import Path
 
 import pytest
 import structlog
 
-from .conftest import fake_session_id
+from sfauth import AuthSession
+from sfauth.testing import Emulator
+
+from .conftest import fake_session_id, pem_header
+
+pytest_plugins = ["pytester"]
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
-BLOCKS = re.findall(r"```python\n(.*?)```", README, re.DOTALL)
+FENCED = re.compile(r"^( *)```(\w+)\n(.*?)^\1```", re.DOTALL | re.MULTILINE)
 
 
-def block(marker: str) -> str:
-    (found,) = [b for b in BLOCKS if marker in b]
+def block(marker: str, language: str = "python") -> str:
+    """The one fenced block of ``language`` that contains ``marker`` (list indentation removed)."""
+    (found,) = [
+        textwrap.dedent(m[3])
+        for m in FENCED.finditer(README)
+        if m[2] == language and marker in m[3]
+    ]
     return found
 
 
@@ -52,4 +68,87 @@ def test_the_logging_configuration_scrubs_and_hides_locals(
     assert session_id.split("!", 1)[1] not in output
     frames = event["exception"][0]["frames"]
     assert frames
-    assert all("locals" not in frame for frame in frames)
+    assert not any(frame.get("locals") for frame in frames)  # structlog < 24.3: "locals": null
+
+
+async def test_the_https_example_passes() -> None:
+    namespace: dict[str, object] = {}
+    exec(block("async def test_over_https"), namespace)
+    await namespace["test_over_https"]()  # type: ignore[operator]
+
+
+async def test_https_without_trustme_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "trustme", None)  # what a missing package looks like
+    emulator = Emulator(tls=True)
+    with pytest.raises(ModuleNotFoundError) as caught:
+        await emulator.start()
+    assert str(caught.value) == (
+        "Emulator(tls=True) needs trustme: pip install trustme, or install sfauth with its "
+        "testing extra (pip install '/path/to/sfauth[testing]')"
+    )
+    assert caught.value.name == "trustme"
+    assert caught.value.__cause__ is None
+    assert caught.value.__suppress_context__ is True
+    await emulator.stop()
+
+
+def test_the_pytest_setup_and_the_conftest_override_work_as_shown(
+    pytester: pytest.Pytester,
+) -> None:
+    config = block("asyncio_default_fixture_loop_scope", language="toml")
+    assert tomllib.loads(config)["tool"]["pytest"]["ini_options"] == {
+        "asyncio_mode": "auto",
+        "asyncio_default_fixture_loop_scope": "function",
+    }
+    pytester.makepyprojecttoml(config)
+    pytester.makeconftest(block("async def sf_emulator():"))
+    pytester.makepyfile(
+        test_readme_example=block("async def test_etl_survives_expiry_and_faults"),
+        test_override="""
+            async def test_the_override_configures_every_fixture(sf_session, sf_emulator):
+                query = {"q": "SELECT Id FROM Account"}
+                async with sf_session.get("/services/data/v62.0/query", params=query) as resp:
+                    page = await resp.json()
+                assert page["totalSize"] == 1000
+                assert (len(page["records"]), page["done"]) == (200, False)
+                names = [r["LastName"] for r in sf_emulator.records("Contact")]
+                assert names == ["Lovelace", "Hopper"]
+
+
+            def test_each_test_gets_its_own_emulator(sf_emulator, sf_credentials):
+                assert sf_emulator.token_request_count == 0
+                assert sf_credentials.login_url == sf_emulator.url
+            """,
+    )
+    result = pytester.runpytest_subprocess("-W", "error", "-p", "no:cacheprovider", timeout=120)
+    result.assert_outcomes(passed=3)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+async def test_the_openssl_commands_make_a_pair_salesforce_would_accept(
+    tmp_path: Path, emulator: Emulator
+) -> None:
+    commands = block("openssl req -x509", language="sh")
+    shell = await asyncio.create_subprocess_exec(
+        "bash", "-euc", commands, cwd=tmp_path, stdout=PIPE, stderr=PIPE
+    )
+    _, stderr = await shell.communicate()
+    assert shell.returncode == 0, stderr.decode()
+    key, certificate = tmp_path / "server.key", tmp_path / "server.crt"
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert key.read_text().startswith(pem_header() + "\n")  # PKCS#8, unencrypted
+    emulator.register_app("3MVG9-readme-app", certificate.read_bytes())
+    emulator.register_user("integration@acme.com", client_id="3MVG9-readme-app")
+    async with AuthSession(
+        client_id="3MVG9-readme-app",
+        username="integration@acme.com",
+        private_key=key,
+        login_url=emulator.url,
+        allow_http_loopback=True,
+    ) as sf:
+        token = await sf.token()
+    assert token.instance_url == emulator.url
+    (login,) = emulator.token_requests
+    assert (login.status, login.claims["aud"]) == (200, "https://login.salesforce.com")
