@@ -2,8 +2,10 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+LOWEST := .venv-lowest
+UV_VERSION := 0.13.9
 
-.PHONY: demo test soak bench fuzz clean
+.PHONY: demo test test-lowest soak bench fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +30,24 @@ test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The test suite against the lowest versions pyproject.toml declares, in its own venv: the runtime
+# dependencies and the redis and testing extras at their floors (uv's lowest-direct resolution,
+# with the declared ranges as overrides so that no pinned test tool lifts a floor), the test tools
+# and benchmark peers at their pins. .ci/lowest.py fails the run unless every floor is installed.
+$(LOWEST)/.installed: pyproject.toml .ci/lowest.py
+	rm -rf $(LOWEST)
+	$(PYTHON) -m venv $(LOWEST)
+	echo '*' > $(LOWEST)/.gitignore
+	$(LOWEST)/bin/python -m pip install --quiet uv==$(UV_VERSION)
+	$(LOWEST)/bin/python .ci/lowest.py overrides > $(LOWEST)/overrides.txt
+	$(LOWEST)/bin/uv pip install --quiet --python $(LOWEST)/bin/python \
+		--resolution lowest-direct --override $(LOWEST)/overrides.txt -e '.[dev,redis,testing,bench]'
+	touch $@
+
+test-lowest: $(LOWEST)/.installed
+	$(LOWEST)/bin/python .ci/lowest.py check
+	$(LOWEST)/bin/pytest
+
 # 20,000 requests, 1,000 in flight, >= 10 % injected faults, 3 expiries and 1 revocation.
 soak: $(VENV)/.installed-run
 	$(BIN)/python -m benchmarks.soak
@@ -44,4 +64,4 @@ fuzz: $(VENV)/.installed-dev
 	HYPOTHESIS_PROFILE=thorough $(BIN)/pytest tests/test_fuzz.py -q
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(LOWEST) .mypy_cache .ruff_cache .pytest_cache

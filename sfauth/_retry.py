@@ -184,7 +184,16 @@ async def call_with_retries(
             raise pending.pop()
         return await fn()
 
+    # The wait after attempt n, drawn once: stop() and before_sleep() need it as well, and
+    # tenacity < 8.3 calls stop() before wait() and has no RetryCallState.upcoming_sleep.
+    waits: dict[int, float] = {}
+
     def wait(state: _t.RetryCallState) -> float:
+        if state.attempt_number not in waits:
+            waits[state.attempt_number] = next_wait(state)
+        return waits[state.attempt_number]
+
+    def next_wait(state: _t.RetryCallState) -> float:
         if _state["backoff_disabled"]:
             return 0.0
         exc = state.outcome.exception() if state.outcome is not None else None
@@ -195,14 +204,14 @@ async def call_with_retries(
     def stop(state: _t.RetryCallState) -> bool:
         if state.attempt_number >= policy.attempts:
             return True
-        return policy.clock() - start + state.upcoming_sleep > policy.budget
+        return policy.clock() - start + wait(state) > policy.budget
 
     def before_sleep(state: _t.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome is not None else None
         logger.info(
             "sfauth.retry.scheduled",
             attempt=state.attempt_number,
-            wait=round(state.upcoming_sleep, 3),
+            wait=round(wait(state), 3),
             reason=describe(exc) if exc is not None else "",
             **log_fields,
         )

@@ -180,6 +180,72 @@ def test_without_pytest_asyncio_the_plugin_loads_and_async_fixtures_explain(
     )
 
 
+BREAK_SFAUTH_TESTING = """
+import sys
+
+
+class BrokenEmulator:
+    # What an sfauth.testing import failure looks like, e.g. under a PyJWT too old for it.
+    def find_spec(self, name, path=None, target=None):
+        if name == "sfauth.testing._emulator":
+            raise ImportError("cannot import name 'InsecureKeyLengthWarning' from 'jwt.warnings'")
+        return None
+
+
+sys.meta_path.insert(0, BrokenEmulator())
+"""
+
+
+def test_a_broken_sfauth_testing_fails_only_the_tests_that_use_its_fixtures(
+    pytester: pytest.Pytester,
+) -> None:
+    # pytest loads the plugin in every run where sfauth is installed: a run that uses none of
+    # its fixtures must not notice that sfauth.testing cannot be imported.
+    pytester.makeini(INI.format(mode="auto"))
+    pytester.makepyfile(break_sfauth_testing=BREAK_SFAUTH_TESTING)
+    args = ("-p", "break_sfauth_testing", "-p", PLUGIN, "-p", "no:cacheprovider")
+    pytester.makepyfile(
+        test_unrelated="""
+        import sys
+
+
+        def test_unrelated():
+            assert "sfauth.testing.plugin" in sys.modules
+            assert "sfauth.testing._emulator" not in sys.modules
+
+
+        async def test_unrelated_async():
+            assert True
+        """
+    )
+    unrelated = pytester.runpytest_subprocess(*args, timeout=120)
+    unrelated.assert_outcomes(passed=2)
+    assert unrelated.ret == pytest.ExitCode.OK
+
+    pytester.makepyfile(
+        test_fixtures="""
+        def test_no_backoff_needs_no_emulator(sf_no_backoff):
+            assert True
+
+
+        def test_emulator(sf_emulator):
+            pass
+
+
+        def test_session(sf_session):
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess(*args, "test_fixtures.py", timeout=120)
+    result.assert_outcomes(passed=1, errors=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*sfauth's 'sf_emulator' fixture cannot be set up: importing sfauth failed with "
+            "ImportError: cannot import name 'InsecureKeyLengthWarning' from 'jwt.warnings'*"
+        ]
+    )
+
+
 @pytest.mark.parametrize("listed", ["-p", "pytest_plugins"])
 def test_listing_the_installed_plugin_explicitly_as_well_still_works(
     pytester: pytest.Pytester, listed: str

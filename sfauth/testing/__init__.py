@@ -26,15 +26,19 @@ Example::
 that uses sfauth stay fast while exercising the same retry decisions.
 """
 
-from sfauth._retry import backoff_disabled as no_backoff
-from sfauth.testing._emulator import Emulator
-from sfauth.testing._faults import FAULT_KINDS
-from sfauth.testing._models import (
-    EmulatorCredentials,
-    RequestRecord,
-    ScriptedResponse,
-    TokenRequestRecord,
-)
+import importlib as _importlib
+import typing as _typing
+
+if _typing.TYPE_CHECKING:
+    from sfauth._retry import backoff_disabled as no_backoff
+    from sfauth.testing._emulator import Emulator
+    from sfauth.testing._faults import FAULT_KINDS
+    from sfauth.testing._models import (
+        EmulatorCredentials,
+        RequestRecord,
+        ScriptedResponse,
+        TokenRequestRecord,
+    )
 
 __all__ = [
     "FAULT_KINDS",
@@ -45,3 +49,29 @@ __all__ = [
     "TokenRequestRecord",
     "no_backoff",
 ]
+
+# Imported on first use (PEP 562), so that importing sfauth.testing.plugin, which pytest does in
+# every run where sfauth is installed, imports none of the emulator.
+_LAZY = {
+    "FAULT_KINDS": ("sfauth.testing._faults", "FAULT_KINDS"),
+    "Emulator": ("sfauth.testing._emulator", "Emulator"),
+    "EmulatorCredentials": ("sfauth.testing._models", "EmulatorCredentials"),
+    "RequestRecord": ("sfauth.testing._models", "RequestRecord"),
+    "ScriptedResponse": ("sfauth.testing._models", "ScriptedResponse"),
+    "TokenRequestRecord": ("sfauth.testing._models", "TokenRequestRecord"),
+    "no_backoff": ("sfauth._retry", "backoff_disabled"),
+}
+
+
+def __getattr__(name: str) -> _typing.Any:
+    try:
+        module, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(_importlib.import_module(module), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

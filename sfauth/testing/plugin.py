@@ -14,6 +14,11 @@ configuration gives fixtures (``asyncio_default_fixture_loop_scope``), which mus
 your tests run in: the default, ``function``, is right. Without pytest-asyncio the plugin still
 loads, and a test that requests an async fixture fails with a message saying so.
 
+Loading the plugin imports nothing but pytest (and pytest-asyncio): each fixture imports what it
+needs when a test requests it. So a pytest run that uses none of these fixtures works even where
+sfauth's testing helpers cannot be imported; a test that requests one of them then fails with the
+import error in its message.
+
 Fixtures (all function-scoped: every test gets a fresh org):
 
 ``sf_emulator``
@@ -57,13 +62,15 @@ A complete test module::
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any, NoReturn, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
 import pytest
 
-from sfauth import AuthSession
-from sfauth.testing import Emulator, EmulatorCredentials, no_backoff
+if TYPE_CHECKING:
+    from sfauth import AuthSession
+    from sfauth.testing import Emulator, EmulatorCredentials
 
 try:
     import pytest_asyncio
@@ -98,9 +105,25 @@ def _async_fixture(func: _F) -> _F:
     return cast(_F, pytest.fixture(name=name)(missing))
 
 
+@contextlib.contextmanager
+def _importing(fixture: str) -> Iterator[None]:
+    """Turn a failure to import sfauth inside ``fixture`` into a failure of the requesting test."""
+    try:
+        yield
+    except Exception as exc:
+        pytest.fail(
+            f"sfauth's {fixture!r} fixture cannot be set up: importing sfauth failed with "
+            f"{type(exc).__name__}: {exc}. Check that sfauth's dependencies are within the "
+            "versions it declares (pip check).",
+            pytrace=False,
+        )
+
+
 @_async_fixture
 async def sf_emulator() -> AsyncIterator[Emulator]:
     """A started sfauth emulator (a local Salesforce org), stopped after the test."""
+    with _importing("sf_emulator"):
+        from sfauth.testing import Emulator
     async with Emulator() as emulator:
         yield emulator
 
@@ -116,6 +139,8 @@ async def sf_session(
     sf_emulator: Emulator, sf_credentials: EmulatorCredentials
 ) -> AsyncIterator[AuthSession]:
     """An open ``AuthSession`` bound to ``sf_emulator`` (plain http allowed), closed after."""
+    with _importing("sf_session"):
+        from sfauth import AuthSession
     async with AuthSession(
         client_id=sf_credentials.client_id,
         username=sf_credentials.username,
@@ -129,5 +154,7 @@ async def sf_session(
 @pytest.fixture
 def sf_no_backoff() -> Iterator[None]:
     """Make sfauth retry without waiting (``sfauth.testing.no_backoff()``) during the test."""
+    with _importing("sf_no_backoff"):
+        from sfauth.testing import no_backoff
     with no_backoff():
         yield
