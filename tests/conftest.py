@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import secrets
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -130,3 +135,39 @@ def prefix() -> Iterator[str]:
     if keys:
         client.delete(*keys)
     client.close()
+
+
+# --- servers of other kinds ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[dict[str, str]]:
+    """`sfauth emulator` in its own process, and the JSON line it printed.
+
+    It outlives the tests' event loops (for tests that call ``asyncio.run()`` themselves).
+    """
+    command = [sys.executable, "-m", "sfauth", "emulator"]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    ) as proc:
+        assert proc.stdout is not None
+        info = json.loads(proc.stdout.readline())
+        try:
+            yield info
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+            Path(info["private_key_file"]).unlink(missing_ok=True)
+
+
+async def start_garbage_server() -> tuple[asyncio.Server, str]:
+    """A server answering every request with a malformed HTTP response; ``(server, url)``."""
+
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: banana\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(garbage, "127.0.0.1", 0)
+    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"

@@ -9,7 +9,6 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -50,22 +49,6 @@ def test_demo_summary_says_when_no_request_saw_the_expiry(
     assert (
         "token requests:  1 (the first login; no request saw the expiry, so nothing was refreshed)"
     ) in lines
-
-
-@pytest.fixture(scope="module")
-def served() -> Iterator[dict[str, str]]:
-    """`sfauth emulator` in its own process, and the JSON line it printed."""
-    with subprocess.Popen(
-        [*SFAUTH, "emulator"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-    ) as proc:
-        assert proc.stdout is not None
-        info = json.loads(proc.stdout.readline())
-        try:
-            yield info
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
-            Path(info["private_key_file"]).unlink(missing_ok=True)
 
 
 def _flags(info: dict[str, str]) -> list[str]:

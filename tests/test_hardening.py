@@ -27,7 +27,7 @@ from sfauth import (
 from sfauth.stores import MemoryTokenStore, RedisTokenStore, TokenStore
 from sfauth.testing import Emulator, EmulatorCredentials, ScriptedResponse, no_backoff
 
-from .conftest import REDIS_URL, SessionFactory
+from .conftest import REDIS_URL, SessionFactory, start_garbage_server
 
 QUERY = "/services/data/v62.0/query"
 SOQL = {"q": "SELECT Id FROM Account LIMIT 1"}
@@ -122,15 +122,8 @@ async def test_edge_errors_do_not_prove_a_token_and_logins_stay_bounded(
 async def test_a_malformed_response_is_a_transport_error_without_the_bearer(
     make_session: SessionFactory, emulator: Emulator
 ) -> None:
-    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: banana\r\n\r\n")
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(garbage, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    emulator.set_instance_url(f"http://127.0.0.1:{port}")
+    server, url = await start_garbage_server()
+    emulator.set_instance_url(url)
     sf = make_session(retry=RetryPolicy.none())
     token = await sf.token()
     try:

@@ -6,10 +6,6 @@ Trust issue items 8, 9, 11 and 12.
 from __future__ import annotations
 
 import asyncio
-import json
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -60,23 +56,6 @@ async def test_a_session_reopened_after_close_refreshes_as_before(
 
 
 # --- item 9: one session object, two event loops ----------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def served() -> Iterator[dict[str, str]]:
-    """`sfauth emulator` in its own process (it outlives the test's event loops)."""
-    command = [sys.executable, "-m", "sfauth", "emulator"]
-    with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-    ) as proc:
-        assert proc.stdout is not None
-        info = json.loads(proc.stdout.readline())
-        try:
-            yield info
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
-            Path(info["private_key_file"]).unlink(missing_ok=True)
 
 
 def test_one_session_in_two_successive_asyncio_runs(served: dict[str, str]) -> None:

@@ -33,7 +33,13 @@ from sfauth._assertion import AssertionSigner
 from sfauth._oauth import TokenClient
 from sfauth.testing import Emulator, EmulatorCredentials, ScriptedResponse, no_backoff
 
-from .conftest import SessionFactory, fake_session_id, pem_block, pem_header
+from .conftest import (
+    SessionFactory,
+    fake_session_id,
+    pem_block,
+    pem_header,
+    start_garbage_server,
+)
 
 QUERY = "/services/data/v62.0/query"
 SOQL = {"q": "SELECT Id FROM Account LIMIT 1"}
@@ -620,12 +626,6 @@ def _reachable(root: BaseException, depth: int = 8) -> list[object]:
 async def test_no_object_reachable_from_an_error_holds_the_bearer(
     make_session: SessionFactory, emulator: Emulator
 ) -> None:
-    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: banana\r\n\r\n")
-        await writer.drain()
-        writer.close()
-
     sf = make_session(retry=RetryPolicy.none())
     url = f"{emulator.url}{QUERY}"
     errors: list[SFAuthError] = []
@@ -644,8 +644,8 @@ async def test_no_object_reachable_from_an_error_holds_the_bearer(
     emulator.script_rest_responses([ScriptedResponse(status=302, headers={"Location": url})] * 3)
     await collect(max_redirects=2)  # too many redirects (request_info, history)
     tokens = [await sf.token()]
-    server = await asyncio.start_server(garbage, "127.0.0.1", 0)
-    emulator.set_instance_url(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+    server, garbage_url = await start_garbage_server()
+    emulator.set_instance_url(garbage_url)
     try:
         sf = make_session(retry=RetryPolicy.none())
         tokens.append(await sf.token())

@@ -125,7 +125,9 @@ async def test_a_redis_lock_is_renewed_while_held_and_expires_when_its_holder_di
 # --- sessions sharing a store in one process -------------------------------------------------
 
 
-def _session(emulator: Emulator, creds: EmulatorCredentials, store: TokenStore) -> AuthSession:
+def _session(
+    emulator: Emulator, creds: EmulatorCredentials, store: TokenStore, **overrides: Any
+) -> AuthSession:
     return AuthSession(
         client_id=creds.client_id,
         username=creds.username,
@@ -133,6 +135,7 @@ def _session(emulator: Emulator, creds: EmulatorCredentials, store: TokenStore) 
         login_url=emulator.url,
         allow_http_loopback=True,
         token_store=store,
+        **overrides,
     )
 
 
@@ -463,17 +466,9 @@ async def test_waiting_for_a_dead_lock_holder_is_not_a_failed_login(
     # lock lives 1 s more. These sessions may spend only 0.6 s on a login of their own.
     await redis_client.set(prefix + _key(emulator, creds) + ":lock", "dead", px=1000)
     stores = [RedisTokenStore(REDIS_URL, prefix=prefix, lock_ttl=1.0) for _ in range(3)]
+    # failure_threshold=1: a single failed login would open the circuit.
     sessions = [
-        AuthSession(
-            client_id=creds.client_id,
-            username=creds.username,
-            private_key=creds.private_key_pem,
-            login_url=emulator.url,
-            allow_http_loopback=True,
-            token_store=store,
-            refresh_timeout=0.6,
-            failure_threshold=1,  # a single failed login would open the circuit
-        )
+        _session(emulator, creds, store, refresh_timeout=0.6, failure_threshold=1)
         for store in stores
     ]
     try:
