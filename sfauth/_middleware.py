@@ -517,20 +517,38 @@ class _Send:
         return error
 
     def _rewind_or_raise(self, status: int | None) -> None:
-        """Put the body back for another send, or raise: a stream is never sent twice."""
+        """Put the body back for another send, or raise: a stream is never sent twice.
+
+        Args:
+            status: The rejected session's HTTP status before a replay; ``None`` before a
+                retry after a transient failure.
+
+        Raises:
+            InvalidSessionError: Before a replay (the session was renewed, the request not).
+            TransportError: Before a retry (not retryable).
+        """
         rewind = self.rewind
         if rewind is not None and rewind():
             return
-        what = "the session expired" if status is not None else "the request failed"
+        request = self.request
+        why = (
+            "the request body is a stream (or a file that was closed) that was already sent, "
+            "so it is not sent again; send the request again with a new body, or pass bytes, "
+            "str, JSON or a seekable file, which sfauth resends itself"
+        )
+        if status is None:
+            error = TransportError(
+                why, method=request.method, url=_where(request), reason="NotResent", sent=True
+            )
+            error.retryable = False
+            raise error
         raise InvalidSessionError(
-            f"{what} and the request body is a stream (or a file that was closed) that was "
-            "already sent, so it is not sent again; send the request again with a new body, "
-            "or pass bytes, str, JSON or a seekable file, which sfauth resends itself",
-            status=status or 0,
-            error_code="INVALID_SESSION_ID" if status is not None else None,
+            f"the session expired and {why}",
+            status=status,
+            error_code="INVALID_SESSION_ID",
             message="(not resent)",
-            method=self.request.method,
-            url=_where(self.request),
+            method=request.method,
+            url=_where(request),
         )
 
     async def _after_rejection(
