@@ -192,7 +192,13 @@ class AuthSession(QueryMixin):
         """
         settings = settings_from_env(environ, prefix=prefix, provided=overrides)
         settings.update(overrides)
-        return cls(**settings)
+        try:
+            return cls(**settings)
+        except ConfigurationError as exc:
+            if "allow_http_loopback=True" not in str(exc) or "allow_http_loopback" in overrides:
+                raise
+            hint = f"{exc} (or set {prefix}ALLOW_HTTP_LOOPBACK=true)"
+        raise ConfigurationError(hint)
 
     def __repr__(self) -> str:
         c = self.auth.config

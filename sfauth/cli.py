@@ -45,7 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Returns:
         The exit status: 0 on success, 1 when the operation failed (a request or the token
-        exchange), 2 for bad arguments or configuration.
+        exchange), 2 for bad arguments or configuration, 141 when the reader of standard output
+        went away (``sfauth token | head``), as after a SIGPIPE.
     """
     arguments = list(sys.argv[1:] if argv is None else argv)
     parser, commands = _parser()
@@ -69,6 +70,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader closed the pipe: say nothing more (Python's documented recipe, so that
+        # the interpreter's final flush of stdout does not fail too).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     return result
 
 

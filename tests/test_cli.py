@@ -489,3 +489,20 @@ def test_allow_http_loopback_from_the_environment(
         "(any case); got 'maybe'\n"
     )
     assert main(["token", "--allow-http-loopback"]) == 0  # not read when the flag is given
+
+
+def test_a_reader_that_goes_away_ends_the_output_quietly(served: dict[str, str]) -> None:
+    # `sfauth token ... | head -c 0`: the reader is gone before anything is written.
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        result = subprocess.run(
+            [*SFAUTH, "token", *_flags(served)],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            timeout=60,
+        )
+    finally:
+        os.close(write)
+    assert result.stderr == b""
+    assert result.returncode == 141

@@ -326,5 +326,5 @@ async def test_from_env_reaches_the_emulator_over_http(
         AuthSession.from_env({**env, "SF_ALLOW_HTTP_LOOPBACK": "no"})
     assert str(caught.value) == (
         f"login_url {emulator.url!r} uses plain http; pass allow_http_loopback=True to talk "
-        "to a local emulator over http"
+        "to a local emulator over http (or set SF_ALLOW_HTTP_LOOPBACK=true)"
     )
