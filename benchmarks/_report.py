@@ -352,17 +352,21 @@ def machine() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             versions.append(f"{name} (not installed)")
     try:
-        revision = subprocess.run(
-            ["git", "describe", "--always", "--dirty", "--abbrev=12"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        revision = f"git {revision}" + (
-            " (uncommitted changes in the work tree)" if revision.endswith("-dirty") else ""
-        )
+        here = Path(__file__).resolve().parent
+
+        def git(*args: str) -> str:
+            return subprocess.run(
+                ["git", *args], cwd=here, capture_output=True, text=True, timeout=10, check=True
+            ).stdout.strip()
+
+        # The run's own outputs (this report and the plot) do not make the source dirty.
+        changed = git(
+            "status", "--porcelain", "--", ":/", ":!benchmarks/RESULTS.md",
+            ":!benchmarks/throughput.png",
+        )  # fmt: skip
+        revision = f"git {git('rev-parse', '--short=12', 'HEAD')}"
+        if changed:
+            revision += "-dirty (uncommitted changes in the work tree)"
     except (OSError, subprocess.SubprocessError):
         revision = "unknown (not a git checkout)"
     return {
