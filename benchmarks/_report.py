@@ -361,8 +361,8 @@ def machine() -> dict[str, str]:
 
         # The run's own outputs (this report and the plot) do not make the source dirty.
         changed = git(
-            "status", "--porcelain", "--", ":/", ":!benchmarks/RESULTS.md",
-            ":!benchmarks/throughput.png",
+            "status", "--porcelain", "--", ":/",
+            ":(top,exclude)benchmarks/RESULTS.md", ":(top,exclude)benchmarks/throughput.png",
         )  # fmt: skip
         revision = f"git {git('rev-parse', '--short=12', 'HEAD')}"
         if changed:
