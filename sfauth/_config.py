@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
+from ._logging import scrub
 from .exceptions import ConfigurationError
 
 __all__ = [
@@ -161,27 +162,33 @@ def check_base_url(name: str, url: str, *, allow_http_loopback: bool) -> str:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a malformed port
     except ValueError:
-        raise ConfigurationError(f"{name} {url!r} is not a valid URL") from None
+        raise ConfigurationError(f"{name} {scrub(url)[:200]!r} is not a valid URL") from None
+    # Shown in errors without credentials, query or fragment (they may hold secrets).
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    netloc = f"{host}:{parts.port}" if parts.port is not None else host
+    hidden = " (query and fragment not shown)" if parts.query or parts.fragment else ""
+    shown = repr(scrub(urlunsplit((parts.scheme, netloc, parts.path, "", ""))[:200])) + hidden
+    if parts.username or parts.password:
+        raise ConfigurationError(f"{name} must not contain credentials")
     if not parts.scheme or not parts.hostname:
         raise ConfigurationError(
-            f"{name} {url!r} needs a scheme and a host, e.g. {DEFAULT_LOGIN_URL!r}"
+            f"{name} {shown} needs a scheme and a host, e.g. {DEFAULT_LOGIN_URL!r}"
         )
     if parts.path or parts.query or parts.fragment:
         raise ConfigurationError(
-            f"{name} {url!r} must be only scheme and host (no path, query or fragment); "
+            f"{name} {shown} must be only scheme and host (no path, query or fragment); "
             "an Experience Cloud prefix goes in site=..."
         )
-    if parts.username or parts.password:
-        raise ConfigurationError(f"{name} must not contain credentials")
     if parts.scheme == "https":
         return url
     if parts.scheme == "http":
         if not is_loopback_host(parts.hostname):
-            raise ConfigurationError(f"{name} {url!r} uses plain http; Salesforce requires https")
+            raise ConfigurationError(f"{name} {shown} uses plain http; Salesforce requires https")
         if not allow_http_loopback:
             raise ConfigurationError(
-                f"{name} {url!r} uses plain http; pass allow_http_loopback=True to talk to a "
+                f"{name} {shown} uses plain http; pass allow_http_loopback=True to talk to a "
                 "local emulator over http"
             )
         return url
-    raise ConfigurationError(f"{name} {url!r} must use https")
+    raise ConfigurationError(f"{name} {shown} must use https")

@@ -104,6 +104,11 @@ def settings_from_env(
             "the private key file, or the PEM text itself"
         )
     if key_file is not None:
+        if _PEM_BEGIN in key_file:
+            raise ConfigurationError(
+                f"{prefix}JWT_KEY_FILE holds PEM text, not a path; put the key itself in "
+                f"{prefix}JWT_KEY (or its file's path in {prefix}JWT_KEY_FILE)"
+            )
         settings["private_key"] = Path(key_file)
     elif key_text is not None:
         settings["private_key"] = _pem(key_text, f"{prefix}JWT_KEY", f"{prefix}JWT_KEY_FILE")

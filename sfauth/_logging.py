@@ -98,13 +98,15 @@ _SECRET_KEYS = frozenset(
 #: credential or a PEM private key. A bearer credential (RFC 6750 section 2.1 ``b64token``) is
 #: told from prose by its shape: 16 or more token characters with a digit, or 32 or more; so
 #: "Bearer 6f1c…" is masked and "live bearer tokens in clear" is not.
-#: Each branch starts only where a run of its characters starts, and no unbounded run backtracks
-#: (possessive quantifiers; a PEM body stops at the next armour line): scrubbing is linear in the
-#: text's length, whatever the text.
+#: Scrubbing is linear in the text's length, whatever the text: no unbounded run backtracks
+#: (possessive quantifiers; a PEM body stops at the next armour line), and a JWT starts only at
+#: the start of a run of its characters (else ``eyJeyJeyJ…`` is quadratic) — after a
+#: non-base64url character, an escape such as ``\n`` or a percent-encoding such as ``%3D``.
 SECRET_PATTERN = re.compile(
-    r"(?<![0-9A-Za-z])00D[0-9A-Za-z]{12,15}(?:!|%21)[0-9A-Za-z._%-]++"
-    r"|(?<![0-9A-Za-z_-])eyJ[0-9A-Za-z_-]*+\.[0-9A-Za-z_-]*+\.[0-9A-Za-z_-]*+"
-    r"|(?<![0-9A-Za-z])(?i:bearer)\s++"
+    r"00D[0-9A-Za-z]{12,15}(?:!|%21)[0-9A-Za-z._%-]++"
+    r"|(?:(?<![0-9A-Za-z_-])|(?<=\\[nrtbf])|(?<=%[0-9A-Fa-f]{2}))"
+    r"eyJ[0-9A-Za-z_-]*+\.[0-9A-Za-z_-]*+\.[0-9A-Za-z_-]*+"
+    r"|(?i:bearer)\s++"
     r"(?:(?=[A-Za-z._~+/!%=-]*+[0-9])[0-9A-Za-z._~+/!%=-]{16,}+|[0-9A-Za-z._~+/!%=-]{32,}+)"
     r"|-----BEGIN[A-Z ]{0,40}PRIVATE KEY-----(?:(?!-----(?:END|BEGIN)).)*+"
     r"(?:-----END[A-Z ]{0,40}PRIVATE KEY-----)?",

@@ -455,7 +455,8 @@ class _Send:
                 auth._usage.observe(usage)
             if status in _CLASSIFIED:
                 response = await self._classify(response)
-            if response.headers.get(hdrs.CONTENT_TYPE, "").startswith("application/json"):
+            json_body = response.headers.get(hdrs.CONTENT_TYPE, "").startswith("application/json")
+            if json_body and not response.closed:  # closed: an error body over the cap
                 # Read JSON bodies here, inside the retry loop: a body cut short by a dropped
                 # connection is then retried like any transport failure, and the caller gets
                 # a complete body (aiohttp keeps it for .json()/.read()).

@@ -556,6 +556,8 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
     except _KeyFileError as exc:
         print(f"sfauth: error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        raise  # the reader of the JSON line went away: main() ends quietly
     except OSError as exc:
         print(
             f"sfauth: error: cannot serve on {args.host}:{args.port}: {exc.strerror or exc}",

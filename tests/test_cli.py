@@ -491,16 +491,17 @@ def test_allow_http_loopback_from_the_environment(
     assert main(["token", "--allow-http-loopback"]) == 0  # not read when the flag is given
 
 
-def test_a_reader_that_goes_away_ends_the_output_quietly(served: dict[str, str]) -> None:
+@pytest.mark.parametrize("command", ["token", "emulator"])
+def test_a_reader_that_goes_away_ends_the_output_quietly(
+    served: dict[str, str], command: str
+) -> None:
     # `sfauth token ... | head -c 0`: the reader is gone before anything is written.
     read, write = os.pipe()
     os.close(read)
+    flags = _flags(served) if command == "token" else []
     try:
         result = subprocess.run(
-            [*SFAUTH, "token", *_flags(served)],
-            stdout=write,
-            stderr=subprocess.PIPE,
-            timeout=60,
+            [*SFAUTH, command, *flags], stdout=write, stderr=subprocess.PIPE, timeout=60
         )
     finally:
         os.close(write)

@@ -328,3 +328,18 @@ async def test_from_env_reaches_the_emulator_over_http(
         f"login_url {emulator.url!r} uses plain http; pass allow_http_loopback=True to talk "
         "to a local emulator over http (or set SF_ALLOW_HTTP_LOOPBACK=true)"
     )
+
+
+def test_pem_text_in_the_key_file_variable_is_named_as_such(creds: EmulatorCredentials) -> None:
+    env = {
+        "SF_CLIENT_ID": "c",
+        "SF_USERNAME": "u",
+        "SF_JWT_KEY_FILE": creds.private_key_pem.decode(),
+    }
+    with pytest.raises(ConfigurationError) as info:
+        settings_from_env(env)
+    assert str(info.value) == (
+        "SF_JWT_KEY_FILE holds PEM text, not a path; put the key itself in SF_JWT_KEY (or its "
+        "file's path in SF_JWT_KEY_FILE)"
+    )
+    assert "PRIVATE KEY" not in str(info.value)

@@ -775,15 +775,18 @@ def test_scrubbing_is_linear_in_the_text() -> None:
         assert scrub(text) == left
 
 
+@pytest.mark.parametrize("content_type", ["text/plain", "application/json"])
 async def test_an_error_body_of_unknown_length_is_never_buffered_past_64_kib(
-    make_session: SessionFactory, emulator: Emulator
+    make_session: SessionFactory, emulator: Emulator, content_type: str
 ) -> None:
     written = 0
+    hits = 0
 
     async def huge(request: web.Request) -> web.StreamResponse:
-        nonlocal written
-        response = web.StreamResponse(status=500)  # chunked: no Content-Length
-        await response.prepare(request)
+        nonlocal written, hits
+        hits += 1
+        response = web.StreamResponse(status=500, headers={"Content-Type": content_type})
+        await response.prepare(request)  # chunked: no Content-Length
         try:
             for _ in range(4096):
                 await response.write(b"x" * 16384)  # 64 MiB in all
@@ -803,8 +806,42 @@ async def test_an_error_body_of_unknown_length_is_never_buffered_past_64_kib(
     try:
         sf = make_session()
         resp = await sf.get(QUERY, params=SOQL)
-        assert resp.status == 500
-        assert resp.closed  # read up to 64 KiB, then dropped: not a transient 500
+        assert resp.status == 500  # handed back, not retried as a broken transfer
+        assert resp.closed  # read up to 64 KiB, then dropped
     finally:
         await runner.cleanup()
+    assert hits == 1
     assert written < 16 * 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        '{{"log": "request failed\\n{}"}}',  # after a JSON-escaped newline
+        '{{"log": "sid:\\t{}"}}',  # after a JSON-escaped tab
+        "https://x/?a%3D{}",  # after a percent-encoded '='
+        "assertion={}",
+        "Authorization: Bearer {}",
+    ],
+)
+def test_secrets_are_masked_after_escapes_and_percent_encodings(template: str) -> None:
+    from sfauth._logging import scrub
+
+    for secret in (SESSION_ID, JWT):
+        masked = scrub(template.format(secret))
+        assert secret.split("!")[-1] not in masked
+        assert "<redacted>" in masked
+
+
+def test_a_login_url_error_never_echoes_its_query_or_credentials() -> None:
+    url = f"https://login.salesforce.com/x?sid={SESSION_ID}#{SECRET_PART}"
+    with pytest.raises(ConfigurationError) as info:
+        AuthSession(client_id="c", username="u", private_key=b"k", login_url=url)
+    assert str(info.value) == (
+        "login_url 'https://login.salesforce.com/x' (query and fragment not shown) must be only "
+        "scheme and host (no path, query or fragment); an Experience Cloud prefix goes in "
+        "site=..."
+    )
+    with pytest.raises(ConfigurationError) as info:
+        AuthSession(client_id="c", username="u", private_key=b"k", login_url="https://u:pw@h/p")
+    assert str(info.value) == "login_url must not contain credentials"

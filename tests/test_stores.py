@@ -546,3 +546,32 @@ async def test_another_redis_type_under_the_token_key_is_overwritten(
             await sf.close()
         for store in stores:
             await store.close()
+
+
+@pytest.mark.parametrize("kind", ["string without a TTL", "list"])
+async def test_a_lock_key_that_no_sfauth_process_set_is_cleared(
+    kind: str,
+    prefix: str,
+    redis_client: redis_asyncio.Redis,
+    emulator: Emulator,
+    creds: EmulatorCredentials,
+) -> None:
+    name = prefix + _key(emulator, creds) + ":lock"
+    if kind == "list":
+        await redis_client.rpush(name, "x")  # type: ignore[misc]
+    else:
+        await redis_client.set(name, "stuck")
+    stores = [RedisTokenStore(REDIS_URL, prefix=prefix, on_unavailable="raise") for _ in range(2)]
+    sessions = [_session(emulator, creds, store) for store in stores]
+    try:
+        with structlog.testing.capture_logs() as events:
+            for sf in sessions:
+                sf.open()
+                assert await _get(sf) == 200
+        assert emulator.token_request_count == 1  # logged in once, and shared
+        assert [e["event"] for e in events].count("sfauth.store.stuck_lock_cleared") == 1
+    finally:
+        for sf in sessions:
+            await sf.close()
+        for store in stores:
+            await store.close()

@@ -7,7 +7,8 @@ Layout, under a configurable prefix (default ``"sfauth:"``):
 - ``{prefix}{key}:lock`` — the right to refresh: ``SET NX PX`` with a random owner token,
   released by compare-and-delete (redis-py's ``Lock``), expiring after ``lock_ttl`` seconds (or
   the holder's ``ttl``, when shorter) so a process that dies while holding it blocks the others
-  at most that long. A live holder renews it, but never past its ``ttl``.
+  at most that long. A live holder renews it, but never past its ``ttl``. A value there without
+  a TTL, or of another type, cannot be a lock sfauth took: it is deleted (and logged).
 
 A value under the token key that cannot be read (garbage, another version's format, a token
 encrypted with a key this process does not have) is treated as absent: the next refresh logs in
@@ -49,6 +50,13 @@ redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'fp', ARGV[1], 'data', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
+"""
+
+_CLEAR_STUCK_LOCK = """
+if redis.call('PTTL', KEYS[1]) == -1 or redis.call('TYPE', KEYS[1])['ok'] ~= 'string' then
+    return redis.call('DEL', KEYS[1])
+end
+return 0
 """
 
 _INVALIDATE = """
@@ -154,6 +162,7 @@ class RedisTokenStore:
         self._locks: dict[str, tuple[Any, asyncio.Task[None]]] = {}
         self._invalidate = self._redis.register_script(_INVALIDATE)
         self._publish = self._redis.register_script(_PUBLISH)
+        self._clear_stuck_lock = self._redis.register_script(_CLEAR_STUCK_LOCK)
 
     def __repr__(self) -> str:
         encrypted = "encrypted" if self._fernet else "NOT encrypted"
@@ -242,7 +251,14 @@ class RedisTokenStore:
         )
         acquired = await self._call("lock", lock.acquire(blocking=False))
         if not acquired:
-            return None
+            # Every lock sfauth takes expires; a value without a TTL (or of another Redis
+            # type) under the lock key is not one, and would block every refresh for good.
+            name = f"{self._prefix}{key}:lock"
+            if not await self._call("lock", self._clear_stuck_lock(keys=[name])):
+                return None
+            logger.warning("sfauth.store.stuck_lock_cleared", prefix=self._prefix)
+            if not await self._call("lock", lock.acquire(blocking=False)):
+                return None
         owner = str(id(lock))
         # While this process is alive and refreshing, keep the lock from expiring; a process
         # that dies stops renewing it, and the others take over after lock_ttl at most.
