@@ -57,6 +57,18 @@ def creds(emulator: Emulator) -> EmulatorCredentials:
 SessionFactory = Callable[..., AuthSession]
 
 
+@pytest.fixture
+def flow(emulator: Emulator, creds: EmulatorCredentials) -> dict[str, Any]:
+    """The flow settings of ``creds`` on ``emulator``: ``AuthSession(**flow)``."""
+    return {
+        "client_id": creds.client_id,
+        "username": creds.username,
+        "private_key": creds.private_key_pem,
+        "login_url": emulator.url,
+        "allow_http_loopback": True,
+    }
+
+
 # --- secret-shaped values, made at test time (nothing key- or token-shaped is committed) -----
 
 
@@ -76,22 +88,12 @@ def fake_session_id(org_id: str = "00D5e000000AbCdEAA") -> str:
 
 
 @pytest.fixture
-async def make_session(
-    emulator: Emulator, creds: EmulatorCredentials
-) -> AsyncIterator[SessionFactory]:
+async def make_session(flow: dict[str, Any]) -> AsyncIterator[SessionFactory]:
     """Build AuthSessions bound to the emulator; every one is closed after the test."""
     opened: list[AuthSession] = []
 
     def make(cls: type[AuthSession] = AuthSession, **overrides: Any) -> AuthSession:
-        kwargs: dict[str, Any] = {
-            "client_id": creds.client_id,
-            "username": creds.username,
-            "private_key": creds.private_key_pem,
-            "login_url": emulator.url,
-            "allow_http_loopback": True,
-        }
-        kwargs.update(overrides)
-        session = cls(**kwargs)
+        session = cls(**{**flow, **overrides})
         session.open()
         opened.append(session)
         return session

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -29,15 +30,9 @@ async def status(sf: AuthSession) -> int:
 
 
 async def test_a_session_reopened_after_close_refreshes_as_before(
-    emulator: Emulator, creds: EmulatorCredentials
+    emulator: Emulator, creds: EmulatorCredentials, flow: dict[str, Any]
 ) -> None:
-    sf = AuthSession(
-        client_id=creds.client_id,
-        username=creds.username,
-        private_key=creds.private_key_pem,
-        login_url=emulator.url,
-        allow_http_loopback=True,
-    )
+    sf = AuthSession(**flow)
     async with sf:
         assert await status(sf) == 200
     async with sf:
@@ -81,15 +76,9 @@ def test_one_session_in_two_successive_asyncio_runs(served: dict[str, str]) -> N
 
 
 async def test_closing_the_session_that_started_a_refresh_does_not_fail_the_others(
-    emulator: Emulator, creds: EmulatorCredentials
+    emulator: Emulator, creds: EmulatorCredentials, flow: dict[str, Any]
 ) -> None:
-    auth = SalesforceAuthMiddleware(
-        client_id=creds.client_id,
-        username=creds.username,
-        private_key=creds.private_key_pem,
-        login_url=emulator.url,
-        allow_http_loopback=True,
-    )
+    auth = SalesforceAuthMiddleware(**flow)
     url = f"{emulator.url}{QUERY}"
     # The first token request hangs: the refresh runs on session a's pool while b waits.
     emulator.script_token_responses([ScriptedResponse(status=503, delay=30.0)])

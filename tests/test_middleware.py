@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -23,15 +24,9 @@ SOQL = {"q": "SELECT Id, Name FROM Account LIMIT 2"}
 
 @pytest.fixture
 async def user_session(
-    emulator: Emulator, creds: EmulatorCredentials
+    emulator: Emulator, creds: EmulatorCredentials, flow: dict[str, Any]
 ) -> AsyncIterator[tuple[aiohttp.ClientSession, SalesforceAuthMiddleware]]:
-    auth = SalesforceAuthMiddleware(
-        client_id=creds.client_id,
-        username=creds.username,
-        private_key=creds.private_key_pem,
-        login_url=emulator.url,
-        allow_http_loopback=True,
-    )
+    auth = SalesforceAuthMiddleware(**flow)
     connector = aiohttp.TCPConnector(limit=100)
     async with aiohttp.ClientSession(connector=connector, middlewares=(auth,)) as http:
         yield http, auth

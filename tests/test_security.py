@@ -296,7 +296,7 @@ async def test_other_origins_are_refused_with_no_connection(
 
 
 async def test_middleware_leaves_unrelated_hosts_alone(
-    emulator: Emulator, creds: EmulatorCredentials
+    emulator: Emulator, creds: EmulatorCredentials, flow: dict[str, Any]
 ) -> None:
     from sfauth import SalesforceAuthMiddleware
 
@@ -313,13 +313,7 @@ async def test_middleware_leaves_unrelated_hosts_alone(
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    auth = SalesforceAuthMiddleware(
-        client_id=creds.client_id,
-        username=creds.username,
-        private_key=creds.private_key_pem,
-        login_url=emulator.url,
-        allow_http_loopback=True,
-    )
+    auth = SalesforceAuthMiddleware(**flow)
     try:
         async with aiohttp.ClientSession(middlewares=(auth,)) as http:
             await auth.token(http)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+from typing import Any
 
 import aiohttp
 import jwt
@@ -94,15 +95,9 @@ async def test_expiry_with_1000_in_flight_makes_exactly_one_more_token_request(
 
 
 async def test_401_for_an_already_replaced_token_does_not_refresh_again(
-    emulator: Emulator, creds: EmulatorCredentials
+    emulator: Emulator, creds: EmulatorCredentials, flow: dict[str, Any]
 ) -> None:
-    auth = SalesforceAuthMiddleware(
-        client_id=creds.client_id,
-        username=creds.username,
-        private_key=creds.private_key_pem,
-        login_url=emulator.url,
-        allow_http_loopback=True,
-    )
+    auth = SalesforceAuthMiddleware(**flow)
     hold = asyncio.Event()
     held = asyncio.Event()
 
@@ -139,15 +134,9 @@ async def test_401_for_an_already_replaced_token_does_not_refresh_again(
 
 
 async def test_replay_meeting_a_second_invalidation_of_a_working_token_is_replayed_again(
-    emulator: Emulator, creds: EmulatorCredentials
+    emulator: Emulator, creds: EmulatorCredentials, flow: dict[str, Any]
 ) -> None:
-    auth = SalesforceAuthMiddleware(
-        client_id=creds.client_id,
-        username=creds.username,
-        private_key=creds.private_key_pem,
-        login_url=emulator.url,
-        allow_http_loopback=True,
-    )
+    auth = SalesforceAuthMiddleware(**flow)
     sends = 0
     held = asyncio.Event()
     release = asyncio.Event()

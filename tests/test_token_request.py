@@ -7,6 +7,8 @@ another service, ``raise_for_status``, cookies).
 
 from __future__ import annotations
 
+from typing import Any
+
 import aiohttp
 import pytest
 
@@ -31,20 +33,10 @@ FOREIGN = {
 }
 
 
-def middleware(emulator: Emulator, creds: EmulatorCredentials) -> SalesforceAuthMiddleware:
-    return SalesforceAuthMiddleware(
-        client_id=creds.client_id,
-        username=creds.username,
-        private_key=creds.private_key_pem,
-        login_url=emulator.url,
-        allow_http_loopback=True,
-    )
-
-
 async def test_the_token_request_carries_nothing_of_the_callers_session(
-    emulator: Emulator, creds: EmulatorCredentials
+    emulator: Emulator, creds: EmulatorCredentials, flow: dict[str, Any]
 ) -> None:
-    auth = middleware(emulator, creds)
+    auth = SalesforceAuthMiddleware(**flow)
     async with aiohttp.ClientSession(
         middlewares=(auth,), headers=FOREIGN, raise_for_status=True, cookies={"sid": "cookie"}
     ) as http:
@@ -62,9 +54,9 @@ async def test_the_token_request_carries_nothing_of_the_callers_session(
 
 
 async def test_a_refused_login_is_not_retried_under_raise_for_status(
-    emulator: Emulator, creds: EmulatorCredentials
+    emulator: Emulator, creds: EmulatorCredentials, flow: dict[str, Any]
 ) -> None:
-    auth = middleware(emulator, creds)
+    auth = SalesforceAuthMiddleware(**flow)
     refusal = {"error": "invalid_grant", "error_description": "user hasn't approved this consumer"}
     emulator.script_token_responses([ScriptedResponse(status=400, json=refusal)])
     async with aiohttp.ClientSession(middlewares=(auth,), raise_for_status=True) as http:
