@@ -142,10 +142,11 @@ class SalesforceAuthMiddleware:
             (only one of the same org and user as this session's), and only one of them logs
             in at a time. ``None`` (default) keeps the token here.
         max_relogins: Logins allowed within ``relogin_window`` seconds to replace tokens the
-            API rejected after they had worked (expiries, revocations, ``replace_token``
-            reports); past that, such a rejection raises ``InvalidSessionError`` instead of
-            logging in, so an endpoint that rejects working sessions cannot cause a login per
-            request (Salesforce caps logins per user per hour). Default 5.
+            API rejected (expiries, revocations, ``replace_token`` reports, an endpoint that
+            refuses the session), one per rejected token; past that, such a rejection raises
+            ``InvalidSessionError`` instead of logging in, so an endpoint that rejects working
+            sessions cannot cause a login per request (Salesforce caps logins per user per
+            hour). Default 5.
         relogin_window: Seconds of the rolling window of ``max_relogins`` (default 300).
 
     Raises:
@@ -564,14 +565,15 @@ class _Send:
         final, unless the token the replay carried had already worked for other requests: then
         the session was invalidated again in between (a second expiry or a revocation) and the
         request is replayed once more. Tokens that never worked are never replayed twice, and
-        the circuit counts them; logins after rejections of tokens that had worked are bounded
-        by ``max_relogins``.
+        the circuit counts them; every login after a rejection is bounded by ``max_relogins``.
         """
         manager = self.auth._manager
         request = self.request
         rejection = await self._rejection(response)
-        if rejection is None:
-            return response, token  # a 400 of the async API that is not about the session
+        if rejection is None:  # a 400 of the async API that is not about the session
+            if not manager.proven:
+                manager.mark_proven(token)  # Salesforce answered past authentication
+            return response, token
         error_code, message = rejection
         for _ in range(_MAX_REPLAYS):
             if token is manager.current:

@@ -9,16 +9,17 @@ across I/O; the fast path (a cached token) awaits nothing.
 
 Two budgets keep a session from becoming a login storm (Salesforce caps logins per user per
 hour): the circuit breaker counts refreshes that failed and fresh tokens rejected before they
-ever worked; the relogin window counts logins that replaced a token after it had worked (an
-expiry, a revocation, a ``replace_token`` report) and refuses more than ``max_relogins`` within
-``relogin_window`` seconds, so one endpoint that rejects working sessions cannot cause a login per
-request.
+ever worked; the relogin window counts the tokens replaced after a rejection (an expiry, a
+revocation, a ``replace_token`` report, an endpoint that refuses the session), once each, and
+refuses more than ``max_relogins`` within ``relogin_window`` seconds, so one endpoint that rejects
+working sessions cannot cause a login per request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 import weakref
 from collections import deque
@@ -68,9 +69,9 @@ class TokenManager:
             refresh), or ``None`` to refresh only on a 401.
         store: Where tokens are shared with other sessions or processes, or ``None`` to keep
             the token to this manager.
-        max_relogins: Logins allowed within ``relogin_window`` seconds to replace tokens the
-            API rejected after they had worked; past that, such rejections raise
-            ``InvalidSessionError`` instead of logging in.
+        max_relogins: Tokens that may be replaced after a rejection within ``relogin_window``
+            seconds; past that, such rejections raise ``InvalidSessionError`` instead of
+            logging in.
         relogin_window: Seconds of the rolling window ``max_relogins`` applies to.
         clock: Monotonic seconds; ``time.monotonic`` unless testing.
     """
@@ -303,9 +304,7 @@ class TokenManager:
                 raise
 
     async def _run(self, http: aiohttp.ClientSession, replacing: Token | None) -> Token:
-        async def mint() -> Token:
-            return await self._mint(http)
-
+        mint = functools.partial(self._mint, http)
         try:
             if self._store is None:
                 token = await mint()

@@ -90,9 +90,9 @@ class AuthSession(QueryMixin):
             ``"latest"`` (the default: the highest version the org serves, looked up once) or a
             version such as ``"62.0"`` (``"v62.0"`` is accepted).
         max_relogins: Logins allowed within ``relogin_window`` seconds to replace sessions the
-            API rejected after they had worked (expiries, revocations, ``replace_token``);
-            past that such a rejection raises ``InvalidSessionError`` instead of logging in
-            (default 5).
+            API rejected (expiries, revocations, ``replace_token`` reports, an endpoint that
+            refuses the session), one per rejected token; past that such a rejection raises
+            ``InvalidSessionError`` instead of logging in (default 5).
         relogin_window: Seconds of the rolling window of ``max_relogins`` (default 300).
 
     Raises:
