@@ -249,17 +249,22 @@ def test_no_secret_in_any_message(pkcs8_pem: bytes) -> None:
         assert "\\n" not in shown
 
 
-async def test_settings_build_a_working_session(
-    emulator: Emulator, creds: EmulatorCredentials, tmp_path: Path
-) -> None:
+@pytest.fixture
+def emulator_env(emulator: Emulator, creds: EmulatorCredentials, tmp_path: Path) -> dict[str, str]:
+    """``SF_*`` variables for ``creds`` on ``emulator``, the key in a file."""
     key_file = creds.write_private_key(tmp_path / "sfauth.key")
-    env = {
+    return {
         "SF_CLIENT_ID": creds.client_id,
         "SF_USERNAME": creds.username,
         "SF_JWT_KEY_FILE": str(key_file),
         "SF_INSTANCE_URL": emulator.url,
     }
-    settings: dict[str, Any] = settings_from_env(env)
+
+
+async def test_settings_build_a_working_session(
+    emulator: Emulator, creds: EmulatorCredentials, emulator_env: dict[str, str]
+) -> None:
+    settings: dict[str, Any] = settings_from_env(emulator_env)
     async with AuthSession(**settings, allow_http_loopback=True) as sf:
         token = await sf.token()
     assert token.user_id == creds.user_id
@@ -308,16 +313,9 @@ def test_allow_http_loopback_unset_empty_or_provided() -> None:
 
 
 async def test_from_env_reaches_the_emulator_over_http(
-    emulator: Emulator, creds: EmulatorCredentials, tmp_path: Path
+    emulator: Emulator, creds: EmulatorCredentials, emulator_env: dict[str, str]
 ) -> None:
-    key_file = creds.write_private_key(tmp_path / "sfauth.key")
-    env = {
-        "SF_CLIENT_ID": creds.client_id,
-        "SF_USERNAME": creds.username,
-        "SF_JWT_KEY_FILE": str(key_file),
-        "SF_INSTANCE_URL": emulator.url,
-        "SF_ALLOW_HTTP_LOOPBACK": "true",
-    }
+    env = {**emulator_env, "SF_ALLOW_HTTP_LOOPBACK": "true"}
     async with AuthSession.from_env(env) as sf:
         token = await sf.token()
     assert token.user_id == creds.user_id

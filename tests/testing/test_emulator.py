@@ -70,16 +70,20 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-def make_assertion(
-    creds: EmulatorCredentials, *, key: bytes | None = None, **overrides: object
-) -> str:
-    claims: dict[str, object] = {
+def default_claims(creds: EmulatorCredentials) -> dict[str, object]:
+    """The claims of a valid assertion for ``creds``, expiring in two minutes."""
+    return {
         "iss": creds.client_id,
         "sub": creds.username,
         "aud": creds.audience,
         "exp": int(time.time()) + 120,
     }
-    claims.update(overrides)
+
+
+def make_assertion(
+    creds: EmulatorCredentials, *, key: bytes | None = None, **overrides: object
+) -> str:
+    claims = {**default_claims(creds), **overrides}
     claims = {k: v for k, v in claims.items() if v is not _DROP}
     return jwt.encode(claims, key or creds.private_key_pem, algorithm="RS256")
 

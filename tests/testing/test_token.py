@@ -23,6 +23,8 @@ from sfauth.testing import Emulator, EmulatorCredentials
 from sfauth.testing._keys import parse_jwt
 from sfauth.testing._token import exp_seconds, parse_form
 
+from .test_emulator import default_claims
+
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 TOKEN_PATH = "/services/oauth2/token"
 FORM = "application/x-www-form-urlencoded"
@@ -49,14 +51,7 @@ def sign(header: bytes, claims: bytes, creds: EmulatorCredentials) -> str:
 
 
 def claims_json(creds: EmulatorCredentials, **overrides: object) -> bytes:
-    claims: dict[str, object] = {
-        "iss": creds.client_id,
-        "sub": creds.username,
-        "aud": creds.audience,
-        "exp": int(time.time()) + 120,
-    }
-    claims.update(overrides)
-    return json.dumps(claims).encode()
+    return json.dumps({**default_claims(creds), **overrides}).encode()
 
 
 def with_huge_number(creds: EmulatorCredentials) -> bytes:
