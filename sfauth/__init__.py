@@ -12,6 +12,7 @@ from ._logging import redact_secrets
 from ._middleware import SalesforceAuthMiddleware
 from ._retry import RetryPolicy
 from ._session import AuthSession
+from ._settings import Settings
 from ._token import Token
 from .exceptions import (
     APIError,
@@ -58,6 +59,7 @@ __all__ = [
     "SalesforceAuthMiddleware",
     "SessionClosedError",
     "SessionError",
+    "Settings",
     "Token",
     "TokenEndpointError",
     "TokenResponseError",

@@ -26,11 +26,11 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 
 import aiohttp
-from yarl import URL
 
 from ._logging import logger
 from ._oauth import TokenClient
 from ._retry import RetryPolicy, call_with_retries
+from ._scoping import Origin, origin_of
 from ._token import Token
 from .exceptions import (
     APIError,
@@ -45,14 +45,6 @@ from .stores._base import TokenStore, fingerprint, store_key
 __all__ = ["TokenManager", "origin_of"]
 
 _MAX_OLD_ORIGINS = 8
-
-Origin = tuple[str, str, int | None]
-
-
-def origin_of(url: str) -> Origin:
-    """``(scheme, host, port)`` of an absolute URL, with the default port made explicit."""
-    parsed = URL(url)
-    return (parsed.scheme, parsed.raw_host or "", parsed.port)
 
 
 class TokenManager:

@@ -3,39 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import ssl as _ssl
 import time
-from collections.abc import Coroutine, Generator, Mapping
+from collections.abc import Generator, Mapping
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, Unpack
 
 import aiohttp
-from yarl import URL
 
-from ._assertion import MAX_ASSERTION_LIFETIME
-from ._config import DEFAULT_LOGIN_URL
 from ._env import settings_from_env
-from ._keys import PrivateKeyInput
 from ._limits import ApiUsage
 from ._logging import scrub
-from ._middleware import _REQUEST_FLAGS, SalesforceAuthMiddleware, request_flags
-from ._query import LATEST, QueryMixin, normalize_api_version
-from ._retry import RetryPolicy
+from ._middleware import SalesforceAuthMiddleware
+from ._query import QueryMixin
+from ._scoping import resolve
+from ._settings import Options, Settings, settings_from
 from ._token import Token
-from .exceptions import (
-    ConfigurationError,
-    CrossOriginError,
-    RequestTimeoutError,
-    SFAuthError,
-    TransportError,
-)
-from .stores._base import TokenStore
+from .exceptions import ConfigurationError, RequestTimeoutError, SFAuthError, TransportError
 
 __all__ = ["AuthSession"]
-
-#: Default per-request timeouts (seconds). ``total`` covers waiting for a pooled connection,
-#: sending and reading; Salesforce REST calls themselves time out after 10 minutes.
-DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=300.0, sock_connect=30.0)
 
 
 class AuthSession(QueryMixin):
@@ -53,124 +38,40 @@ class AuthSession(QueryMixin):
     concurrent callers), and on a 401 ``INVALID_SESSION_ID`` refreshes once and replays once.
 
     Args:
-        client_id: The connected app's consumer key (``iss``).
-        username: The Salesforce username to act as (``sub``).
-        private_key: RSA private key: PEM text (``str``/``bytes``, PKCS#1 or PKCS#8, literal
-            ``\n`` accepted), a file path, or a loaded ``RSAPrivateKey``. Parsed once.
-        passphrase: Passphrase of an encrypted PEM.
-        login_url: Scheme and host of the token endpoint (default
-            ``https://login.salesforce.com``; ``https://test.salesforce.com`` for sandboxes,
-            or a My Domain URL).
-        audience: The ``aud`` claim; derived from ``login_url``/``site`` when ``None``.
-        site: Experience Cloud path prefix such as ``"/customers"``; default ``""``.
-        assertion_lifetime: Seconds until each assertion's ``exp``; ``0 < x <= 180``.
-        allow_http_loopback: Allow plain ``http`` to loopback hosts (the emulator).
-        limit: Maximum simultaneous connections in the pool (``0`` = unlimited).
-        limit_per_host: Maximum simultaneous connections per host (``0`` = unlimited).
-        timeout: Per-request ``aiohttp.ClientTimeout``; default ``total=300 s``,
-            ``sock_connect=30 s``.
-        retry: How transient failures are retried (``RetryPolicy()`` by default: up to 8
-            attempts within 60 s, exponential backoff with full jitter, ``Retry-After``
-            honoured); ``RetryPolicy.none()`` disables retries.
-        refresh_timeout: Seconds one token refresh may take, retries included (default 30).
-        refresh_cooldown: Seconds the circuit stays open after ``failure_threshold``
-            consecutive failed or rejected refreshes (default 60).
-        failure_threshold: Consecutive failed refreshes, or fresh tokens rejected before they
-            ever worked, that open the circuit (default 3).
-        max_token_age: Seconds after which the token is replaced before the next request;
-            ``None`` (default) refreshes on a 401 only.
-        usage_warning: Fraction of the daily API allocation at which ``sfauth.limits.high``
-            is logged (default 0.8).
-        ssl: ``ssl`` argument of the connector: ``True`` (verify with the system store), an
-            ``ssl.SSLContext`` (for example one trusting a test CA), or ``False``.
-        keepalive_timeout: Seconds an idle pooled connection is kept (default 30).
-        token_store: Share the token with other sessions or processes: ``MemoryTokenStore``
-            (one process) or ``RedisTokenStore`` (many hosts). The store stays yours to close.
-        api_version: REST API version of ``query``, ``query_all`` and ``limits``:
-            ``"latest"`` (the default: the highest version the org serves, looked up once) or a
-            version such as ``"62.0"`` (``"v62.0"`` is accepted).
-        max_relogins: Logins allowed within ``relogin_window`` seconds to replace sessions the
-            API rejected (expiries, revocations, ``replace_token`` reports, an endpoint that
-            refuses the session), one per rejected token; past that such a rejection raises
-            ``InvalidSessionError`` instead of logging in (default 5).
-        relogin_window: Seconds of the rolling window of ``max_relogins`` (default 300).
+        settings: A ``Settings`` to start from (optional): one object holds every setting,
+            each documented there once.
+        **options: Any ``Settings`` field by name, overriding ``settings``: ``client_id``,
+            ``username``, ``private_key`` (required unless ``settings`` has them),
+            ``passphrase``, ``login_url``, ``audience``, ``site``, ``assertion_lifetime``,
+            ``allow_http_loopback``, ``limit`` (pool connections, default 100; also the
+            number of sends in flight), ``limit_per_host``, ``timeout``, ``retry``,
+            ``refresh_timeout``, ``refresh_cooldown``, ``failure_threshold``,
+            ``max_token_age``, ``usage_warning``, ``ssl``, ``keepalive_timeout``,
+            ``token_store``, ``api_version``, ``max_relogins``, ``relogin_window``,
+            ``max_in_flight``.
 
     Raises:
         ConfigurationError: A setting is missing or malformed.
         PrivateKeyError: The key cannot be loaded or is not RSA >= 2048 bits.
+        TypeError: A required setting is missing or a name is not a setting.
     """
 
-    def __init__(
-        self,
-        *,
-        client_id: str,
-        username: str,
-        private_key: PrivateKeyInput,
-        passphrase: str | bytes | None = None,
-        login_url: str = DEFAULT_LOGIN_URL,
-        audience: str | None = None,
-        site: str = "",
-        assertion_lifetime: float = MAX_ASSERTION_LIFETIME,
-        allow_http_loopback: bool = False,
-        limit: int = 100,
-        limit_per_host: int = 0,
-        timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT,
-        retry: RetryPolicy | None = None,
-        refresh_timeout: float = 30.0,
-        refresh_cooldown: float = 60.0,
-        failure_threshold: int = 3,
-        max_token_age: float | None = None,
-        usage_warning: float = 0.8,
-        ssl: _ssl.SSLContext | bool = True,
-        keepalive_timeout: float = 30.0,
-        token_store: TokenStore | None = None,
-        api_version: str = LATEST,
-        max_relogins: int = 5,
-        relogin_window: float = 300.0,
-    ) -> None:
-        _check_int("limit", limit)
-        _check_int("limit_per_host", limit_per_host)
-        if not isinstance(timeout, aiohttp.ClientTimeout):
-            raise ConfigurationError(
-                "timeout must be an aiohttp.ClientTimeout, e.g. aiohttp.ClientTimeout(total=60); "
-                f"got {timeout!r}"
-            )
-        if not isinstance(keepalive_timeout, int | float) or keepalive_timeout < 0:
-            raise ConfigurationError(
-                f"keepalive_timeout must be a number of seconds >= 0; got {keepalive_timeout!r}"
-            )
-        if not isinstance(ssl, _ssl.SSLContext | bool):
-            raise ConfigurationError(
-                f"ssl must be True, False or an ssl.SSLContext; got {type(ssl).__name__}"
-            )
-        self.auth = SalesforceAuthMiddleware(
-            client_id=client_id,
-            username=username,
-            private_key=private_key,
-            passphrase=passphrase,
-            login_url=login_url,
-            audience=audience,
-            site=site,
-            assertion_lifetime=assertion_lifetime,
-            allow_http_loopback=allow_http_loopback,
-            retry=retry,
-            refresh_timeout=refresh_timeout,
-            refresh_cooldown=refresh_cooldown,
-            failure_threshold=failure_threshold,
-            max_token_age=max_token_age,
-            usage_warning=usage_warning,
-            max_in_flight=limit or None,
-            token_store=token_store,
-            max_relogins=max_relogins,
-            relogin_window=relogin_window,
-        )
-        self._limit = limit
-        self._limit_per_host = limit_per_host
-        self._timeout = timeout
-        self._ssl = ssl
-        self._keepalive_timeout = keepalive_timeout
+    def __init__(self, settings: Settings | None = None, /, **options: Unpack[Options]) -> None:
+        settings = settings_from(settings, options)
+        if settings.max_in_flight is None and settings.limit:
+            # Sends in flight follow the pool: a bearer is stamped only once a connection
+            # can take the request.
+            self.auth = SalesforceAuthMiddleware(settings.replace(max_in_flight=settings.limit))
+        else:
+            self.auth = SalesforceAuthMiddleware(settings)
+        self._settings = settings
         self._http: aiohttp.ClientSession | None = None
-        self._api_version = normalize_api_version(api_version)
+        self._api_version = settings.api_version
+
+    @property
+    def settings(self) -> Settings:
+        """The settings this session was built with."""
+        return self._settings
 
     @classmethod
     def from_env(
@@ -230,16 +131,17 @@ class AuthSession(QueryMixin):
         if self._http is not None and not self._http.closed:
             return
         self.auth.open()
+        settings = self._settings
         connector = aiohttp.TCPConnector(
-            limit=self._limit,
-            limit_per_host=self._limit_per_host,
-            ssl=self._ssl,
-            keepalive_timeout=self._keepalive_timeout,
+            limit=settings.limit,
+            limit_per_host=settings.limit_per_host,
+            ssl=settings.ssl,
+            keepalive_timeout=settings.keepalive_timeout,
         )
         self._http = aiohttp.ClientSession(
             connector=connector,
             middlewares=(self.auth,),
-            timeout=self._timeout,
+            timeout=settings.timeout,
         )
 
     async def close(self) -> None:
@@ -341,85 +243,59 @@ class AuthSession(QueryMixin):
             TokenEndpointError: No token could be obtained.
             CircuitOpenError: Refreshes keep failing; no login is attempted for a while.
         """
-        return _ResponseContext(self._send(method, path, idempotent, kwargs))
+        return _ResponseContext(self, method, path, idempotent, kwargs)
 
-    def get(self, path: str, **kwargs: Any) -> _ResponseContext:
+    def get(self, path: str, *, idempotent: bool = False, **kwargs: Any) -> _ResponseContext:
         """``GET`` ``path`` on the instance; see ``request``."""
-        return self.request("GET", path, **kwargs)
+        return _ResponseContext(self, "GET", path, idempotent, kwargs)
 
-    def post(self, path: str, **kwargs: Any) -> _ResponseContext:
+    def post(self, path: str, *, idempotent: bool = False, **kwargs: Any) -> _ResponseContext:
         """``POST`` to ``path`` on the instance (not retried unless ``idempotent=True``)."""
-        return self.request("POST", path, **kwargs)
+        return _ResponseContext(self, "POST", path, idempotent, kwargs)
 
-    def put(self, path: str, **kwargs: Any) -> _ResponseContext:
+    def put(self, path: str, *, idempotent: bool = False, **kwargs: Any) -> _ResponseContext:
         """``PUT`` ``path`` on the instance; see ``request``."""
-        return self.request("PUT", path, **kwargs)
+        return _ResponseContext(self, "PUT", path, idempotent, kwargs)
 
-    def patch(self, path: str, **kwargs: Any) -> _ResponseContext:
+    def patch(self, path: str, *, idempotent: bool = False, **kwargs: Any) -> _ResponseContext:
         """``PATCH`` ``path`` on the instance (not retried unless ``idempotent=True``)."""
-        return self.request("PATCH", path, **kwargs)
+        return _ResponseContext(self, "PATCH", path, idempotent, kwargs)
 
-    def delete(self, path: str, **kwargs: Any) -> _ResponseContext:
+    def delete(self, path: str, *, idempotent: bool = False, **kwargs: Any) -> _ResponseContext:
         """``DELETE`` ``path`` on the instance; see ``request``."""
-        return self.request("DELETE", path, **kwargs)
+        return _ResponseContext(self, "DELETE", path, idempotent, kwargs)
 
-    async def _send(
-        self, method: str, path: str, idempotent: bool, kwargs: dict[str, Any]
-    ) -> aiohttp.ClientResponse:
-        http = self._http
-        if http is None or http.closed:
-            http = self.http  # raises SFAuthError: not open
+    async def _first_token(self, method: str, path: str, kwargs: dict[str, Any]) -> Token:
+        """Log in (or refresh) before a request, within the request's total timeout.
+
+        The time it takes comes out of ``kwargs``' total timeout (updated in place).
+
+        Raises:
+            RequestTimeoutError: The total timeout ran out first.
+        """
         auth = self.auth
-        token = auth.ready_token()
-        if token is None:
-            # The first login (or a proactive refresh) counts against the request's total
-            # timeout: the request itself gets what is left of it.
-            timeout = kwargs.get("timeout", self._timeout)
-            total = _total(timeout)
-            started = time.monotonic()
-            try:
-                async with asyncio.timeout(total):
-                    token = await auth.token(http)
-            except TimeoutError:
-                pass
-            if token is not None and total is not None:
-                left = max(total - (time.monotonic() - started), 0.001)
-                kwargs = {**kwargs, "timeout": _with_total(timeout, left)}
-            if token is None:
-                raise RequestTimeoutError(
-                    f"the request's total timeout ({total} s) ran out while it waited for "
-                    f"a token from {auth.config.token_url}",
-                    method=method,
-                    url=_shown(path),
-                    reason="TimeoutError",
-                    sent=False,
-                )
-        url, relative = _resolve(token.instance_url, path)
-        flags = request_flags(relative=relative, idempotent=idempotent)
-        failure: TransportError
+        timeout = kwargs.get("timeout", self._settings.timeout)
+        total = _total(timeout)
+        started = time.monotonic()
+        token: Token | None = None
         try:
-            return await http.request(method, url, **kwargs)
-        except aiohttp.ClientError as exc:  # e.g. too many redirects
-            failure = TransportError(
-                scrub(str(exc))[:300] or "no details",
-                method=method,
-                url=url.split("?", 1)[0],
-                reason=type(exc).__name__,
-                sent=True,
-            )
+            async with asyncio.timeout(total):
+                token = await auth.token(self.http)
         except TimeoutError:
-            failure = RequestTimeoutError(
-                "the request's total timeout ran out",
+            pass
+        if token is None:
+            raise RequestTimeoutError(
+                f"the request's total timeout ({total} s) ran out while it waited for "
+                f"a token from {auth.config.token_url}",
                 method=method,
-                url=url.split("?", 1)[0],
+                url=_shown(path),
                 reason="TimeoutError",
-                sent=True,
+                sent=False,
             )
-        finally:
-            _REQUEST_FLAGS.reset(flags)
-        # Raised outside the except block: the aiohttp error (its request_info holds the
-        # Authorization header) must not stay reachable through __context__.
-        raise failure
+        if total is not None:
+            left = max(total - (time.monotonic() - started), 0.001)
+            kwargs["timeout"] = _with_total(timeout, left)
+        return token
 
 
 def _total(timeout: object) -> float | None:
@@ -449,61 +325,73 @@ def _shown(path: object) -> str:
     return str(path).split("?", 1)[0][:200]
 
 
-def _check_int(name: str, value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ConfigurationError(f"{name} must be an int >= 0 (0 = unlimited); got {value!r}")
-
-
-def _resolve(instance_url: str, path: str) -> tuple[str, bool]:
-    """Turn a path (or a same-origin URL) into an absolute URL on the instance.
-
-    Returns:
-        ``(url, relative)``: ``relative`` is true when ``path`` was a path on the instance.
-
-    Raises:
-        CrossOriginError: ``path`` is an absolute or ``//host`` URL of another origin.
-        ConfigurationError: ``path`` is not a string or not a valid URL.
-    """
-    if not isinstance(path, str):
-        raise ConfigurationError(f"path must be a str such as '/services/data/'; got {path!r}")
-    if path.startswith("/") and not path.startswith("//"):
-        return instance_url + path, True
-    try:
-        target = URL(path)
-    except (ValueError, TypeError):
-        raise ConfigurationError(f"path {path[:200]!r} is not a valid URL or path") from None
-    if target.scheme and not target.raw_host:
-        raise ConfigurationError(f"path {path[:200]!r} has a scheme but no host")
-    if not target.is_absolute() and not path.startswith("//"):
-        return f"{instance_url}/{path}", True  # "services/data/..." without the leading "/"
-    base = URL(instance_url)
-    if path.startswith("//"):
-        target = URL(f"{base.scheme}:{path}")
-    origin = (target.scheme, target.raw_host, target.port)
-    if not target.raw_host or origin != (base.scheme, base.raw_host, base.port):
-        shown = f"{target.scheme}://{target.raw_host or ''}" if target.raw_host else path[:100]
-        raise CrossOriginError(
-            f"refusing to send to {shown!r}: requests go only to the org's "
-            f"instance_url {instance_url!r}; pass a path such as '/services/data/...'"
-        )
-    return path, False
-
-
 class _ResponseContext:
-    """Awaitable and async context manager around a response coroutine."""
+    """One request of an ``AuthSession``: awaitable, and an async context manager.
 
-    __slots__ = ("_coro", "_resp")
+    Its ``__aenter__`` is the send itself (the session's whole part of the hot path: a
+    token in hand, the URL on the instance, the request to aiohttp with the middleware view
+    for it).
+    """
 
-    def __init__(self, coro: Coroutine[Any, Any, aiohttp.ClientResponse]) -> None:
-        self._coro = coro
+    __slots__ = ("_idempotent", "_kwargs", "_method", "_path", "_resp", "_session")
+
+    def __init__(
+        self,
+        session: AuthSession,
+        method: str,
+        path: str,
+        idempotent: bool,
+        kwargs: dict[str, Any],
+    ) -> None:
+        self._session = session
+        self._method = method
+        self._path = path
+        self._idempotent = idempotent
+        self._kwargs = kwargs
         self._resp: aiohttp.ClientResponse | None = None
 
     def __await__(self) -> Generator[Any, None, aiohttp.ClientResponse]:
-        return self._coro.__await__()
+        return self.__aenter__().__await__()
 
     async def __aenter__(self) -> aiohttp.ClientResponse:
-        self._resp = await self._coro
-        return self._resp
+        session = self._session
+        method = self._method
+        kwargs = self._kwargs
+        http = session._http
+        if http is None or http.closed:
+            http = session.http  # raises SFAuthError: not open
+        auth = session.auth
+        token = auth.ready_token()
+        if token is None:  # a login or refresh first, within the request's total timeout
+            token = await session._first_token(method, self._path, kwargs)
+        url, relative = resolve(token.instance_url, self._path)
+        view = auth.for_request(relative=relative, idempotent=self._idempotent)
+        theirs = kwargs.pop("middlewares", None)
+        failure: TransportError
+        try:
+            self._resp = response = await http.request(
+                method, url, middlewares=(*theirs, view) if theirs else (view,), **kwargs
+            )
+            return response
+        except aiohttp.ClientError as exc:  # e.g. too many redirects
+            failure = TransportError(
+                scrub(str(exc))[:300] or "no details",
+                method=method,
+                url=url.split("?", 1)[0],
+                reason=type(exc).__name__,
+                sent=True,
+            )
+        except TimeoutError:
+            failure = RequestTimeoutError(
+                "the request's total timeout ran out",
+                method=method,
+                url=url.split("?", 1)[0],
+                reason="TimeoutError",
+                sent=True,
+            )
+        # Raised outside the except block: the aiohttp error (its request_info holds the
+        # Authorization header) must not stay reachable through __context__.
+        raise failure
 
     async def __aexit__(
         self,

@@ -223,4 +223,4 @@ async def test_close_stops_a_refresh_in_flight(
     await sf.close()
     with pytest.raises(SessionClosedError):
         await waiter
-    assert sf.auth._manager._task is None
+    assert sf.auth._engine.manager._task is None

@@ -54,7 +54,7 @@ async def test_replace_token_past_max_relogins_is_refused_until_the_window_moves
 ) -> None:
     sf = make_session(max_relogins=2, relogin_window=60.0)
     clock = Clock()
-    sf.auth._manager._clock = clock
+    sf.auth._engine.manager._clock = clock
     token = await sf.token()
     token = await sf.replace_token(token)
     token = await sf.replace_token(token)

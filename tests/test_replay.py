@@ -17,7 +17,7 @@ import pytest
 from aiohttp import payload
 
 from sfauth import InvalidSessionError, RetryPolicy, TransportError
-from sfauth._middleware import rewinder
+from sfauth._bodies import rewinder
 from sfauth.testing import Emulator, ScriptedResponse, no_backoff
 
 from .conftest import SessionFactory

@@ -77,7 +77,7 @@ async def test_unknown_error_then_200_uses_a_fresh_assertion(
         [ScriptedResponse(status=400, json=body, headers={"Retry-After": "5"})]
     )
     sf = make_session(retry=fake_policy(fake, backoff_base=0.01, backoff_cap=0.01))
-    sf.auth._manager.client.signer._clock = fake.clock  # the wall clock advances with the wait
+    sf.auth._engine.manager.client.signer._clock = fake.clock  # the wall clock advances with the wait
     await sf.token()
     first, second = emulator.token_requests
     assert (first.status, second.status) == (400, 200)
@@ -324,7 +324,7 @@ async def test_login_down_under_1000_callers_is_bounded_then_recovers(
     sf = make_session(
         retry=fake_policy(fake, attempts=3), failure_threshold=3, refresh_cooldown=30.0
     )
-    sf.auth._manager._clock = fake.clock
+    sf.auth._engine.manager._clock = fake.clock
     down = ScriptedResponse(status=503, text="<html>maintenance</html>", content_type="text/html")
     emulator.script_token_responses([down] * 1000)
 
@@ -358,7 +358,7 @@ async def test_proactive_refresh_after_max_token_age(
 ) -> None:
     fake = FakeTime()
     sf = make_session(max_token_age=3600.0)
-    sf.auth._manager._clock = fake.clock
+    sf.auth._engine.manager._clock = fake.clock
     first = await sf.token()
     fake.now += 3599
     assert await _get(sf) == 200
@@ -375,7 +375,7 @@ async def test_failing_proactive_refresh_keeps_using_the_valid_token(
 ) -> None:
     fake = FakeTime()
     sf = make_session(max_token_age=60.0, retry=fake_policy(fake, attempts=2))
-    sf.auth._manager._clock = fake.clock
+    sf.auth._engine.manager._clock = fake.clock
     first = await sf.token()
     fake.now += 61
     emulator.script_token_responses([ScriptedResponse(status=503, text="down")] * 2)

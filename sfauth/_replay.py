@@ -1,0 +1,110 @@
+"""The 401 replay: a rejected session is refreshed once for everyone; the request is resent."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import ClientResponse
+
+from ._classify import is_rejection, rejection, session_error
+from ._logging import logger
+from ._scoping import open_session, rebind, where
+from ._token import Token
+from .exceptions import InvalidSessionError
+
+if TYPE_CHECKING:
+    from ._exchange import Exchange
+
+__all__ = ["MAX_REFRESHES", "MAX_REPLAYS", "after_rejection"]
+
+#: Replays of one send attempt after 401s; the second only for a token that had worked (or was
+#: taken unverified from a shared store).
+MAX_REPLAYS = 2
+#: Refreshes one request may cause, over all its attempts.
+MAX_REFRESHES = 2
+
+
+async def after_rejection(
+    exchange: Exchange, response: ClientResponse, token: Token
+) -> tuple[ClientResponse, Token]:
+    """Handle a rejected session: refresh at most once for everyone, replay this request.
+
+    A rejection is a 401 ``INVALID_SESSION_ID``, or on ``/services/async/`` a 400
+    ``InvalidSessionId``. A rejection of a token that was already replaced (or is being
+    replaced) replays with the newer token without another refresh; a rejection of the token
+    in use starts (or joins) the single-flight refresh. A rejection of the replay is final,
+    unless the token the replay carried had already worked for other requests: then the
+    session was invalidated again in between (a second expiry or a revocation) and the request
+    is replayed once more. Tokens that never worked are never replayed twice, and the circuit
+    counts them; every login after a rejection is bounded by ``max_relogins``.
+
+    Args:
+        exchange: The request's exchange (it sends, rewinds the body, counts refreshes).
+        response: The rejecting answer (a 401, or a 400 of the async API).
+        token: The token that answer rejected.
+
+    Returns:
+        The answer to the replay (or ``response`` itself for an async-API 400 that is not
+        about the session) and the token it carried.
+
+    Raises:
+        InvalidSessionError: Rejected again after a refresh and replay, ``max_relogins``
+            reached, or a streamed body that cannot be sent again.
+        RestApiNotAllowedError, SessionError: A 401 that a new token will not fix.
+    """
+    manager = exchange.manager
+    request = exchange.request
+    found = await rejection(response, request)
+    if found is None:  # a 400 of the async API that is not about the session
+        if not manager.proven:
+            manager.mark_proven(token)  # Salesforce answered past authentication
+        return response, token
+    error_code, message = found
+    for _ in range(MAX_REPLAYS):
+        if token is manager.current:
+            if exchange.refreshes >= MAX_REFRESHES:
+                break  # this request already caused enough logins
+            refusal = manager.reject(
+                token,
+                session_error(
+                    InvalidSessionError,
+                    request,
+                    error_code,
+                    message,
+                    "Salesforce rejected a token before it ever worked",
+                ),
+            )
+            if refusal is not None:
+                raise refusal
+            exchange.refreshes += 1
+        fresh = await manager.replace(token, open_session(request))
+        exchange.rewind_or_raise(response.status)
+        if fresh.instance_url != token.instance_url:
+            rebind(request, fresh.instance_url)
+        logger.debug(
+            "sfauth.request.replayed",
+            method=request.method,
+            url=where(request),
+            status=response.status,
+            error_code=error_code,
+        )
+        response, token = await exchange.send(fresh)
+        found = None
+        if is_rejection(response.status, exchange.async_api):
+            found = await rejection(response, request)
+        if found is None:
+            if not manager.proven and response.status < 500 and response.status != 429:
+                manager.mark_proven(token)
+            return response, token
+        error_code, message = found
+        if token is not manager.last_proven and token is not manager.adopted:
+            break  # a token that never worked: final
+    error = session_error(
+        InvalidSessionError,
+        request,
+        error_code,
+        message,
+        "Salesforce rejected the session even after a refresh and a replay",
+    )
+    manager.reject(token, error)
+    raise error

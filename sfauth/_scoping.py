@@ -1,0 +1,104 @@
+"""Origin scoping: which requests carry the bearer, and where a request to the org goes."""
+
+from __future__ import annotations
+
+import aiohttp
+from aiohttp import ClientRequest, hdrs
+from yarl import URL
+
+from .exceptions import ConfigurationError, CrossOriginError, SessionClosedError
+
+__all__ = ["Origin", "open_session", "origin_of", "rebind", "request_origin", "resolve", "where"]
+
+#: ``(scheme, host, port)`` with the default port made explicit.
+Origin = tuple[str, str, int | None]
+
+
+def origin_of(url: str) -> Origin:
+    """``(scheme, host, port)`` of an absolute URL, with the default port made explicit."""
+    parsed = URL(url)
+    return (parsed.scheme, parsed.raw_host or "", parsed.port)
+
+
+def request_origin(request: ClientRequest) -> Origin:
+    """The origin a request is addressed to (its current hop, after any redirect)."""
+    url = request.url
+    return (url.scheme, url.raw_host or "", url.port)
+
+
+def where(request: ClientRequest) -> str:
+    """The request's URL for a log event or an error: without query string or fragment."""
+    return str(request.url.with_query(None).with_fragment(None))
+
+
+def open_session(request: ClientRequest) -> aiohttp.ClientSession:
+    """The request's session.
+
+    Raises:
+        SessionClosedError: It was closed while the request was being sent, retried or
+            waiting for a token.
+    """
+    session = request.session
+    if session.closed:
+        raise SessionClosedError(
+            f"the HTTP session was closed while {request.method} {where(request)} was still "
+            "being sent, retried or waiting for a token"
+        )
+    return session
+
+
+def rebind(request: ClientRequest, instance_url: str) -> None:
+    """Point ``request`` at ``instance_url``'s origin, keeping its path and query."""
+    base = URL(instance_url)
+    old = request.url
+    request.url = URL.build(
+        scheme=base.scheme,
+        host=base.raw_host or "",
+        port=base.explicit_port,
+        path=old.raw_path,
+        query_string=old.raw_query_string,
+        encoded=True,
+    )
+    host = request.url.host_port_subcomponent
+    if host is not None:
+        request.headers[hdrs.HOST] = host
+
+
+def resolve(instance_url: str, path: str) -> tuple[str, bool]:
+    """Turn a path (or a same-origin URL) into an absolute URL on the instance.
+
+    Args:
+        instance_url: The org's ``instance_url`` (no trailing ``/``).
+        path: A path such as ``/services/data/`` (a missing leading ``/`` is added), or an
+            absolute or ``//host`` URL on the instance's origin.
+
+    Returns:
+        ``(url, relative)``: ``relative`` is true when ``path`` was a path on the instance.
+
+    Raises:
+        CrossOriginError: ``path`` is an absolute or ``//host`` URL of another origin.
+        ConfigurationError: ``path`` is not a string or not a valid URL.
+    """
+    if not isinstance(path, str):
+        raise ConfigurationError(f"path must be a str such as '/services/data/'; got {path!r}")
+    if path.startswith("/") and not path.startswith("//"):
+        return instance_url + path, True
+    try:
+        target = URL(path)
+    except (ValueError, TypeError):
+        raise ConfigurationError(f"path {path[:200]!r} is not a valid URL or path") from None
+    if target.scheme and not target.raw_host:
+        raise ConfigurationError(f"path {path[:200]!r} has a scheme but no host")
+    if not target.is_absolute() and not path.startswith("//"):
+        return f"{instance_url}/{path}", True  # "services/data/..." without the leading "/"
+    base = URL(instance_url)
+    if path.startswith("//"):
+        target = URL(f"{base.scheme}:{path}")
+    origin = (target.scheme, target.raw_host, target.port)
+    if not target.raw_host or origin != (base.scheme, base.raw_host, base.port):
+        shown = f"{target.scheme}://{target.raw_host or ''}" if target.raw_host else path[:100]
+        raise CrossOriginError(
+            f"refusing to send to {shown!r}: requests go only to the org's "
+            f"instance_url {instance_url!r}; pass a path such as '/services/data/...'"
+        )
+    return path, False

@@ -1,0 +1,252 @@
+"""Settings: every option of ``AuthSession`` and ``SalesforceAuthMiddleware``, in one place."""
+
+from __future__ import annotations
+
+import dataclasses
+import ssl as _ssl
+from dataclasses import dataclass, field
+from typing import TypedDict
+
+import aiohttp
+
+from ._assertion import MAX_ASSERTION_LIFETIME
+from ._config import DEFAULT_LOGIN_URL, FlowConfig
+from ._keys import PrivateKeyInput
+from ._query import LATEST, normalize_api_version
+from ._retry import RetryPolicy
+from .exceptions import ConfigurationError
+from .stores._base import TokenStore
+
+__all__ = ["DEFAULT_TIMEOUT", "Options", "Settings", "settings_from"]
+
+#: Default per-request timeouts (seconds). ``total`` covers waiting for a pooled connection,
+#: sending and reading; Salesforce REST calls themselves time out after 10 minutes.
+DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=300.0, sock_connect=30.0)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Settings:
+    r"""Every setting of a session, validated once; ``AuthSession`` and the middleware share it.
+
+    ``AuthSession(**options)`` and ``SalesforceAuthMiddleware(**options)`` build one from
+    their keyword arguments; pass one instead to share or derive settings::
+
+        base = Settings(client_id=..., username=..., private_key="key.pem")
+        async with AuthSession(base, limit=20) as sf:
+            ...
+
+    The repr never shows ``private_key`` or ``passphrase``.
+
+    Attributes:
+        client_id: The connected app's consumer key (the assertion's ``iss``; RFC 7523 §3).
+        username: The Salesforce username to act as (``sub``).
+        private_key: RSA private key: PEM text (``str``/``bytes``, PKCS#1 or PKCS#8, literal
+            ``\n`` accepted), a file path, or a loaded ``RSAPrivateKey``. Parsed once, by the
+            middleware.
+        passphrase: Passphrase of an encrypted PEM.
+        login_url: Scheme and host of the token endpoint (default
+            ``https://login.salesforce.com``; ``https://test.salesforce.com`` for sandboxes,
+            or a My Domain URL).
+        audience: The ``aud`` claim; derived from ``login_url`` and ``site`` when ``None``.
+        site: Experience Cloud site path prefix such as ``"/customers"``; default ``""``.
+        assertion_lifetime: Seconds until each assertion's ``exp``; ``0 < x <= 180``
+            (Salesforce, "OAuth 2.0 JWT Bearer Flow for Server-to-Server Integration").
+        allow_http_loopback: Allow plain ``http`` to loopback hosts (emulators, tests).
+        retry: How transient failures are retried, for token requests and API requests
+            (``RetryPolicy()``: up to 8 attempts within 60 s, exponential backoff with full
+            jitter, ``Retry-After`` honoured); ``RetryPolicy.none()`` disables retries.
+        refresh_timeout: Seconds one token refresh may take in total, retries included
+            (default 30).
+        refresh_cooldown: Seconds the circuit stays open after ``failure_threshold``
+            consecutive failed or rejected refreshes (default 60).
+        failure_threshold: Consecutive failed refreshes, or fresh tokens the API rejected
+            before they ever worked, that open the circuit (default 3).
+        max_token_age: Seconds after which the token is replaced before the next request
+            (proactive refresh); ``None`` (default) refreshes only on a 401. Salesforce
+            sessions live as long as the org's session timeout (2 hours by default).
+        usage_warning: Fraction of the org's daily API requests (``Sforce-Limit-Info``) at
+            which ``sfauth.limits.high`` is logged once per crossing (default 0.8).
+        max_in_flight: At most this many sends at once, the bearer being stamped only when a
+            send slot is free (so requests queued behind a busy pool never go out with a token
+            that expired while they waited). The slot is held for the send and its 401
+            replay, never during a backoff. ``None`` (default): no cap for the middleware on
+            its own; ``AuthSession`` then uses its connection ``limit``.
+        token_store: Share tokens with other sessions (``MemoryTokenStore``) or processes
+            (``RedisTokenStore``): a refresh first adopts a token another session published
+            (only one of the same org and user), and only one of them logs in at a time.
+            ``None`` (default) keeps the token here. The store stays yours to close.
+        max_relogins: Logins allowed within ``relogin_window`` seconds to replace tokens the
+            API rejected (expiries, revocations, ``replace_token`` reports, an endpoint that
+            refuses the session), one per rejected token; past that, such a rejection raises
+            ``InvalidSessionError`` instead of logging in, so an endpoint that rejects working
+            sessions cannot cause a login per request (Salesforce caps logins per user per
+            hour). Default 5.
+        relogin_window: Seconds of the rolling window of ``max_relogins`` (default 300).
+        limit: ``AuthSession``: simultaneous connections in the pool (``0`` = unlimited;
+            default 100).
+        limit_per_host: ``AuthSession``: simultaneous connections per host (``0`` =
+            unlimited, the default).
+        timeout: ``AuthSession``: per-request ``aiohttp.ClientTimeout`` (default
+            ``total=300 s``, ``sock_connect=30 s``); the wait for a first token counts
+            against ``total``.
+        ssl: ``AuthSession``: the connector's ``ssl``: ``True`` (verify with the system
+            store), an ``ssl.SSLContext`` (for example one trusting a test CA), or ``False``.
+        keepalive_timeout: ``AuthSession``: seconds an idle pooled connection is kept
+            (default 30).
+        api_version: ``AuthSession``: REST API version of ``query``, ``query_all`` and
+            ``limits``: ``"latest"`` (the default: the highest version the org serves, looked
+            up once) or a version such as ``"62.0"`` (``"v62.0"`` is accepted).
+        flow: Derived, not an argument: the validated login settings (``token_url``,
+            ``audience``).
+
+    Raises:
+        ConfigurationError: A setting is missing or malformed; the message names it.
+    """
+
+    client_id: str
+    username: str
+    private_key: PrivateKeyInput = field(repr=False)
+    passphrase: str | bytes | None = field(default=None, repr=False)
+    login_url: str = DEFAULT_LOGIN_URL
+    audience: str | None = None
+    site: str = ""
+    assertion_lifetime: float = MAX_ASSERTION_LIFETIME
+    allow_http_loopback: bool = False
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    refresh_timeout: float = 30.0
+    refresh_cooldown: float = 60.0
+    failure_threshold: int = 3
+    max_token_age: float | None = None
+    usage_warning: float = 0.8
+    max_in_flight: int | None = None
+    token_store: TokenStore | None = None
+    max_relogins: int = 5
+    relogin_window: float = 300.0
+    limit: int = 100
+    limit_per_host: int = 0
+    timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT
+    ssl: _ssl.SSLContext | bool = True
+    keepalive_timeout: float = 30.0
+    api_version: str = LATEST
+    flow: FlowConfig = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        flow = FlowConfig.create(
+            client_id=self.client_id,
+            username=self.username,
+            login_url=self.login_url,
+            audience=self.audience,
+            site=self.site,
+            allow_http_loopback=self.allow_http_loopback,
+        )
+        object.__setattr__(self, "flow", flow)
+        retry: object = self.retry
+        if retry is None:  # accepted for "the default", as before Settings existed
+            object.__setattr__(self, "retry", RetryPolicy())
+        elif not isinstance(retry, RetryPolicy):
+            raise ConfigurationError(
+                f"retry must be a sfauth.RetryPolicy; got {type(retry).__name__}"
+            )
+        _seconds("refresh_timeout", self.refresh_timeout, allow_zero=False)
+        _seconds("refresh_cooldown", self.refresh_cooldown, allow_zero=True)
+        if self.max_token_age is not None:
+            _seconds("max_token_age", self.max_token_age, allow_zero=False)
+        _seconds("relogin_window", self.relogin_window, allow_zero=False)
+        _seconds("keepalive_timeout", self.keepalive_timeout, allow_zero=True)
+        _count("failure_threshold", self.failure_threshold, minimum=1)
+        _count("max_relogins", self.max_relogins, minimum=1)
+        _count("limit", self.limit, minimum=0, unlimited=True)
+        _count("limit_per_host", self.limit_per_host, minimum=0, unlimited=True)
+        if self.max_in_flight is not None:
+            _count("max_in_flight", self.max_in_flight, minimum=1)
+        usage = self.usage_warning
+        if isinstance(usage, bool) or not isinstance(usage, int | float) or not 0 < usage <= 1:
+            raise ConfigurationError(f"usage_warning must be in (0, 1]; got {usage!r}")
+        if self.token_store is not None and not isinstance(self.token_store, TokenStore):
+            raise ConfigurationError(
+                "token_store must implement sfauth.stores.TokenStore (e.g. RedisTokenStore); "
+                f"got {type(self.token_store).__name__}"
+            )
+        if not isinstance(self.timeout, aiohttp.ClientTimeout):
+            raise ConfigurationError(
+                "timeout must be an aiohttp.ClientTimeout, e.g. aiohttp.ClientTimeout(total=60); "
+                f"got {self.timeout!r}"
+            )
+        if not isinstance(self.ssl, _ssl.SSLContext | bool):
+            raise ConfigurationError(
+                f"ssl must be True, False or an ssl.SSLContext; got {type(self.ssl).__name__}"
+            )
+        object.__setattr__(self, "api_version", normalize_api_version(self.api_version))
+
+    def replace(self, **changes: object) -> Settings:
+        """A copy with ``changes`` applied (validated like a new ``Settings``).
+
+        Raises:
+            ConfigurationError: A changed setting is malformed.
+            TypeError: A name that is not a setting.
+        """
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+class Options(TypedDict, total=False):
+    """``Settings`` fields as keyword arguments (for type checkers; see ``Settings``)."""
+
+    client_id: str
+    username: str
+    private_key: PrivateKeyInput
+    passphrase: str | bytes | None
+    login_url: str
+    audience: str | None
+    site: str
+    assertion_lifetime: float
+    allow_http_loopback: bool
+    retry: RetryPolicy | None
+    refresh_timeout: float
+    refresh_cooldown: float
+    failure_threshold: int
+    max_token_age: float | None
+    usage_warning: float
+    max_in_flight: int | None
+    token_store: TokenStore | None
+    max_relogins: int
+    relogin_window: float
+    limit: int
+    limit_per_host: int
+    timeout: aiohttp.ClientTimeout
+    ssl: _ssl.SSLContext | bool
+    keepalive_timeout: float
+    api_version: str
+
+
+def settings_from(settings: Settings | None, options: Options) -> Settings:
+    """``settings`` with ``options`` applied, or new ``Settings`` from ``options`` alone.
+
+    Raises:
+        ConfigurationError: A setting is malformed, or ``settings`` is not a ``Settings``.
+        TypeError: A required setting is missing, or a name is not a setting.
+    """
+    if settings is None:
+        return Settings(**options)  # type: ignore[arg-type]
+    if not isinstance(settings, Settings):
+        raise ConfigurationError(
+            f"settings must be a sfauth.Settings; got {type(settings).__name__} "
+            "(pass the options as keyword arguments instead)"
+        )
+    return settings.replace(**options) if options else settings
+
+
+def _seconds(name: str, value: object, *, allow_zero: bool) -> None:
+    ok = (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and (value >= 0 if allow_zero else value > 0)
+    )
+    if not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigurationError(f"{name} must be a number of seconds {bound}; got {value!r}")
+
+
+def _count(name: str, value: object, *, minimum: int, unlimited: bool = False) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        hint = " (0 = unlimited)" if unlimited else ""
+        raise ConfigurationError(f"{name} must be an int >= {minimum}{hint}; got {value!r}")
