@@ -71,7 +71,7 @@ class SalesforceAuthMiddleware:
         PrivateKeyError: The key cannot be loaded, is not RSA, or is shorter than 2048 bits.
     """
 
-    def __init__(self, settings: Settings | None = None, /, **options: Unpack[Options]) -> None:
+    def __init__(self, settings: Settings | None = None, **options: Unpack[Options]) -> None:
         settings = settings_from(settings, options)
         key = load_private_key(settings.private_key, settings.passphrase)
         client = TokenClient(

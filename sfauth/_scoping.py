@@ -28,7 +28,7 @@ def request_origin(request: ClientRequest) -> Origin:
 
 def where(request: ClientRequest) -> str:
     """The request's URL for a log event or an error: without query string or fragment."""
-    return str(request.url.with_query(None).with_fragment(None))
+    return str(request.url.with_user(None).with_query(None).with_fragment(None))
 
 
 def open_session(request: ClientRequest) -> aiohttp.ClientSession:
@@ -96,9 +96,17 @@ def resolve(instance_url: str, path: str) -> tuple[str, bool]:
         target = URL(f"{base.scheme}:{path}")
     origin = (target.scheme, target.raw_host, target.port)
     if not target.raw_host or origin != (base.scheme, base.raw_host, base.port):
-        shown = f"{target.scheme}://{target.raw_host or ''}" if target.raw_host else path[:100]
+        shown = (
+            str(target.origin()) if target.raw_host and target.scheme else path.split("?")[0][:100]
+        )
         raise CrossOriginError(
             f"refusing to send to {shown!r}: requests go only to the org's "
             f"instance_url {instance_url!r}; pass a path such as '/services/data/...'"
         )
-    return path, False
+    if target.raw_user is not None or target.raw_password is not None:
+        raise ConfigurationError(
+            "the URL carries credentials (user:password@); sfauth authenticates with the "
+            "bearer token: pass a path such as '/services/data/...'"
+        )
+    # An absolute URL goes out as given; a "//host/..." one gets the instance's scheme.
+    return (str(target) if path.startswith("//") else path), False

@@ -56,7 +56,7 @@ class AuthSession(QueryMixin):
         TypeError: A required setting is missing or a name is not a setting.
     """
 
-    def __init__(self, settings: Settings | None = None, /, **options: Unpack[Options]) -> None:
+    def __init__(self, settings: Settings | None = None, **options: Unpack[Options]) -> None:
         settings = settings_from(settings, options)
         if settings.max_in_flight is None and settings.limit:
             # Sends in flight follow the pool: a bearer is stamped only once a connection
@@ -67,6 +67,11 @@ class AuthSession(QueryMixin):
         self._settings = settings
         self._http: aiohttp.ClientSession | None = None
         self._api_version = settings.api_version
+        #: ``_views[relative][idempotent]``: the ``middlewares`` argument of each request.
+        self._views = tuple(
+            tuple((self.auth.for_request(relative=r, idempotent=i),) for i in (False, True))
+            for r in (False, True)
+        )
 
     @property
     def settings(self) -> Settings:
@@ -346,7 +351,7 @@ class _ResponseContext:
         self._session = session
         self._method = method
         self._path = path
-        self._idempotent = idempotent
+        self._idempotent = bool(idempotent)
         self._kwargs = kwargs
         self._resp: aiohttp.ClientResponse | None = None
 
@@ -365,12 +370,12 @@ class _ResponseContext:
         if token is None:  # a login or refresh first, within the request's total timeout
             token = await session._first_token(method, self._path, kwargs)
         url, relative = resolve(token.instance_url, self._path)
-        view = auth.for_request(relative=relative, idempotent=self._idempotent)
+        ours = session._views[relative][self._idempotent]
         theirs = kwargs.pop("middlewares", None)
         failure: TransportError
         try:
             self._resp = response = await http.request(
-                method, url, middlewares=(*theirs, view) if theirs else (view,), **kwargs
+                method, url, middlewares=(*theirs, *ours) if theirs else ours, **kwargs
             )
             return response
         except aiohttp.ClientError as exc:  # e.g. too many redirects

@@ -77,7 +77,8 @@ async def test_unknown_error_then_200_uses_a_fresh_assertion(
         [ScriptedResponse(status=400, json=body, headers={"Retry-After": "5"})]
     )
     sf = make_session(retry=fake_policy(fake, backoff_base=0.01, backoff_cap=0.01))
-    sf.auth._engine.manager.client.signer._clock = fake.clock  # the wall clock advances with the wait
+    # The wall clock advances with the wait.
+    sf.auth._engine.manager.client.signer._clock = fake.clock
     await sf.token()
     first, second = emulator.token_requests
     assert (first.status, second.status) == (400, 200)

@@ -1,0 +1,386 @@
+"""The middleware's fast path: once a token has worked, requests go out without an Exchange.
+
+Checked from outside: what the servers see (bearer, concurrency, retries), what the caller
+gets, and how many token requests were made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import ClientHandlerType, ClientRequest, ClientResponse, web
+from aiohttp.test_utils import TestServer
+
+from sfauth import AuthSession, SalesforceAuthMiddleware
+from sfauth.testing import Emulator, ScriptedResponse, no_backoff
+
+from .conftest import SessionFactory
+
+LIMITS = "/services/data/v62.0/limits"
+SOBJECTS = "/services/data/v62.0/sobjects/Account"
+UNAVAILABLE = [{"errorCode": "SERVER_UNAVAILABLE", "message": "Server unavailable"}]
+
+
+class Probe:
+    """An API server that counts the requests it is answering at once.
+
+    With ``hold`` set, each request waits for a ``release()`` before it is answered.
+    """
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.peak = 0
+        self.arrived = 0
+        self.authorizations: list[str | None] = []
+        self.hold = False
+        self.redirect_to: str | None = None
+        self._releases = asyncio.Semaphore(0)
+        self._changed = asyncio.Condition()
+        self.server = TestServer(self._app())
+
+    @property
+    def url(self) -> str:
+        return str(self.server.make_url("")).rstrip("/")
+
+    def _app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        return app
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        self.authorizations.append(request.headers.get("Authorization"))
+        if request.path == "/redirect" and self.redirect_to is not None:
+            raise web.HTTPFound(self.redirect_to)
+        self.arrived += 1
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        async with self._changed:
+            self._changed.notify_all()
+        try:
+            if self.hold:
+                await self._releases.acquire()
+        finally:
+            self.in_flight -= 1
+        return web.json_response({"path": request.path})
+
+    def release(self) -> None:
+        """Let one held request be answered."""
+        self._releases.release()
+
+    async def arrivals(self, count: int) -> None:
+        """Return once ``count`` requests have arrived (since the last ``reset``)."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.arrived >= count)
+
+    def reset(self) -> None:
+        self.arrived = self.peak = 0
+        self.authorizations.clear()
+
+
+@pytest.fixture
+async def probe() -> AsyncIterator[Probe]:
+    probe = Probe()
+    await probe.server.start_server()
+    yield probe
+    await probe.server.close()
+
+
+async def status_of(sf: AuthSession, path: str = LIMITS, **kwargs: Any) -> int:
+    async with sf.get(path, **kwargs) as resp:
+        await resp.read()
+        return resp.status
+
+
+async def release_in_waves(probe: Probe, total: int, cap: int) -> None:
+    """Answer held requests one at a time, each once ``cap`` more are there (or all are)."""
+    for answered in range(total):
+        await probe.arrivals(min(answered + cap, total))
+        probe.release()
+
+
+# --- (1) at most max_in_flight sends at once ---------------------------------------------------
+
+
+async def test_auth_session_limit_caps_requests_in_flight(
+    emulator: Emulator, make_session: SessionFactory, probe: Probe
+) -> None:
+    emulator.set_instance_url(probe.url)
+    sf = make_session(limit=2)  # two pooled connections, and so two send slots
+    assert await status_of(sf) == 200  # the token has worked: the rest take the fast path
+    token = await sf.token()
+    probe.reset()
+    probe.hold = True
+    requests = [asyncio.create_task(status_of(sf)) for _ in range(20)]
+    await release_in_waves(probe, 20, cap=2)
+    assert await asyncio.gather(*requests) == [200] * 20
+    assert probe.peak == 2
+    assert probe.authorizations == [f"Bearer {token.access_token}"] * 20
+    assert emulator.token_request_count == 1
+
+
+async def test_max_in_flight_caps_sends_even_with_an_unlimited_pool(
+    emulator: Emulator, flow: dict[str, Any], probe: Probe
+) -> None:
+    emulator.set_instance_url(probe.url)
+    auth = SalesforceAuthMiddleware(**flow, max_in_flight=2)
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector, middlewares=(auth,)) as http:
+
+        async def get() -> int:
+            async with http.get(f"{probe.url}{LIMITS}") as resp:
+                await resp.read()
+                return resp.status
+
+        token = await auth.token(http)
+        assert await get() == 200
+        probe.reset()
+        probe.hold = True
+        requests = [asyncio.create_task(get()) for _ in range(20)]
+        await release_in_waves(probe, 20, cap=2)
+        assert await asyncio.gather(*requests) == [200] * 20
+    assert probe.peak == 2
+    assert probe.authorizations == [f"Bearer {token.access_token}"] * 20
+    assert emulator.token_request_count == 1
+
+
+async def test_without_a_cap_the_probe_sees_every_request_at_once(
+    emulator: Emulator, make_session: SessionFactory, probe: Probe
+) -> None:
+    """The control for the two tests above: the probe does see more than two when uncapped."""
+    emulator.set_instance_url(probe.url)
+    sf = make_session(limit=0)  # no pool limit, hence no send gate
+    assert await status_of(sf) == 200
+    probe.reset()
+    probe.hold = True
+    requests = [asyncio.create_task(status_of(sf)) for _ in range(20)]
+    await probe.arrivals(20)
+    assert probe.in_flight == 20
+    for _ in range(20):
+        probe.release()
+    assert await asyncio.gather(*requests) == [200] * 20
+    assert probe.peak == 20
+
+
+# --- (2) an expiry mid-stream --------------------------------------------------------------------
+
+
+async def test_an_expiry_between_requests_costs_one_token_request_and_one_replay(
+    emulator: Emulator, make_session: SessionFactory
+) -> None:
+    sf = make_session()
+    assert [await status_of(sf) for _ in range(3)] == [200] * 3
+    first = await sf.token()
+    emulator.expire_all_sessions()
+    assert [await status_of(sf) for _ in range(3)] == [200] * 3
+    second = await sf.token()
+    assert second.access_token != first.access_token
+    assert [r.status for r in emulator.requests] == [200, 200, 200, 401, 200, 200, 200]
+    bearers = [r.authorization for r in emulator.requests]
+    assert bearers == [f"Bearer {first.access_token}"] * 4 + [f"Bearer {second.access_token}"] * 3
+    assert emulator.token_request_count == 2
+
+
+async def test_an_expiry_while_requests_are_in_flight_costs_one_token_request(
+    emulator: Emulator, make_session: SessionFactory
+) -> None:
+    sf = make_session()
+    assert await status_of(sf) == 200
+    done = 0
+
+    async def worker(w: int) -> list[int]:
+        nonlocal done
+        statuses = []
+        for n in range(10):
+            statuses.append(await status_of(sf, headers={"X-Req": f"{w}-{n}"}))
+            done += 1
+            if done == 10:  # the other workers' requests keep going out meanwhile
+                emulator.expire_all_sessions()
+        return statuses
+
+    assert await asyncio.gather(*(worker(w) for w in range(6))) == [[200] * 10] * 6
+    assert emulator.token_request_count == 2
+    by_request = collections.defaultdict(list)
+    for record in emulator.requests[1:]:
+        by_request[record.headers["X-Req"]].append(record.status)
+    assert sorted(by_request) == sorted(f"{w}-{n}" for w in range(6) for n in range(10))
+    assert {tuple(statuses) for statuses in by_request.values()} <= {(200,), (401, 200)}
+    assert emulator.counters[("limits", 401)] >= 1
+
+
+# --- (3) the caller's own middlewares ------------------------------------------------------------
+
+Middleware = Callable[[ClientRequest, ClientHandlerType], Awaitable[ClientResponse]]
+
+
+def recording(calls: list[tuple[object, ...]]) -> Middleware:
+    async def mine(request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
+        calls.append((request.method, request.url.path, has_bearer(request)))
+        request.headers["X-Mine"] = "1"
+        response = await handler(request)
+        calls.append(("answered", response.status))
+        return response
+
+    return mine
+
+
+def has_bearer(request: ClientRequest) -> bool:
+    return request.headers.get("Authorization", "").startswith("Bearer ")
+
+
+async def test_the_callers_middleware_runs_and_the_request_still_gets_the_bearer(
+    emulator: Emulator, make_session: SessionFactory
+) -> None:
+    sf = make_session()
+    assert await status_of(sf) == 200
+    token = await sf.token()
+    calls: list[tuple[object, ...]] = []
+    assert await status_of(sf, middlewares=(recording(calls),)) == 200
+    # It runs outside sfauth's middleware: before the bearer is stamped, after the answer.
+    assert calls == [("GET", LIMITS, False), ("answered", 200)]
+    last = emulator.requests[-1]
+    assert (last.status, last.authorization) == (200, f"Bearer {token.access_token}")
+    assert last.headers["X-Mine"] == "1"
+    assert emulator.token_request_count == 1
+
+
+async def test_the_callers_middleware_sees_one_answer_when_sfauth_replays(
+    emulator: Emulator, make_session: SessionFactory
+) -> None:
+    sf = make_session()
+    assert await status_of(sf) == 200
+    emulator.expire_all_sessions()
+    calls: list[tuple[object, ...]] = []
+    assert await status_of(sf, middlewares=(recording(calls),)) == 200
+    assert calls == [("GET", LIMITS, False), ("answered", 200)]
+    assert [(r.status, r.headers.get("X-Mine")) for r in emulator.requests[1:]] == [
+        (401, "1"),
+        (200, "1"),
+    ]
+    assert emulator.token_request_count == 2
+
+
+# --- (4) transient answers on the fast path ------------------------------------------------------
+
+
+async def test_a_503_then_200_is_retried(emulator: Emulator, make_session: SessionFactory) -> None:
+    sf = make_session()
+    assert await status_of(sf) == 200
+    emulator.script_rest_responses([ScriptedResponse(status=503, json=UNAVAILABLE)])
+    with no_backoff():
+        async with sf.get(LIMITS) as resp:
+            assert resp.status == 200
+            body = await resp.json()
+    assert body["DailyApiRequests"]["Max"] == 15000
+    assert [r.status for r in emulator.requests] == [200, 503, 200]
+    assert emulator.token_request_count == 1
+
+
+async def test_a_503_to_a_post_is_returned_not_retried(
+    emulator: Emulator, make_session: SessionFactory
+) -> None:
+    sf = make_session()
+    assert await status_of(sf) == 200
+    emulator.script_rest_responses([ScriptedResponse(status=503, json=UNAVAILABLE)])
+    with no_backoff():
+        async with sf.post(SOBJECTS, json={"Name": "Acme"}) as resp:
+            assert resp.status == 503
+            assert await resp.json() == UNAVAILABLE
+    assert [(r.method, r.status) for r in emulator.requests] == [("GET", 200), ("POST", 503)]
+
+
+async def test_a_503_to_an_idempotent_post_is_retried(
+    emulator: Emulator, make_session: SessionFactory
+) -> None:
+    sf = make_session()
+    assert await status_of(sf) == 200
+    emulator.script_rest_responses([ScriptedResponse(status=503, json=UNAVAILABLE)])
+    with no_backoff():
+        async with sf.post(SOBJECTS, json={"Name": "Acme"}, idempotent=True) as resp:
+            assert resp.status == 201
+    assert [(r.method, r.status) for r in emulator.requests] == [
+        ("GET", 200),
+        ("POST", 503),
+        ("POST", 201),
+    ]
+    assert [r["Name"] for r in emulator.records("Account")].count("Acme") == 1
+
+
+# --- (5) the per-request views --------------------------------------------------------------
+
+
+async def test_for_request_views_are_made_once_and_share_the_token(
+    emulator: Emulator, make_session: SessionFactory
+) -> None:
+    sf = make_session()
+    auth = sf.auth
+    flags = [(r, i) for r in (False, True) for i in (False, True)]
+    views = {key: auth.for_request(relative=key[0], idempotent=key[1]) for key in flags}
+    for (relative, idempotent), view in views.items():
+        assert auth.for_request(relative=relative, idempotent=idempotent) is view
+        assert view.for_request(relative=relative, idempotent=idempotent) is view
+        assert view is not auth
+        assert view.settings is auth.settings
+    assert len({id(view) for view in views.values()}) == 4
+    assert [view.token_requests for view in views.values()] == [0] * 4
+    assert [view.current_token for view in views.values()] == [None] * 4
+
+    assert await status_of(sf) == 200
+    first = auth.current_token
+    assert first is not None
+    assert [view.token_requests for view in views.values()] == [1] * 4
+    assert all(view.current_token is first for view in views.values())
+    assert all(view.api_usage == auth.api_usage for view in views.values())
+
+    emulator.expire_all_sessions()
+    assert await status_of(sf) == 200
+    second = auth.current_token
+    assert second is not None
+    assert second is not first
+    assert [view.token_requests for view in views.values()] == [2] * 4
+    assert all(view.current_token is second for view in views.values())
+    assert auth.token_requests == emulator.token_request_count == 2
+
+
+# --- (6) other origins never get the bearer ------------------------------------------------------
+
+
+async def test_another_origin_gets_no_bearer_through_a_plain_client_session(
+    emulator: Emulator, flow: dict[str, Any], probe: Probe
+) -> None:
+    auth = SalesforceAuthMiddleware(**flow)
+    async with aiohttp.ClientSession(middlewares=(auth,)) as http:
+        token = await auth.token(http)
+        async with http.get(f"{token.instance_url}{LIMITS}") as resp:  # the token now works
+            assert resp.status == 200
+        async with http.get(f"{probe.url}{LIMITS}") as resp:
+            assert resp.status == 200
+    assert probe.authorizations == [None]
+    assert [(r.status, r.authorization) for r in emulator.requests] == [
+        (200, f"Bearer {token.access_token}")
+    ]
+    assert emulator.token_request_count == 1
+
+
+async def test_a_redirect_to_another_origin_carries_no_bearer(
+    emulator: Emulator, make_session: SessionFactory, probe: Probe
+) -> None:
+    elsewhere = Probe()
+    await elsewhere.server.start_server()
+    try:
+        emulator.set_instance_url(probe.url)
+        probe.redirect_to = f"{elsewhere.url}/landing"
+        sf = make_session()
+        assert await status_of(sf) == 200
+        token = await sf.token()
+        async with sf.get("/redirect") as resp:
+            assert resp.status == 200
+            assert await resp.json() == {"path": "/landing"}
+    finally:
+        await elsewhere.server.close()
+    assert probe.authorizations == [f"Bearer {token.access_token}"] * 2
+    assert elsewhere.authorizations == [None]
