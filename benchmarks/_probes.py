@@ -1,4 +1,4 @@
-"""sfauth-only measurements, each in a fresh client process: herd, memory, assertion, profile."""
+"""sfauth-only measurements, each in a fresh client process: herds, memory, assertion, profile."""
 
 from __future__ import annotations
 
@@ -49,28 +49,69 @@ def sfauth_one(sf: Any) -> Callable[[], Awaitable[bool]]:
 # ---------------------------------------------------------------------------------- herd
 
 
-async def _burst(sf: Any, n: int) -> dict[str, Any]:
-    """``n`` requests started at once; each one's latency from its own start to its body."""
+class _Control:
+    """The harness's own aiohttp session to the bench server's ``/_bench`` routes."""
+
+    def __init__(self, http: Any, url: str) -> None:
+        self.http = http
+        self.url = url
+
+    async def stats(self) -> dict[str, int]:
+        async with self.http.get(f"{self.url}/_bench/stats") as resp:
+            data: dict[str, int] = await resp.json()
+            return data
+
+    async def expire(self) -> None:
+        """Expire every session on the server; returns once the server has done it."""
+        async with self.http.post(f"{self.url}/_bench/expire") as resp:
+            await resp.read()
+
+
+async def _burst(
+    sf: Any,
+    n: int,
+    *,
+    expire_after: int | None = None,
+    expire: Callable[[], Awaitable[None]] | None = None,
+) -> dict[str, Any]:
+    """``n`` requests started at once; each one's latency from its own start to its body.
+
+    With ``expire_after``, the coroutine whose request is the ``expire_after``-th to complete
+    (counting failures too) then awaits ``expire()`` (the server's answer to the control
+    request, in this same event loop; no sleeping) while the rest of the burst keeps running:
+    the burst meets the expiry mid-way. Its latency was recorded before, so the control
+    request is in no request's latency.
+    """
     gc.collect()
     latencies: list[float] = []
     errors: collections.Counter[str] = collections.Counter()
     one = sfauth_one(sf)
+    completed = 0
+    expiry: dict[str, Any] = {}
 
     async def timed() -> None:
+        nonlocal completed
         t0 = time.perf_counter()
         try:
             good = await one()
         except Exception as exc:
             errors[type(exc).__name__] += 1
-            return
-        if good:
-            latencies.append(time.perf_counter() - t0)
         else:
-            errors["unexpected answer"] += 1
+            if good:
+                latencies.append(time.perf_counter() - t0)
+            else:
+                errors["unexpected answer"] += 1
+        completed += 1
+        if completed == expire_after and expire is not None:
+            expiry["completed_before"] = completed
+            expiry["sent_at"] = time.perf_counter() - started
+            await expire()
+            expiry["confirmed_at"] = time.perf_counter() - started
+            expiry["completed_when_confirmed"] = completed
 
     started = time.perf_counter()
     await asyncio.gather(*(timed() for _ in range(n)))
-    return {
+    result = {
         "n": n,
         "ok": len(latencies),
         "errors": dict(errors),
@@ -79,60 +120,114 @@ async def _burst(sf: Any, n: int) -> dict[str, Any]:
         "p99": percentile(latencies, 0.99),
         "max": max(latencies, default=float("nan")),
     }
+    if expire_after is not None:
+        result["expiry"] = expiry
+    return result
+
+
+async def _token_round_trip(target: Target, logins: int) -> float:
+    """Median seconds of a fresh ``AuthSession``'s first ``token()`` (sign, POST, parse)."""
+    round_trips: list[float] = []
+    for _ in range(logins):
+        async with sfauth_session(target, 10) as fresh:
+            t0 = time.perf_counter()
+            await fresh.token()
+            round_trips.append(time.perf_counter() - t0)
+    return statistics.median(round_trips)
+
+
+def _counted(
+    before: dict[str, int], after: dict[str, int], client_before: int, sf: Any
+) -> dict[str, int]:
+    return {
+        "token_requests": after.get("token", 0) - before.get("token", 0),
+        "client_token_requests": sf.token_requests - client_before,
+        "served_401": after.get("query_401", 0) - before.get("query_401", 0),
+        "served_200": after.get("query_200", 0) - before.get("query_200", 0),
+    }
 
 
 async def herd(target: Target, n: int, rounds: int, logins: int = 5) -> dict[str, Any]:
-    """Thundering herd: ``n`` concurrent requests that all meet an expired session.
+    """Thundering herd, all in flight: ``n`` concurrent requests that all meet an expired session.
 
     One ``AuthSession`` with ``limit=n`` (every request in flight at once). A warm-up burst
     logs in and opens the connections. Then, per round: a burst with a valid session (the
-    baseline), every session expired on the server, and the same burst again, counting the
-    token requests the server received and the 401s it served.
+    baseline), every session expired on the server, and the same burst again (every request
+    leaves with the old session, gets the 401 and is replayed), counting the token requests
+    the server received and the 401s it served.
     """
     import aiohttp
 
-    async with aiohttp.ClientSession() as control:
-
-        async def stats() -> dict[str, int]:
-            async with control.get(f"{target.url}/_bench/stats") as resp:
-                data: dict[str, int] = await resp.json()
-                return data
-
-        async def expire() -> None:
-            async with control.post(f"{target.url}/_bench/expire") as resp:
-                await resp.read()
-
-        round_trips: list[float] = []
-        for _ in range(logins):
-            async with sfauth_session(target, 10) as fresh:
-                t0 = time.perf_counter()
-                await fresh.token()
-                round_trips.append(time.perf_counter() - t0)
-
+    async with aiohttp.ClientSession() as http:
+        control = _Control(http, target.url)
+        round_trip = await _token_round_trip(target, logins)
         async with sfauth_session(target, n) as sf:
             warmup = await _burst(sf, n)
             results = []
             for _ in range(rounds):
                 baseline = await _burst(sf, n)
-                before = await stats()
+                before = await control.stats()
                 client_before = sf.token_requests
-                await expire()
+                await control.expire()
                 expired = await _burst(sf, n)
-                after = await stats()
+                after = await control.stats()
+                results.append(
+                    {"baseline": baseline, "expired": expired}
+                    | _counted(before, after, client_before, sf)
+                )
+    return {
+        "n": n,
+        "limit": n,
+        "warmup": warmup,
+        "rounds": results,
+        "token_round_trip": round_trip,
+    }
+
+
+async def pool_herd(
+    target: Target, n: int, limit: int, rounds: int, at: float = 0.25, logins: int = 5
+) -> dict[str, Any]:
+    """Thundering herd behind a pool: ``n`` requests through ``AuthSession(limit=limit)``.
+
+    ``limit`` requests are sent at a time (the pool and sfauth's send slots), the others
+    wait for a slot. A warm-up burst logs in and opens the connections. Then, per round: a
+    burst with a valid session (the baseline), and the same burst again with every session
+    expired on the server once ``at`` of its requests have completed (the requests in flight
+    then, and any sent with the old token before the client learns of the expiry, get a 401;
+    the rest wait for the one refresh), counting the token requests the server received and
+    the 401s it served during that burst.
+    """
+    import aiohttp
+
+    expire_after = max(1, min(n - 1, round(n * at)))
+    async with aiohttp.ClientSession() as http:
+        control = _Control(http, target.url)
+        round_trip = await _token_round_trip(target, logins)
+        async with sfauth_session(target, limit) as sf:
+            warmup = await _burst(sf, n)
+            results = []
+            for _ in range(rounds):
+                before = await control.stats()
+                baseline = await _burst(sf, n)
+                middle = await control.stats()
+                client_before = sf.token_requests
+                expired = await _burst(sf, n, expire_after=expire_after, expire=control.expire)
+                after = await control.stats()
                 results.append(
                     {
                         "baseline": baseline,
                         "expired": expired,
-                        "token_requests": after.get("token", 0) - before.get("token", 0),
-                        "client_token_requests": sf.token_requests - client_before,
-                        "served_401": after.get("query_401", 0) - before.get("query_401", 0),
+                        "baseline_401": middle.get("query_401", 0) - before.get("query_401", 0),
                     }
+                    | _counted(middle, after, client_before, sf)
                 )
     return {
         "n": n,
+        "limit": limit,
+        "expire_after": expire_after,
         "warmup": warmup,
         "rounds": results,
-        "token_round_trip": statistics.median(round_trips),
+        "token_round_trip": round_trip,
     }
 
 
@@ -255,6 +350,46 @@ def _label(key: tuple[str, int, str]) -> str:
     return f"{short}:{line} {name}"
 
 
+#: Calls counted per request in the steady-state profile: label -> (file name, function name).
+#: The sfauth ones name functions of ``sfauth/`` (``tests/test_bench.py`` checks that each
+#: still exists); ``locks.py`` is asyncio's.
+MARKERS = {
+    "TokenManager.get": ("_refresh.py", "get"),
+    "TokenManager._join": ("_refresh.py", "_join"),
+    "SendGate.try_enter": ("_gate.py", "try_enter"),
+    "SendGate.enter": ("_gate.py", "enter"),
+    "asyncio Semaphore.acquire": ("locks.py", "acquire"),
+    "SalesforceAuthMiddleware._exchange": ("_middleware.py", "_exchange"),
+    "Exchange.__init__": ("_exchange.py", "__init__"),
+    "sfauth logger _emit": ("_logging.py", "_emit"),
+    "UsageTracker.observe": ("_limits.py", "observe"),
+    "parse_limit_info": ("_limits.py", "parse_limit_info"),
+}
+
+#: Calls counted per replayed request on the 401 path (``is_configured`` is structlog's).
+REPLAY_COUNTS = {
+    "sfauth logger debug": ("_logging.py", "debug"),
+    "sfauth logger _emit": ("_logging.py", "_emit"),
+    "structlog is_configured": ("_config.py", "is_configured"),
+    "where (URL formatted for a log event or error)": ("_scoping.py", "where"),
+    "_redact (event fields rendered)": ("_logging.py", "_redact"),
+    "after_rejection (the replay; coroutine resumptions)": ("_replay.py", "after_rejection"),
+    "Exchange.__init__": ("_exchange.py", "__init__"),
+}
+
+
+#: The entries above that are not sfauth's own functions.
+NOT_SFAUTH = frozenset({("locks.py", "acquire"), ("_config.py", "is_configured")})
+
+
+def _calls(raw: dict[Any, Any], file_end: str, func: str) -> int:
+    return sum(
+        entry[1]
+        for key, entry in raw.items()
+        if key[0].endswith(os.sep + file_end) and key[2] == func
+    )
+
+
 def summarize_profile(profile: cProfile.Profile, n: int) -> dict[str, Any]:
     """Shares of sfauth's own functions and of the calls they make, per request."""
     raw: dict[Any, Any] = pstats.Stats(profile).stats  # type: ignore[attr-defined]
@@ -281,22 +416,9 @@ def summarize_profile(profile: cProfile.Profile, n: int) -> dict[str, Any]:
                 row[0] += c_nc
                 row[1] += c_tt
     own_tt = sum(row["tottime_share"] for row in own)
-    markers = {}
-    wanted = {
-        "TokenManager.get": ("_refresh.py", "get"),
-        "TokenManager._join": ("_refresh.py", "_join"),
-        "asyncio Semaphore.acquire": ("locks.py", "acquire"),
-        "sfauth logger _emit": ("_logging.py", "_emit"),
-        "UsageTracker.observe": ("_limits.py", "observe"),
-        "parse_limit_info": ("_limits.py", "parse_limit_info"),
+    markers = {
+        label: _calls(raw, file_end, func) / n for label, (file_end, func) in MARKERS.items()
     }
-    for label, (file_end, func) in wanted.items():
-        calls = sum(
-            entry[1]
-            for key, entry in raw.items()
-            if key[0].endswith(os.sep + file_end) and key[2] == func
-        )
-        markers[label] = calls / n
     return {
         "n": n,
         "profiled_us_per_request": total / n * 1e6,
@@ -313,14 +435,6 @@ def summarize_profile(profile: cProfile.Profile, n: int) -> dict[str, Any]:
         ],
         "markers": markers,
     }
-
-
-def _calls(raw: dict[Any, Any], file_end: str, func: str) -> int:
-    return sum(
-        entry[1]
-        for key, entry in raw.items()
-        if key[0].endswith(os.sep + file_end) and key[2] == func
-    )
 
 
 async def _replay_profile(target: Target, burst: int) -> dict[str, Any]:
@@ -344,11 +458,7 @@ async def _replay_profile(target: Target, burst: int) -> dict[str, Any]:
     raw: dict[Any, Any] = pstats.Stats(prof).stats  # type: ignore[attr-defined]
     replays = max(after.get("query_401", 0) - before.get("query_401", 0), 1)
     counts = {
-        "sfauth logger debug": _calls(raw, "_logging.py", "debug"),
-        "sfauth logger _emit": _calls(raw, "_logging.py", "_emit"),
-        "structlog is_configured": _calls(raw, "_config.py", "is_configured"),
-        "_where (URL formatted for a log event or error)": _calls(raw, "_middleware.py", "_where"),
-        "_redact (event fields rendered)": _calls(raw, "_logging.py", "_redact"),
+        label: _calls(raw, file_end, func) for label, (file_end, func) in REPLAY_COUNTS.items()
     }
     return {
         "burst": burst,

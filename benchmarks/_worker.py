@@ -77,6 +77,8 @@ def _dispatch(
         return None
     if op == "herd":
         return runner.run(_probes.herd(target, *args))
+    if op == "pool_herd":
+        return runner.run(_probes.pool_herd(target, *args))
     if op == "memory":
         return runner.run(_probes.memory(target, *args))
     if op == "assertion":

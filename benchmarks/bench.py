@@ -7,16 +7,19 @@ with medians over interleaved rounds:
 1. request overhead: requests/s and client CPU per request at several concurrencies for raw
    aiohttp with a fixed bearer header (the ceiling), sfauth's ``AuthSession``, aiosalesforce
    and simple-salesforce;
-2. the thundering herd: 10,000 concurrent requests that all meet an expired session;
+2. the thundering herd, twice: 10,000 requests through ``AuthSession(limit=100)`` whose
+   session expires on the server mid-burst (behind a pool), and 10,000 concurrent requests
+   that all meet an expired session (all in flight);
 3. the cost of minting an assertion;
 4. client memory after 10,000 and 200,000 requests through one session;
 5. a cProfile of sfauth's hot path.
 
 The full run writes ``benchmarks/RESULTS.md`` and ``benchmarks/throughput.png``. ``--quick``
 runs a reduced version in seconds (used by ``tests/test_bench.py``) and writes nothing unless
-``--output-dir`` is given. The exit status is non-zero when a request failed or the herd cost
-more than one token request; missed speed targets are reported (and fail only with
-``--strict``).
+``--output-dir`` is given. RESULTS.md also embeds the committed million-request soak's summary
+(``make soak N=1000000``; not rerun here). The exit status is non-zero when a request failed or
+a herd round cost other than one token request; missed targets are reported (and fail only
+with ``--strict``).
 """
 
 from __future__ import annotations
@@ -56,8 +59,15 @@ class Config:
     rounds: int = 5
     warmup_factor: int = 2
     warmup_min: int = 200
+    #: The herd all in flight: ``AuthSession(limit=herd)``, ``herd`` requests.
     herd: int = 10_000
+    #: Rounds of each herd (a baseline burst and a burst meeting the expiry per round).
     herd_rounds: int = 3
+    #: The herd behind a pool: ``pool_herd`` requests through ``AuthSession(limit=
+    #: pool_herd_limit)``, every session expired once ``pool_herd_at`` of them completed.
+    pool_herd: int = 10_000
+    pool_herd_limit: int = 100
+    pool_herd_at: float = 0.25
     memory: tuple[int, ...] = (10_000, 50_000, 100_000, 150_000, 200_000)
     memory_concurrency: int = 64
     assertion_round_seconds: float = 0.2
@@ -81,7 +91,7 @@ class Config:
 
     @classmethod
     def reduced(cls) -> Config:
-        """A few seconds: every client answers, the herd costs one token request."""
+        """A few seconds: every client answers, each herd costs one token request."""
         return cls(
             levels=(1, 16),
             requests=200,
@@ -90,6 +100,8 @@ class Config:
             warmup_min=20,
             herd=500,
             herd_rounds=1,
+            pool_herd=500,
+            pool_herd_limit=25,
             memory=(1_000, 3_000),
             memory_concurrency=16,
             assertion_round_seconds=0.01,
@@ -116,7 +128,8 @@ class Results:
     discarded: dict[str, list[dict[str, dict[str, Any]]]] = field(default_factory=dict)
     load_average: tuple[float, float, float] | None = None
     warmups: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
-    herd: dict[str, Any] = field(default_factory=dict)
+    herd: dict[str, Any] = field(default_factory=dict)  # all in flight
+    pool_herd: dict[str, Any] = field(default_factory=dict)  # behind a pool, expiry mid-burst
     memory: dict[str, Any] = field(default_factory=dict)
     assertion: dict[str, Any] = field(default_factory=dict)
     profile: dict[str, Any] = field(default_factory=dict)
@@ -124,7 +137,12 @@ class Results:
     command: str = ""
 
     def failures(self) -> list[str]:
-        """Correctness problems: failed requests, missing 200s, herd token requests != 1."""
+        """Correctness problems: failed requests, missing 200s, herd token requests != 1.
+
+        Also a herd round whose expiry no request met (no 401 served): the benchmark itself
+        did not test what it says. The herds' latency and the pool herd's 401 count are
+        targets (``_report.targets``), not failures.
+        """
         problems = []
         for client, levels in self.overhead.items():
             for level, rounds in levels.items():
@@ -143,15 +161,18 @@ class Results:
             for level, run in levels.items():
                 if run["ok"] != run["n"] or run["errors"]:
                     problems.append(f"{client} warm-up at concurrency {level}: {run}")
-        for number, herd_round in enumerate(self.herd.get("rounds", []), 1):
-            if herd_round["token_requests"] != 1:
-                problems.append(
-                    f"herd round {number}: {herd_round['token_requests']} token requests"
-                )
-            for phase in ("baseline", "expired"):
-                burst = herd_round[phase]
-                if burst["ok"] != burst["n"] or burst["errors"]:
-                    problems.append(f"herd round {number} {phase}: {burst}")
+        for name, herd in (("herd all in flight", self.herd), ("pool herd", self.pool_herd)):
+            for number, herd_round in enumerate(herd.get("rounds", []), 1):
+                where = f"{name} round {number}"
+                if herd_round["token_requests"] != 1:
+                    problems.append(f"{where}: {herd_round['token_requests']} token requests")
+                if herd_round["served_401"] == 0:
+                    problems.append(f"{where}: no request met the expired session (no 401)")
+                for phase in ("baseline", "expired"):
+                    burst = herd_round[phase]
+                    if burst["ok"] != burst["n"] or burst["errors"]:
+                        shown = {k: v for k, v in burst.items() if k != "expiry"}
+                        problems.append(f"{where} {phase}: {shown}")
         memory = self.memory
         if memory and (memory["ok"] != self.config["memory"][-1] or memory["errors"]):
             problems.append(f"memory run: {memory['ok']} ok, errors {memory['errors']}")
@@ -358,7 +379,23 @@ def run(config: Config, *, quiet: bool = False) -> Results:
                     stop(handle)
                     return value
 
-                _log(f"herd: {config.herd} concurrent, {config.herd_rounds} round(s)", quiet)
+                _log(
+                    f"herd behind a pool: {config.pool_herd} requests, limit "
+                    f"{config.pool_herd_limit}, expiry after {config.pool_herd_at:.0%}, "
+                    f"{config.herd_rounds} round(s)",
+                    quiet,
+                )
+                results.pool_herd = probe(
+                    "pool_herd",
+                    config.pool_herd,
+                    config.pool_herd_limit,
+                    config.herd_rounds,
+                    config.pool_herd_at,
+                )
+                _log(
+                    f"herd all in flight: {config.herd} concurrent, {config.herd_rounds} round(s)",
+                    quiet,
+                )
                 results.herd = probe("herd", config.herd, config.herd_rounds)
                 _log(f"memory: RSS after {', '.join(map(str, config.memory))} requests", quiet)
                 results.memory = probe("memory", list(config.memory), config.memory_concurrency)
