@@ -24,6 +24,26 @@ MAX_ASSERTION_LIFETIME = 180.0
 _HEADERS = {"typ": "JWT"}
 
 
+def check_lifetime(lifetime: object) -> None:
+    """Check an ``assertion_lifetime``: seconds, ``0 < x <= 180``.
+
+    Salesforce ("OAuth 2.0 JWT Bearer Flow for Server-to-Server Integration") refuses an
+    ``exp`` more than 3 minutes ahead.
+
+    Raises:
+        ConfigurationError: It is not such a number.
+    """
+    if (
+        not isinstance(lifetime, int | float)
+        or isinstance(lifetime, bool)
+        or not 0 < lifetime <= MAX_ASSERTION_LIFETIME
+    ):
+        raise ConfigurationError(
+            f"assertion_lifetime must be > 0 and <= {MAX_ASSERTION_LIFETIME:g} seconds "
+            f"(Salesforce refuses an exp more than 3 minutes ahead); got {lifetime!r}"
+        )
+
+
 class AssertionSigner:
     """Mints RS256 assertions with a key parsed once.
 
@@ -51,15 +71,7 @@ class AssertionSigner:
         lifetime: float = MAX_ASSERTION_LIFETIME,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if (
-            not isinstance(lifetime, int | float)
-            or isinstance(lifetime, bool)
-            or not 0 < lifetime <= MAX_ASSERTION_LIFETIME
-        ):
-            raise ConfigurationError(
-                f"assertion_lifetime must be > 0 and <= {MAX_ASSERTION_LIFETIME:g} seconds "
-                f"(Salesforce refuses an exp more than 3 minutes ahead); got {lifetime!r}"
-            )
+        check_lifetime(lifetime)
         self._key = private_key
         self._lifetime = int(lifetime) or 1
         self._audience = audience

@@ -272,19 +272,18 @@ class SalesforceAuthMiddleware:
         # The fast path: a token that works, its instance, bytes to send, a free slot.
         started = engine.retry.clock()  # the retry budget counts this first attempt
         request.headers[hdrs.AUTHORIZATION] = "Bearer " + token.access_token
+        handed_over = False
         try:
-            response = await handler(request)
-        except aiohttp.ClientError as exc:
-            failure = self._new_exchange(request, handler).failure(exc)
-        except BaseException:
-            if gate is not None:
-                gate.leave()
-            raise
-        else:
-            if response.status == 401 or response.status in CLASSIFIED:
-                # A rejected session or a failure: the exchange finishes this attempt, slot held.
-                return await self._new_exchange(request, handler).resume(response, token, started)
             try:
+                response = await handler(request)
+            except aiohttp.ClientError as exc:
+                failure = self._new_exchange(request, handler).failure(exc)
+            else:
+                if response.status == 401 or response.status in CLASSIFIED:
+                    # A rejected session or a failure: the exchange finishes it, in this slot.
+                    handed_over = True
+                    exchange = self._new_exchange(request, handler)
+                    return await exchange.resume(response, token, started)
                 usage = response.headers.get("Sforce-Limit-Info")
                 if usage is not None:
                     engine.usage.observe(usage)
@@ -295,12 +294,11 @@ class SalesforceAuthMiddleware:
                     return response
                 except (aiohttp.ClientError, TimeoutError) as exc:
                     response.close()
-                    failure = transport_error(
-                        exc, request, sent=True, retryable=self._may_resend(request)
-                    )
-            finally:
-                if gate is not None:
-                    gate.leave()
+                    resend = self._may_resend(request)
+                    failure = transport_error(exc, request, sent=True, retryable=resend)
+        finally:
+            if gate is not None and not handed_over:
+                gate.leave()
         # Past the except blocks: no aiohttp error (its request_info holds the bearer) rides along.
         return await self._new_exchange(request, handler).recover(failure, started)
 

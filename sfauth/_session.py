@@ -351,7 +351,9 @@ class _ResponseContext:
         self._session = session
         self._method = method
         self._path = path
-        self._idempotent = bool(idempotent)
+        if idempotent is not True and idempotent is not False:
+            raise ConfigurationError(f"idempotent must be True or False; got {idempotent!r}")
+        self._idempotent = idempotent
         self._kwargs = kwargs
         self._resp: aiohttp.ClientResponse | None = None
 
@@ -372,6 +374,11 @@ class _ResponseContext:
         url, relative = resolve(token.instance_url, self._path)
         ours = session._views[relative][self._idempotent]
         theirs = kwargs.pop("middlewares", None)
+        if theirs is not None and not isinstance(theirs, list | tuple):
+            raise ConfigurationError(
+                "middlewares must be a tuple or list of aiohttp client middlewares, such as "
+                f"(mine,); got {type(theirs).__name__}"
+            )
         failure: TransportError
         try:
             self._resp = response = await http.request(

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import ssl as _ssl
 from dataclasses import dataclass, field
 from typing import TypedDict
 
 import aiohttp
 
-from ._assertion import MAX_ASSERTION_LIFETIME
+from ._assertion import MAX_ASSERTION_LIFETIME, check_lifetime
 from ._config import DEFAULT_LOGIN_URL, FlowConfig
 from ._keys import PrivateKeyInput
 from ._query import LATEST, normalize_api_version
@@ -147,6 +148,11 @@ class Settings:
             raise ConfigurationError(
                 f"retry must be a sfauth.RetryPolicy; got {type(retry).__name__}"
             )
+        check_lifetime(self.assertion_lifetime)
+        if self.passphrase is not None and not isinstance(self.passphrase, str | bytes):
+            raise ConfigurationError(
+                f"passphrase must be str or bytes; got {type(self.passphrase).__name__}"
+            )
         _seconds("refresh_timeout", self.refresh_timeout, allow_zero=False)
         _seconds("refresh_cooldown", self.refresh_cooldown, allow_zero=True)
         if self.max_token_age is not None:
@@ -185,6 +191,8 @@ class Settings:
             ConfigurationError: A changed setting is malformed.
             TypeError: A name that is not a setting.
         """
+        if "flow" in changes:
+            raise TypeError("flow is derived from the other settings; it cannot be set")
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
 
@@ -239,11 +247,14 @@ def _seconds(name: str, value: object, *, allow_zero: bool) -> None:
     ok = (
         isinstance(value, int | float)
         and not isinstance(value, bool)
+        and math.isfinite(value)
         and (value >= 0 if allow_zero else value > 0)
     )
     if not ok:
         bound = ">= 0" if allow_zero else "> 0"
-        raise ConfigurationError(f"{name} must be a number of seconds {bound}; got {value!r}")
+        raise ConfigurationError(
+            f"{name} must be a finite number of seconds {bound}; got {value!r}"
+        )
 
 
 def _count(name: str, value: object, *, minimum: int, unlimited: bool = False) -> None:

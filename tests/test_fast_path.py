@@ -16,7 +16,13 @@ import pytest
 from aiohttp import ClientHandlerType, ClientRequest, ClientResponse, web
 from aiohttp.test_utils import TestServer
 
-from sfauth import AuthSession, SalesforceAuthMiddleware
+from sfauth import (
+    AuthSession,
+    ConfigurationError,
+    RetryPolicy,
+    SalesforceAuthMiddleware,
+    TransportError,
+)
 from sfauth.testing import Emulator, ScriptedResponse, no_backoff
 
 from .conftest import SessionFactory
@@ -248,6 +254,23 @@ async def test_the_callers_middleware_runs_and_the_request_still_gets_the_bearer
     assert emulator.token_request_count == 1
 
 
+async def test_a_bare_middleware_and_a_non_bool_idempotent_are_refused(
+    emulator: Emulator, make_session: SessionFactory
+) -> None:
+    sf = make_session()
+    assert await status_of(sf) == 200
+    with pytest.raises(ConfigurationError) as info:
+        await status_of(sf, middlewares=recording([]))
+    assert str(info.value) == (
+        "middlewares must be a tuple or list of aiohttp client middlewares, such as (mine,); "
+        "got function"
+    )
+    with pytest.raises(ConfigurationError) as info:
+        sf.post(SOBJECTS, json={"Name": "Acme"}, idempotent="false")  # type: ignore[arg-type]
+    assert str(info.value) == "idempotent must be True or False; got 'false'"
+    assert len(emulator.requests) == 1
+
+
 async def test_the_callers_middleware_sees_one_answer_when_sfauth_replays(
     emulator: Emulator, make_session: SessionFactory
 ) -> None:
@@ -278,6 +301,32 @@ async def test_a_503_then_200_is_retried(emulator: Emulator, make_session: Sessi
     assert body["DailyApiRequests"]["Max"] == 15000
     assert [r.status for r in emulator.requests] == [200, 503, 200]
     assert emulator.token_request_count == 1
+
+
+@pytest.mark.parametrize("retry", [True, False])
+async def test_connection_failures_give_their_send_slot_back(
+    emulator: Emulator, make_session: SessionFactory, retry: bool
+) -> None:
+    # More failures than slots: a slot kept by any of them would stall the last request.
+    policy = None if retry else RetryPolicy.none()
+    sf = make_session(limit=2, retry=policy, timeout=aiohttp.ClientTimeout(total=10))
+    assert await status_of(sf) == 200
+    outcomes = []
+    with no_backoff():
+        for _ in range(3):
+            emulator.script_rest_responses([ScriptedResponse(reset=True)])
+            try:
+                outcomes.append(await status_of(sf))
+            except TransportError as exc:
+                outcomes.append(exc.reason)
+        assert await status_of(sf) == 200
+    expected = 200 if retry else "ServerDisconnectedError"
+    assert outcomes == [expected] * 3
+    served = [200, 0, 200, 0, 200, 0, 200, 200] if retry else [200, 0, 0, 0, 200]
+    assert [r.status for r in emulator.requests] == served
+    gate = sf.auth._engine.gate
+    assert gate is not None
+    assert gate.in_use == 0
 
 
 async def test_a_503_to_a_post_is_returned_not_retried(

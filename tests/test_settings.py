@@ -39,10 +39,30 @@ def base(options: dict[str, Any]) -> Settings:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"refresh_timeout": 0}, "refresh_timeout must be a number of seconds > 0; got 0"),
-        ({"refresh_timeout": True}, "refresh_timeout must be a number of seconds > 0; got True"),
-        ({"refresh_cooldown": -1}, "refresh_cooldown must be a number of seconds >= 0; got -1"),
-        ({"max_token_age": 0.0}, "max_token_age must be a number of seconds > 0; got 0.0"),
+        ({"refresh_timeout": 0}, "refresh_timeout must be a finite number of seconds > 0; got 0"),
+        (
+            {"refresh_timeout": float("inf")},
+            "refresh_timeout must be a finite number of seconds > 0; got inf",
+        ),
+        (
+            {"keepalive_timeout": float("nan")},
+            "keepalive_timeout must be a finite number of seconds >= 0; got nan",
+        ),
+        (
+            {"assertion_lifetime": 181},
+            "assertion_lifetime must be > 0 and <= 180 seconds (Salesforce refuses an exp more "
+            "than 3 minutes ahead); got 181",
+        ),
+        ({"passphrase": 123}, "passphrase must be str or bytes; got int"),
+        (
+            {"refresh_timeout": True},
+            "refresh_timeout must be a finite number of seconds > 0; got True",
+        ),
+        (
+            {"refresh_cooldown": -1},
+            "refresh_cooldown must be a finite number of seconds >= 0; got -1",
+        ),
+        ({"max_token_age": 0.0}, "max_token_age must be a finite number of seconds > 0; got 0.0"),
         ({"max_relogins": 0}, "max_relogins must be an int >= 1; got 0"),
         ({"failure_threshold": 1.5}, "failure_threshold must be an int >= 1; got 1.5"),
         ({"limit": -1}, "limit must be an int >= 0 (0 = unlimited); got -1"),
@@ -225,6 +245,12 @@ def test_replace_validates_and_derives_the_flow_again(base: Settings) -> None:
 def test_replace_with_an_unknown_name_is_a_type_error(base: Settings) -> None:
     with pytest.raises(TypeError, match="'bogus'"):
         base.replace(bogus=1)
+
+
+def test_flow_is_derived_and_cannot_be_set(base: Settings) -> None:
+    with pytest.raises(TypeError) as info:
+        base.replace(flow=None)
+    assert str(info.value) == "flow is derived from the other settings; it cannot be set"
 
 
 def test_settings_are_frozen(base: Settings) -> None:
