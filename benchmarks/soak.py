@@ -1,11 +1,22 @@
 """Soak: many requests through one AuthSession while the emulator misbehaves.
 
-Run with ``make soak`` (or ``python -m benchmarks.soak --help``). The emulator injects seeded
-random transient faults (503, 502 HTML pages, 429, the concurrent-request limit, resets,
-truncated JSON, slow answers, token-endpoint ``unknown_error``), expires every session several
-times and revokes the token once, while a fixed number of requests stay in flight. The summary
-counts what happened; the run passes when no request failed and every expiry or revocation cost
-exactly one login.
+Run with ``make soak N=1000000`` (or ``python -m benchmarks.soak --help``). The emulator
+(``sfauth.testing.Emulator``) runs in its own process, so that the client's memory and CPU are the
+client's alone; the soak drives it through a pipe. It injects seeded random transient faults
+(503, 502 HTML pages, 429, the concurrent-request limit, resets, truncated JSON, slow answers,
+token-endpoint ``unknown_error``) into about ``--fault-rate`` of everything it serves, while
+``--in-flight`` long-lived workers keep that many requests in flight until ``--requests`` are
+done. Spread evenly over the run, it expires every session ``--expiries`` times, revokes the
+current token ``--revocations`` times and moves the org to another instance ``--instance-moves``
+times (a move is one of the expiries: the session learns the new ``instance_url`` from the
+refresh that follows, as after a real org migration).
+
+The run passes when no request failed, at least 10 % of the answers were injected faults,
+every planned action happened, the logins were exactly 1 + expiries + revocations (token
+requests retried after injected token-endpoint faults are counted separately), no request
+started after a move went to the old instance, and (from 100,000 requests on) the client's
+RSS grew by less than 2 % between 10 % of the run and its end. ``--write FILE`` also writes the
+summary as a markdown section (see :func:`soak_section`).
 """
 
 from __future__ import annotations
@@ -13,64 +24,515 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
+import datetime
+import functools
+import importlib.metadata
+import multiprocessing
+import os
+import platform
+import resource
+import shlex
+import subprocess
 import sys
 import time
-from collections.abc import MutableMapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
 
-import aiohttp
 import structlog
+from yarl import URL
 
-from sfauth import AuthSession, SFAuthError
+from benchmarks._server import pin_to_cpu, raise_fd_limit
+from sfauth import AuthSession, Token
 from sfauth.testing import Emulator
 
 QUERY = "/services/data/v62.0/query"
 SOQL = {"q": "SELECT Id, Name FROM Account LIMIT 3"}
+#: The issue's targets.
+FAULT_FLOOR = 0.10
+RSS_GROWTH_LIMIT = 0.02
+#: RSS growth is measured from this share of the run to its end...
+RSS_BASELINE_SHARE = 0.10
+#: ...and gated only for runs of at least this many requests.
+RSS_GATE_REQUESTS = 100_000
+NO_RUN = "no soak run recorded"
+T = TypeVar("T")
+#: Seconds between the director's looks at the request counter and the current token.
+_POLL = 0.005
+_REPO = Path(__file__).resolve().parent.parent
+
+
+# ---------------------------------------------------------------------------------- the plan
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """One disturbance: after ``at`` requests completed, ``kind`` happens.
+
+    ``kind`` is ``"expire"`` (every session expires), ``"revoke"`` (the current token is
+    revoked) or ``"move"`` (the org's ``instance_url`` moves to site ``site``, then every
+    session expires: a move is also an expiry).
+    """
+
+    at: int
+    kind: str
+    site: int = 0
+
+
+def plan_actions(
+    requests: int, expiries: int, revocations: int, instance_moves: int
+) -> list[Action]:
+    """Spread the expiries and revocations evenly over the run; moves replace some expiries.
+
+    The ``expiries + revocations`` rejections come at ``requests * k / (rejections + 1)``
+    completed requests (k = 1, 2, ...); the revocations and, among the expiries, the moves are
+    themselves spread evenly over those slots.
+
+    Raises:
+        ValueError: A count is negative, or there are more moves than expiries.
+    """
+    if min(expiries, revocations, instance_moves) < 0:
+        raise ValueError("expiries, revocations and instance moves must be >= 0")
+    if instance_moves > expiries:
+        raise ValueError(
+            f"each instance move is one of the expiries: --instance-moves ({instance_moves}) "
+            f"must not exceed --expiries ({expiries})"
+        )
+    slots = expiries + revocations
+    revoked = {(j + 1) * slots // (revocations + 1) for j in range(revocations)}
+    expiry_slots = [slot for slot in range(slots) if slot not in revoked]
+    moved = {
+        expiry_slots[(m + 1) * len(expiry_slots) // (instance_moves + 1)]
+        for m in range(instance_moves)
+    }
+    plan = []
+    site = 0
+    for slot in range(slots):
+        at = requests * (slot + 1) // (slots + 1)
+        if slot in revoked:
+            plan.append(Action(at, "revoke"))
+        elif slot in moved:
+            site += 1
+            plan.append(Action(at, "move", site))
+        else:
+            plan.append(Action(at, "expire"))
+    return plan
+
+
+# ---------------------------------------------------------------------------------- memory
+
+
+def rss_bytes() -> int:
+    """This process's resident set size now (Linux ``/proc/self/statm``; else the peak)."""
+    try:
+        with open("/proc/self/statm") as file:
+            return int(file.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024
+
+
+def _mib(value: int) -> str:
+    return f"{value / 2**20:.1f} MiB"
+
+
+# ---------------------------------------------------------------------------------- emulator
+
+
+def _emulator_process(conn: Connection, cpu: int | None, sites: int) -> None:
+    """Process entry point: run the emulator and obey the soak's commands until ``stop``."""
+    pin_to_cpu(cpu)
+    raise_fd_limit()
+    asyncio.run(_serve_emulator(conn, sites))
+
+
+async def _serve_emulator(conn: Connection, sites: int) -> None:
+    # record_requests=False: the emulator keeps counters only, no record per REST request.
+    # A daily API allowance the soak cannot reach: sfauth would warn at 80 % of it.
+    async with Emulator(record_requests=False, daily_api_limit=1_000_000_000) as emu:
+        creds = emu.create_credentials(username="soak@example.com")
+        extra = [await emu.add_instance() for _ in range(sites)]
+        conn.send(
+            {
+                "client_id": creds.client_id,
+                "username": creds.username,
+                "private_key_pem": creds.private_key_pem,
+                "urls": [emu.url, *extra],
+            }
+        )
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+
+        def command() -> None:
+            try:
+                name, *args = conn.recv()
+            except (EOFError, OSError):
+                stop.set()  # the soak is gone
+                return
+            conn.send(_obey(emu, name, args))
+            if name == "stop":
+                stop.set()
+
+        loop.add_reader(conn.fileno(), command)
+        try:
+            await stop.wait()
+        finally:
+            loop.remove_reader(conn.fileno())
+
+
+def _obey(emu: Emulator, name: str, args: list[Any]) -> Any:
+    if name == "faults":
+        rate, seed = args
+        emu.inject_faults(rate, seed=seed)
+        return None
+    if name == "expire":
+        emu.expire_all_sessions()
+        return None
+    if name == "revoke":
+        return emu.revoke(args[0])
+    if name == "rss":
+        return rss_bytes()
+    if name == "move":
+        # An org moving to another instance: new tokens carry the new instance_url, and the
+        # sessions issued so far end, so the client learns it from the refresh that follows.
+        emu.set_instance_url(args[0])
+        emu.expire_all_sessions()
+        return None
+    if name in ("stats", "stop"):
+        logins = 0
+        token_faults: collections.Counter[str] = collections.Counter()
+        for record in emu.token_requests:
+            if record.status == 200 and record.fault in (None, "slow"):
+                logins += 1
+            else:
+                token_faults[record.fault or f"HTTP {record.status} {record.error}"] += 1
+        return {
+            "served": sum(emu.counters.values()),
+            "unauthorized": sum(v for (_, status), v in emu.counters.items() if status == 401),
+            "faults": dict(emu.faults_injected),
+            "token_requests": emu.token_request_count,
+            "logins": logins,
+            "token_faults": dict(token_faults),
+        }
+    raise ValueError(f"unknown command {name!r}")
+
+
+class RemoteEmulator:
+    """An :class:`Emulator` in its own process (spawned), driven through a pipe.
+
+    Args:
+        sites: Listening sites to open besides the first one (targets of instance moves).
+        cpu: CPU to pin the emulator process to, or ``None``.
+    """
+
+    def __init__(self, *, sites: int = 0, cpu: int | None = None) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._process = ctx.Process(
+            target=_emulator_process, args=(child, cpu, sites), name="soak-emulator", daemon=True
+        )
+        self._process.start()
+        child.close()
+        self.setup: dict[str, Any] = {}
+        self._lock = asyncio.Lock()
+
+    async def __aenter__(self) -> Self:
+        try:
+            self.setup = await asyncio.wait_for(self._recv(), 120)
+        except BaseException:
+            self._kill()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await asyncio.wait_for(self.call("stop"), 10)
+        except (OSError, EOFError, TimeoutError):
+            pass
+        finally:
+            await asyncio.to_thread(self._process.join, 10)
+            self._kill()
+
+    def _kill(self) -> None:
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join(5)
+        self._conn.close()
+
+    @property
+    def urls(self) -> list[str]:
+        """The sites' base URLs; the first is the login URL and the first instance."""
+        return list(self.setup["urls"])
+
+    async def call(self, name: str, *args: Any) -> Any:
+        """Send one command and return the emulator's answer (the event loop keeps running)."""
+        async with self._lock:
+            self._conn.send((name, *args))
+            return await self._recv()
+
+    async def _recv(self) -> Any:
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+        fd = self._conn.fileno()
+
+        def readable() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        loop.add_reader(fd, readable)
+        try:
+            while not ready.done():
+                if not self._process.is_alive():
+                    raise EOFError("the emulator process died")
+                await asyncio.wait({ready}, timeout=1.0)
+        finally:
+            loop.remove_reader(fd)
+        return self._conn.recv()
+
+
+# ---------------------------------------------------------------------------------- the run
 
 
 @dataclass
 class SoakResult:
+    """What one soak did and saw; :attr:`criteria` says whether it passed."""
+
     requests: int
+    in_flight: int
+    fault_rate: float
+    seed: int
+    max_relogins: int
     ok: int
     failed: dict[str, int]
+    #: Fault kind -> answers it replaced, on every endpoint (the token endpoint included).
     faults: dict[str, int]
     served: int
+    #: Answers 401 (expired, revoked or moved sessions).
+    unauthorized: int
     retries: int
     replays: int
     token_requests: int
     logins: int
-    expiries: int
-    revocations: int
+    #: Token requests that got an injected fault (and were retried), by fault kind.
+    token_faults: dict[str, int]
+    planned: list[Action]
+    #: ``(kind, completed requests when it happened, detail)`` of every action taken.
+    done: list[tuple[str, int, str]]
+    #: Base URL -> requests answered 200 with 3 records from that instance.
+    ok_by_instance: dict[str, int]
+    #: Requests started after a move that were answered by an instance the org had left.
+    strays: int
+    #: ``(completed requests, client RSS in bytes)`` at every tenth of the run.
+    rss: list[tuple[int, int]]
+    #: The same for the emulator's process (what an in-process emulator would add).
+    emulator_rss: list[tuple[int, int]]
     seconds: float
+    pinned: str = ""
+    events: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def expiries(self) -> int:
+        """Expiries that happened, moves included."""
+        return sum(1 for kind, _, _ in self.done if kind in ("expire", "move"))
+
+    @property
+    def revocations(self) -> int:
+        return sum(1 for kind, _, _ in self.done if kind == "revoke")
+
+    @property
+    def moves(self) -> int:
+        return sum(1 for kind, _, _ in self.done if kind == "move")
+
+    @property
+    def failures(self) -> int:
+        return sum(self.failed.values())
+
+    @property
+    def fault_share(self) -> float:
+        return sum(self.faults.values()) / max(self.served, 1)
+
+    @property
+    def token_fault_retries(self) -> int:
+        return self.token_requests - self.logins
+
+    @property
+    def rss_baseline(self) -> tuple[int, int] | None:
+        """``(requests, bytes)`` of the sample at 10 % of the run."""
+        return self.rss[0] if self.rss else None
+
+    @property
+    def rss_end(self) -> tuple[int, int] | None:
+        return self.rss[-1] if self.rss else None
+
+    @property
+    def rss_growth(self) -> float | None:
+        if not self.rss:
+            return None
+        return self.rss[-1][1] / self.rss[0][1] - 1
+
+    def criteria(self) -> list[tuple[str, str, bool | None]]:
+        """``(criterion, measured, met)``; ``met`` is ``None`` when it is not gated."""
+        planned = collections.Counter(action.kind for action in self.planned)
+        planned_expiries = planned["expire"] + planned["move"]
+        growth = self.rss_growth
+        base, end = self.rss_baseline, self.rss_end
+        rss_text = "no samples"
+        if growth is not None and base is not None and end is not None:
+            rss_text = (
+                f"{_mib(base[1])} at {base[0]:,} requests, {_mib(end[1])} at {end[0]:,}: "
+                f"{growth:+.2%}"
+            )
+            if self.requests < RSS_GATE_REQUESTS:
+                rss_text += f" (not gated below {RSS_GATE_REQUESTS:,} requests)"
+        final = list(self.ok_by_instance)[-1] if self.ok_by_instance else ""
+        return [
+            (
+                "no request failed",
+                f"{self.ok:,} ok, {self.failures:,} failed of {self.requests:,}",
+                self.failures == 0 and self.ok == self.requests,
+            ),
+            (
+                f">= {FAULT_FLOOR:.0%} injected transient faults",
+                f"{sum(self.faults.values()):,} of {self.served:,} answers "
+                f"({self.fault_share:.1%})",
+                self.fault_share >= FAULT_FLOOR,
+            ),
+            (
+                "every planned expiry, revocation and instance move happened",
+                f"{self.expiries} of {planned_expiries} expiries (instance moves: {self.moves} "
+                f"of {planned['move']}), {self.revocations} of {planned['revoke']} revocations",
+                (self.expiries, self.moves, self.revocations)
+                == (planned_expiries, planned["move"], planned["revoke"]),
+            ),
+            (
+                "logins = 1 + expiries + revocations",
+                f"{self.logins} = 1 + {self.expiries} + {self.revocations} "
+                f"(and {_plural(self.token_fault_retries, 'token request')} retried after "
+                "injected token-endpoint faults)",
+                self.logins == 1 + self.expiries + self.revocations,
+            ),
+            (
+                "requests follow the instance moves",
+                f"{self.strays} requests went to an instance the org had left; "
+                f"{self.ok_by_instance.get(final, 0):,} answered by the last instance",
+                self.strays == 0 and (self.moves == 0 or self.ok_by_instance.get(final, 0) > 0),
+            ),
+            (
+                f"client RSS growth < {RSS_GROWTH_LIMIT:.0%} from {RSS_BASELINE_SHARE:.0%} "
+                "of the run to its end",
+                rss_text,
+                None
+                if self.requests < RSS_GATE_REQUESTS or growth is None
+                else growth < RSS_GROWTH_LIMIT,
+            ),
+        ]
 
     @property
     def passed(self) -> bool:
-        return (
-            not self.failed
-            and self.ok == self.requests
-            and self.logins == 1 + self.expiries + self.revocations
+        return all(met is not False for _, _, met in self.criteria())
+
+    def _lines(self) -> list[tuple[str, str]]:
+        faults = ", ".join(f"{k} {v:,}" for k, v in sorted(self.faults.items()))
+        token_faults = ", ".join(f"{k} {v}" for k, v in sorted(self.token_faults.items()))
+        actions = "; ".join(
+            f"{kind}{f' to {detail}' if detail else ''} at {at:,}"
+            for kind, at, detail in self.done
         )
+        instances = ", ".join(f"{url} {n:,}" for url, n in self.ok_by_instance.items())
+        rss = ", ".join(f"{_mib(b)} at {n:,}" for n, b in self.rss)
+        emulator_rss = ", ".join(f"{_mib(b)} at {n:,}" for n, b in self.emulator_rss)
+        if len(self.emulator_rss) > 1 and self.emulator_rss[0][1]:
+            growth = self.emulator_rss[-1][1] / self.emulator_rss[0][1] - 1
+            emulator_rss += f" ({growth:+.2%}; its own process, not gated)"
+        return [
+            (
+                "requests",
+                f"{self.requests:,} in {self.seconds:.1f} s "
+                f"({self.requests / self.seconds:,.0f} requests/s), {self.in_flight:,} in flight",
+            ),
+            ("requests ok", f"{self.ok:,}"),
+            (
+                "requests failed",
+                f"{self.failures:,}"
+                + "".join(f", {k} {v}" for k, v in sorted(self.failed.items())),
+            ),
+            (
+                "faults injected",
+                f"{sum(self.faults.values()):,} of {self.served:,} answers served "
+                f"({self.fault_share:.1%}; rate {self.fault_rate:g}, seed {self.seed}): {faults}",
+            ),
+            ("retries", f"{self.retries:,}"),
+            ("401 answers", f"{self.unauthorized:,}"),
+            ("401 replays", f"{self.replays:,}"),
+            (
+                "token requests",
+                f"{self.token_requests} = {self.logins} logins (1 + {self.expiries} expiries + "
+                f"{self.revocations} revocations) + {self.token_fault_retries} retried after "
+                f"injected token-endpoint faults ({token_faults or 'none'})",
+            ),
+            ("max_relogins", f"{self.max_relogins} (AuthSession's default is 5 per 300 s)"),
+            ("actions", actions or "none"),
+            ("ok by instance", f"{instances}; strays {self.strays}"),
+            ("client RSS", rss or "no samples"),
+            ("emulator RSS", emulator_rss or "no samples"),
+        ]
 
     def report(self) -> str:
-        failed = sum(self.failed.values())
+        """The console summary."""
+        lines = [f"{name + ':':<17}{value}" for name, value in self._lines()]
+        for name, measured, met in self.criteria():
+            lines.append(f"[{_verdict(met)}] {name}: {measured}")
+        lines.append(f"result:          {'PASS' if self.passed else 'FAIL'}")
+        return "\n".join(lines)
+
+    def markdown(self, *, command: str, when: str, revision: str) -> str:
+        """The summary as a markdown section (``## Soak ...``)."""
+        info = machine()
         lines = [
-            f"requests:        {self.requests} in {self.seconds:.1f} s "
-            f"({self.requests / self.seconds:,.0f} requests/s)",
-            f"requests ok:     {self.ok}",
-            f"requests failed: {failed}",
-            *(f"  {k}: {v}" for k, v in sorted(self.failed.items())),
-            f"faults injected: {sum(self.faults.values())} of {self.served} requests served "
-            f"({sum(self.faults.values()) / max(self.served, 1):.1%}: "
-            f"{', '.join(f'{k} {v}' for k, v in sorted(self.faults.items()))})",
-            f"retries:         {self.retries}",
-            f"401 replays:     {self.replays}",
-            f"token requests:  {self.token_requests} "
-            f"({self.logins} logins = 1 + {self.expiries} expiries + {self.revocations} "
-            f"revocation; the rest were retries after injected token faults)",
-            f"result:          {'PASS' if self.passed else 'FAIL'}",
+            f"## Soak: {self.requests:,} requests",
+            "",
+            f"`{command}` on {when}; sfauth source: {revision}. "
+            f"Result: **{'PASS' if self.passed else 'FAIL'}**.",
+            "",
+            f"- Machine: {info['cpu']}, {info['memory']}; {info['os']}",
+            f"- Python: {info['python']}; {info['versions']}",
+            f"- Setup: one `AuthSession(limit={self.in_flight}, max_relogins="
+            f"{self.max_relogins})` in this process, {self.in_flight:,} workers each sending "
+            f"`GET {QUERY}?q={SOQL['q']}` until {self.requests:,} are done; "
+            "`sfauth.testing.Emulator(record_requests=False, daily_api_limit=1_000_000_000)` "
+            "in its own process"
+            f"{f' ({self.pinned})' if self.pinned else ''}.",
+            "",
+            "| criterion | measured | verdict |",
+            "|---|---|---|",
+            *(
+                f"| {name} | {measured} | {_verdict(met)} |"
+                for name, measured, met in self.criteria()
+            ),
+            "",
+            "| count | value |",
+            "|---|---|",
+            *(f"| {name} | {value} |" for name, value in self._lines()),
+            "",
         ]
         return "\n".join(lines)
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def _verdict(met: bool | None) -> str:
+    return "n/a" if met is None else ("PASS" if met else "FAIL")
 
 
 async def soak(
@@ -78,10 +540,24 @@ async def soak(
     requests: int = 20_000,
     in_flight: int = 1_000,
     fault_rate: float = 0.12,
-    expiries: int = 3,
+    expiries: int = 10,
+    revocations: int = 3,
+    instance_moves: int = 1,
     seed: int = 7,
+    pin: bool = False,
+    progress: Callable[[str], None] | None = None,
 ) -> SoakResult:
-    """Run the soak in this event loop and return its counts."""
+    """Run the soak in this event loop (the emulator in a child process) and return its counts.
+
+    Args:
+        pin: Pin the emulator process to the second CPU this process may use, and this
+            process to the first, so that each gets a core of its own (for the CLI: pytest
+            should not be pinned).
+        progress: Called with a line of progress at every tenth of the run.
+    """
+    if requests < 1 or in_flight < 1:
+        raise ValueError("requests and in_flight must be >= 1")
+    plan = plan_actions(requests, expiries, revocations, instance_moves)
     events: collections.Counter[str] = collections.Counter()
 
     def count(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -89,103 +565,315 @@ async def soak(
         raise structlog.DropEvent
 
     structlog.configure(processors=[count], wrapper_class=structlog.make_filtering_bound_logger(0))
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    emulator_cpu = cpus[1] if pin and len(cpus) >= 2 else None
     try:
-        return await _soak(requests, in_flight, fault_rate, expiries, seed, events)
+        async with RemoteEmulator(sites=instance_moves, cpu=emulator_cpu) as emu:
+            if emulator_cpu is not None:
+                pin_to_cpu(cpus[0])  # after the spawn: the emulator must not inherit it
+            result = await _run(emu, plan, requests, in_flight, fault_rate, seed, events, progress)
     finally:
         structlog.reset_defaults()
+    if emulator_cpu is not None:
+        result.pinned = f"emulator pinned to CPU {emulator_cpu}, client to CPU {cpus[0]}"
+    return result
 
 
-async def _soak(
+async def _run(
+    emu: RemoteEmulator,
+    plan: list[Action],
     n: int,
     in_flight: int,
     fault_rate: float,
-    expiries: int,
     seed: int,
     events: collections.Counter[str],
+    progress: Callable[[str], None] | None,
 ) -> SoakResult:
-    async with Emulator(record_requests=False) as emu:
-        creds = emu.create_credentials(username="soak@example.com")
-        async with AuthSession(
-            client_id=creds.client_id,
-            username=creds.username,
-            private_key=creds.private_key_pem,
-            login_url=emu.url,
-            allow_http_loopback=True,
-            limit=in_flight,
-        ) as sf:
-            await sf.token()
-            emu.inject_faults(fault_rate, seed=seed)
-            # Expire every session at evenly spaced points, then revoke the token once. An action
-            # whose moment has come waits for the next completion if no token is current yet.
-            actions = [(n * (i + 1) // (expiries + 2), "expire") for i in range(expiries)]
-            actions.append((n * (expiries + 1) // (expiries + 2), "revoke"))
-            done = {"expire": 0, "revoke": 0}
-            ok = 0
-            finished = 0
-            failed: collections.Counter[str] = collections.Counter()
-            gate = asyncio.Semaphore(in_flight)
+    urls = emu.urls
+    site_of_port = {URL(url).port: i for i, url in enumerate(urls)}
+    rejections = len(plan)
+    # AuthSession allows max_relogins=5 logins per relogin_window=300 s to replace rejected
+    # tokens (one per rejected token; token-endpoint faults are retried inside the same
+    # refresh and do not count). A soak rejects expiries + revocations tokens within a few
+    # minutes, so it must allow more than that, or the later rejections would raise
+    # InvalidSessionError instead of logging in. One spare: the exact-login check still
+    # catches any extra login.
+    max_relogins = max(5, rejections + 1)
+    async with AuthSession(
+        client_id=emu.setup["client_id"],
+        username=emu.setup["username"],
+        private_key=emu.setup["private_key_pem"],
+        login_url=urls[0],
+        allow_http_loopback=True,
+        limit=in_flight,
+        max_relogins=max_relogins,
+    ) as sf:
+        await sf.token()
+        await emu.call("faults", fault_rate, seed)
+        started = finished = ok = strays = 0
+        site = 0  # the instance the org is on, once the session has followed it
+        failed: collections.Counter[str] = collections.Counter()
+        by_site: collections.Counter[int] = collections.Counter()
+        done: list[tuple[str, int, str]] = []
+        rss: list[tuple[int, int]] = []
+        emulator_rss: list[asyncio.Task[tuple[int, int]]] = []
 
-            def act() -> None:
-                while actions and finished >= actions[0][0]:
-                    current = sf.auth.current_token
-                    if current is None:
-                        return  # a refresh is in flight: act at the next completion
-                    _, action = actions.pop(0)
-                    if action == "expire":
-                        emu.expire_all_sessions()
-                    elif not emu.revoke(current.access_token):
+        async def emulator_sample(finished: int) -> tuple[int, int]:
+            return finished, await emu.call("rss")
+
+        marks = [n * k // 10 for k in range(1, 11)] if n >= 10 else [n]
+        next_mark = marks.pop(0)
+
+        async def worker() -> None:
+            nonlocal started, finished, ok, strays, next_mark
+            while started < n:
+                started += 1
+                site_at_start = site
+                try:
+                    async with sf.get(QUERY, params=SOQL) as resp:
+                        body = await resp.json()
+                        status = resp.status
+                        port = resp.url.port
+                    if status == 200 and len(body["records"]) == 3:
+                        ok += 1
+                        answered_by = site_of_port.get(port, -1)
+                        by_site[answered_by] += 1
+                        if answered_by < site_at_start:
+                            strays += 1
+                    else:
+                        failed[f"HTTP {status}"] += 1
+                except Exception as exc:  # a soak counts every kind of failure
+                    failed[type(exc).__name__] += 1
+                finished += 1
+                if finished >= next_mark:
+                    rss.append((finished, rss_bytes()))
+                    emulator_rss.append(asyncio.create_task(emulator_sample(finished)))
+                    next_mark = marks.pop(0) if marks else n + 1
+                    if progress is not None:
+                        elapsed = time.perf_counter() - began
+                        progress(
+                            f"  {finished:>11,} done in {elapsed:7.1f} s "
+                            f"({finished / elapsed:,.0f}/s), {len(done)} actions, "
+                            f"{sum(failed.values())} failed, client RSS {_mib(rss[-1][1])}"
+                        )
+
+        def reached(at: int) -> bool:
+            return finished >= at
+
+        def live(killed: Token | None) -> Token | None:
+            token = sf.auth.current_token
+            return token if token is not killed else None
+
+        async def direct() -> None:
+            nonlocal site
+            killed = None
+            for action in plan:
+                await _until(functools.partial(reached, action.at))
+                # The previous action's refresh must be over: act on a token that is live.
+                token = await _until(functools.partial(live, killed))
+                detail = ""
+                if action.kind == "revoke":
+                    if not await emu.call("revoke", token.access_token):
+                        done.append(("revoke missed", finished, "token was not live"))
                         continue
-                    done[action] += 1
+                elif action.kind == "move":
+                    detail = urls[action.site]
+                    await emu.call("move", detail)
+                else:
+                    await emu.call("expire")
+                killed = token
+                done.append((action.kind, finished, detail))
+                if action.kind == "move":
+                    await _until(functools.partial(live, killed))
+                    site = action.site  # requests started from now on belong there
 
-            async def one() -> None:
-                nonlocal ok, finished
-                async with gate:
-                    try:
-                        async with sf.get(QUERY, params=SOQL) as resp:
-                            body = await resp.json()
-                            if resp.status == 200 and len(body["records"]) == 3:
-                                ok += 1
-                            else:
-                                failed[f"HTTP {resp.status}"] += 1
-                    except (SFAuthError, aiohttp.ClientError, ValueError) as exc:
-                        failed[type(exc).__name__] += 1
-                    finished += 1
-                    act()
+        began = time.perf_counter()
+        director = asyncio.create_task(direct())
+        try:
+            await asyncio.gather(*(worker() for _ in range(min(in_flight, n))))
+        finally:
+            seconds = time.perf_counter() - began
+            director.cancel()
+            await asyncio.gather(director, return_exceptions=True)
+        await emu.call("faults", 0, None)
+        stats = await emu.call("stats")
+        emulator_samples = list(await asyncio.gather(*emulator_rss))
+    return SoakResult(
+        requests=n,
+        in_flight=in_flight,
+        fault_rate=fault_rate,
+        seed=seed,
+        max_relogins=max_relogins,
+        ok=ok,
+        failed=dict(failed),
+        faults=stats["faults"],
+        served=stats["served"],
+        unauthorized=stats["unauthorized"],
+        retries=events["sfauth.retry.scheduled"],
+        replays=events["sfauth.request.replayed"],
+        token_requests=stats["token_requests"],
+        logins=stats["logins"],
+        token_faults=stats["token_faults"],
+        planned=plan,
+        done=done,
+        ok_by_instance={(urls[i] if i >= 0 else "elsewhere"): by_site[i] for i in sorted(by_site)},
+        strays=strays,
+        rss=rss,
+        emulator_rss=emulator_samples,
+        seconds=seconds,
+        events=dict(events),
+    )
 
-            started = time.perf_counter()
-            await asyncio.gather(*(one() for _ in range(n)))
-            seconds = time.perf_counter() - started
-            emu.inject_faults(0)
-        logins = sum(
-            1 for r in emu.token_requests if r.status == 200 and r.fault in (None, "slow")
-        )
-        return SoakResult(
-            requests=n,
-            ok=ok,
-            failed=dict(failed),
-            faults=dict(emu.faults_injected),
-            served=sum(emu.counters.values()),
-            retries=events["sfauth.retry.scheduled"],
-            replays=events["sfauth.request.replayed"],
-            token_requests=emu.token_request_count,
-            logins=logins,
-            expiries=done["expire"],
-            revocations=done["revoke"],
-            seconds=seconds,
-        )
+
+async def _until(check: Callable[[], T | None]) -> T:
+    """Poll ``check`` every few milliseconds until it returns something truthy; return that."""
+    while True:
+        value = check()
+        if value:
+            return value
+        await asyncio.sleep(_POLL)
+
+
+# ---------------------------------------------------------------------------------- summary
+
+
+def machine() -> dict[str, str]:
+    """What this machine is (CPU model and count, memory, OS, Python, package versions)."""
+    cpu = platform.processor() or platform.machine()
+    memory = "memory unknown"
+    try:
+        with open("/proc/cpuinfo") as file:
+            cpu = next(
+                (line.split(":", 1)[1].strip() for line in file if line.startswith("model name")),
+                cpu,
+            )
+        with open("/proc/meminfo") as file:
+            for line in file:
+                if line.startswith("MemTotal"):
+                    memory = f"{int(line.split()[1]) / 2**20:.1f} GiB"
+                    break
+    except OSError:
+        pass
+    versions = []
+    for name in ("sfauth", "aiohttp", "yarl", "multidict"):
+        try:
+            versions.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            versions.append(f"{name} (not installed)")
+    return {
+        "cpu": f"{cpu}, {os.cpu_count()} logical CPUs",
+        "memory": memory,
+        "os": platform.platform(),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "versions": ", ".join(versions),
+    }
+
+
+def revision(exclude: Path | None = None) -> str:
+    """``git rev-parse --short HEAD``, plus ``-dirty`` if the work tree has changes.
+
+    ``exclude`` (the summary being written) does not count as a change. Read-only: git is run
+    with ``--no-optional-locks``, so it does not even refresh the index.
+    """
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "--no-optional-locks", *args],
+            cwd=_REPO,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+
+    spec = ["--", "."]
+    if exclude is not None:
+        with contextlib.suppress(ValueError):  # a file outside the checkout changes nothing
+            spec.append(f":(exclude){exclude.resolve().relative_to(_REPO)}")
+    try:
+        head = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain", *spec)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (not a git checkout)"
+    return f"git {head}" + ("-dirty (uncommitted changes in the work tree)" if dirty else "")
+
+
+def write_summary(result: SoakResult, path: Path, command: str) -> str:
+    """Write ``result``'s markdown section to ``path`` and return it."""
+    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    text = result.markdown(command=command, when=when, revision=revision(exclude=path))
+    path.write_text(text)
+    return text
+
+
+def soak_section(path: str | os.PathLike[str]) -> str:
+    """The markdown section of the soak recorded in ``path``, or ``"no soak run recorded"``.
+
+    For the benchmark report: embed it in RESULTS.md as is (it starts with ``## Soak: ...``).
+    """
+    try:
+        text = Path(path).read_text().strip()
+    except OSError:
+        return NO_RUN
+    return text or NO_RUN
+
+
+# ---------------------------------------------------------------------------------- CLI
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command-line options."""
+    options = argparse.ArgumentParser(
+        prog="python -m benchmarks.soak",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    options.add_argument("--requests", type=int, default=100_000)
+    options.add_argument("--in-flight", type=int, default=1_000)
+    options.add_argument("--fault-rate", type=float, default=0.12)
+    options.add_argument("--expiries", type=int, default=10, help="instance moves included")
+    options.add_argument("--revocations", type=int, default=3)
+    options.add_argument("--instance-moves", type=int, default=1)
+    options.add_argument("--seed", type=int, default=7)
+    options.add_argument("--no-pin", action="store_true", help="do not pin client and emulator")
+    options.add_argument("--write", type=Path, help="write the summary as markdown to this file")
+    return options
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The full command that reproduces ``args`` (every setting spelled out)."""
+    words = [
+        "python",
+        "-m",
+        "benchmarks.soak",
+        f"--requests={args.requests}",
+        f"--in-flight={args.in_flight}",
+        f"--fault-rate={args.fault_rate:g}",
+        f"--expiries={args.expiries}",
+        f"--revocations={args.revocations}",
+        f"--instance-moves={args.instance_moves}",
+        f"--seed={args.seed}",
+    ]
+    if args.no_pin:
+        words.append("--no-pin")
+    if args.write is not None:
+        words.append(f"--write={args.write}")
+    return shlex.join(words)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.soak", description=__doc__)
-    parser.add_argument("--requests", type=int, default=20_000)
-    parser.add_argument("--in-flight", type=int, default=1_000)
-    parser.add_argument("--fault-rate", type=float, default=0.12)
-    parser.add_argument("--expiries", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=7)
-    args = parser.parse_args(argv)
+    options = parser()
+    args = options.parse_args(argv)
+    try:
+        plan_actions(args.requests, args.expiries, args.revocations, args.instance_moves)
+    except ValueError as exc:
+        options.error(str(exc))
+    raise_fd_limit()
     print(
-        f"soak: {args.requests} requests, {args.in_flight} in flight, fault rate "
-        f"{args.fault_rate:.0%}, {args.expiries} expiries + 1 revocation, seed {args.seed}"
+        f"soak: {args.requests:,} requests, {args.in_flight:,} in flight, fault rate "
+        f"{args.fault_rate:.0%}, {args.expiries} expiries ({args.instance_moves} of them "
+        f"instance moves) + {args.revocations} revocations, seed {args.seed}",
+        flush=True,
     )
     result = asyncio.run(
         soak(
@@ -193,10 +881,17 @@ def main(argv: list[str] | None = None) -> int:
             in_flight=args.in_flight,
             fault_rate=args.fault_rate,
             expiries=args.expiries,
+            revocations=args.revocations,
+            instance_moves=args.instance_moves,
             seed=args.seed,
+            pin=not args.no_pin,
+            progress=functools.partial(print, flush=True),
         )
     )
     print(result.report())
+    if args.write is not None:
+        write_summary(result, args.write, command_line(args))
+        print(f"summary written to {args.write}")
     return 0 if result.passed else 1
 
 
