@@ -33,12 +33,16 @@ def _always() -> bool:
     return True
 
 
+#: Bodies aiohttp holds as bytes (bytes, str, JSON, form data): sent again as they are.
+_AS_IS = (bytes, bytearray, BytesPayload)
+
+
 def resendable_as_is(body: object) -> bool:
     """Whether ``body`` (``ClientRequest.body``) can be sent again without any preparation.
 
     True for no body, bytes, str, JSON and form bodies (aiohttp holds them as bytes).
     """
-    return body is None or isinstance(body, bytes | bytearray | BytesPayload)
+    return body is None or isinstance(body, _AS_IS)
 
 
 def rewinder(body: object) -> Callable[[], bool] | None:

@@ -77,5 +77,5 @@ class SendGate:
             if not waiter.done():
                 waiter.set_result(None)
                 return
-        if self._free < self._limit:
+        if self._free < self._limit:  # never more slots than the limit (a stray leave)
             self._free += 1
