@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import datetime
-import importlib.metadata
 import os
-import platform
 import statistics
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from benchmarks._clients import CONFIGURATION, SOQL
+from benchmarks._provenance import machine as _provenance_machine
+from benchmarks._provenance import revision
 
 PLOT_NAME = "throughput.png"
 #: Targets: sfauth's requests/s >= RATE_TARGET x raw aiohttp's and its CPU per request
@@ -512,62 +511,11 @@ def summary(results: Any) -> str:
 
 
 def machine() -> dict[str, str]:
-    """What this machine is."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as file:
-            for line in file:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    memory = ""
-    try:
-        with open("/proc/meminfo") as file:
-            for line in file:
-                if line.startswith("MemTotal"):
-                    memory = f"{int(line.split()[1]) / 2**20:.1f} GiB"
-                    break
-    except OSError:
-        pass
-    versions = []
-    for name in _VERSIONS:
-        try:
-            versions.append(f"{name} {importlib.metadata.version(name)}")
-        except importlib.metadata.PackageNotFoundError:
-            versions.append(f"{name} (not installed)")
-    try:
-        here = Path(__file__).resolve().parent
-
-        def git(*args: str) -> str:
-            return subprocess.run(
-                ["git", "--no-optional-locks", *args],
-                cwd=here,
-                capture_output=True,
-                text=True,
-                timeout=10,
-                check=True,
-            ).stdout.strip()
-
-        # The run's own outputs (this report and the plot) do not make the source dirty.
-        changed = git(
-            "status", "--porcelain", "--", ":/",
-            ":(top,exclude)benchmarks/RESULTS.md", ":(top,exclude)benchmarks/throughput.png",
-        )  # fmt: skip
-        revision = f"git {git('rev-parse', '--short=12', 'HEAD')}"
-        if changed:
-            revision += "-dirty (uncommitted changes in the work tree)"
-    except (OSError, subprocess.SubprocessError):
-        revision = "unknown (not a git checkout)"
-    return {
-        "revision": revision,
-        "cpu": f"{cpu}, {os.cpu_count()} logical CPUs",
-        "memory": memory,
-        "os": platform.platform(),
-        "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "versions": ", ".join(versions),
-    }
+    """What this machine is, and which revision of sfauth ran."""
+    here = Path(__file__).resolve().parent
+    # The run's own outputs (this report and the plot) do not make the source dirty.
+    outputs = (here / "RESULTS.md", here / "throughput.png")
+    return {"revision": revision(*outputs), **_provenance_machine(_VERSIONS)}
 
 
 def _join(values: list[int]) -> str:

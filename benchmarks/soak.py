@@ -24,16 +24,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import contextlib
 import datetime
 import functools
-import importlib.metadata
 import multiprocessing
 import os
-import platform
 import resource
 import shlex
-import subprocess
 import sys
 import time
 from collections.abc import Callable, MutableMapping
@@ -46,6 +42,7 @@ from typing import Any, Self, TypeVar
 import structlog
 from yarl import URL
 
+from benchmarks._provenance import machine, revision
 from benchmarks._server import pin_to_cpu, raise_fd_limit
 from sfauth import AuthSession, Token
 from sfauth.testing import Emulator
@@ -496,7 +493,7 @@ class SoakResult:
 
     def markdown(self, *, command: str, when: str, revision: str) -> str:
         """The summary as a markdown section (``## Soak ...``)."""
-        info = machine()
+        info = machine(("sfauth", "aiohttp", "yarl", "multidict"))
         lines = [
             f"## Soak: {self.requests:,} requests",
             "",
@@ -737,71 +734,10 @@ async def _until(check: Callable[[], T | None]) -> T:
 # ---------------------------------------------------------------------------------- summary
 
 
-def machine() -> dict[str, str]:
-    """What this machine is (CPU model and count, memory, OS, Python, package versions)."""
-    cpu = platform.processor() or platform.machine()
-    memory = "memory unknown"
-    try:
-        with open("/proc/cpuinfo") as file:
-            cpu = next(
-                (line.split(":", 1)[1].strip() for line in file if line.startswith("model name")),
-                cpu,
-            )
-        with open("/proc/meminfo") as file:
-            for line in file:
-                if line.startswith("MemTotal"):
-                    memory = f"{int(line.split()[1]) / 2**20:.1f} GiB"
-                    break
-    except OSError:
-        pass
-    versions = []
-    for name in ("sfauth", "aiohttp", "yarl", "multidict"):
-        try:
-            versions.append(f"{name} {importlib.metadata.version(name)}")
-        except importlib.metadata.PackageNotFoundError:
-            versions.append(f"{name} (not installed)")
-    return {
-        "cpu": f"{cpu}, {os.cpu_count()} logical CPUs",
-        "memory": memory,
-        "os": platform.platform(),
-        "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "versions": ", ".join(versions),
-    }
-
-
-def revision(exclude: Path | None = None) -> str:
-    """``git rev-parse --short HEAD``, plus ``-dirty`` if the work tree has changes.
-
-    ``exclude`` (the summary being written) does not count as a change. Read-only: git is run
-    with ``--no-optional-locks``, so it does not even refresh the index.
-    """
-
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", "--no-optional-locks", *args],
-            cwd=_REPO,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-
-    spec = ["--", "."]
-    if exclude is not None:
-        with contextlib.suppress(ValueError):  # a file outside the checkout changes nothing
-            spec.append(f":(exclude){exclude.resolve().relative_to(_REPO)}")
-    try:
-        head = git("rev-parse", "--short", "HEAD")
-        dirty = git("status", "--porcelain", *spec)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown (not a git checkout)"
-    return f"git {head}" + ("-dirty (uncommitted changes in the work tree)" if dirty else "")
-
-
 def write_summary(result: SoakResult, path: Path, command: str) -> str:
     """Write ``result``'s markdown section to ``path`` and return it."""
     when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    text = result.markdown(command=command, when=when, revision=revision(exclude=path))
+    text = result.markdown(command=command, when=when, revision=revision(path))
     path.write_text(text)
     return text
 
