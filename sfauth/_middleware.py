@@ -72,7 +72,7 @@ class SalesforceAuthMiddleware:
     """
 
     def __init__(self, settings: Settings | None = None, **options: Unpack[Options]) -> None:
-        settings = settings_from(settings, options)
+        settings = settings_from(settings, options, owner="SalesforceAuthMiddleware")
         key = load_private_key(settings.private_key, settings.passphrase)
         client = TokenClient(
             settings.flow,

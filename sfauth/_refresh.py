@@ -228,8 +228,10 @@ class TokenManager:
             retry_in=round(retry_in, 3),
             url=error.url,
         )
+        count = len(self._relogins)
+        logins = "1 login" if count == 1 else f"{count} logins"
         return InvalidSessionError(
-            f"Salesforce rejected the session, and {len(self._relogins)} logins already "
+            f"Salesforce rejected the session, and {logins} already "
             f"replaced rejected sessions in the last {self._relogin_window:g} s "
             f"(max_relogins): not logging in again for {retry_in:.1f} s. If one endpoint keeps "
             "answering INVALID_SESSION_ID to a session that works elsewhere, the session lacks "

@@ -57,7 +57,7 @@ class AuthSession(QueryMixin):
     """
 
     def __init__(self, settings: Settings | None = None, **options: Unpack[Options]) -> None:
-        settings = settings_from(settings, options)
+        settings = settings_from(settings, options, owner="AuthSession")
         if settings.max_in_flight is None and settings.limit:
             # Sends in flight follow the pool: a bearer is stamped only once a connection
             # can take the request.

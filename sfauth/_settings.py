@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import ssl as _ssl
 from dataclasses import dataclass, field
@@ -196,6 +197,9 @@ class Settings:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
 
+_NAMES = tuple(f.name for f in dataclasses.fields(Settings) if f.init)
+
+
 class Options(TypedDict, total=False):
     """``Settings`` fields as keyword arguments (for type checkers; see ``Settings``)."""
 
@@ -226,13 +230,36 @@ class Options(TypedDict, total=False):
     api_version: str
 
 
-def settings_from(settings: Settings | None, options: Options) -> Settings:
+#: Names people pass for a setting that has another name here.
+_OTHER_NAMES = {
+    "instance_url": "the org's instance_url comes from the token response; the login host is "
+    "login_url",
+    "private_key_file": "private_key takes a path too",
+    "consumer_key": "the connected app's consumer key is client_id",
+    "max_connections": "the pool size is limit",
+}
+
+
+def settings_from(settings: Settings | None, options: Options, *, owner: str) -> Settings:
     """``settings`` with ``options`` applied, or new ``Settings`` from ``options`` alone.
+
+    Args:
+        settings: Settings to start from, or ``None``.
+        options: ``Settings`` fields by name.
+        owner: The class being built, for messages (``"AuthSession"``).
 
     Raises:
         ConfigurationError: A setting is malformed, or ``settings`` is not a ``Settings``.
-        TypeError: A required setting is missing, or a name is not a setting.
+        TypeError: A required setting is missing, or a name is not a setting (the message
+            suggests the closest one).
     """
+    for name in options:
+        if name not in _NAMES:
+            hint = _OTHER_NAMES.get(name)
+            if hint is None:
+                close = difflib.get_close_matches(name, _NAMES, n=1)
+                hint = f"did you mean {close[0]!r}?" if close else "see sfauth.Settings"
+            raise TypeError(f"{owner} got {name!r}, which is not a setting: {hint}")
     if settings is None:
         return Settings(**options)  # type: ignore[arg-type]
     if not isinstance(settings, Settings):

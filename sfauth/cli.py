@@ -195,14 +195,17 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         parents=[verbose_after],
         help="serve the Salesforce emulator and print its credentials as one JSON line",
     )
-    emulator.add_argument("--host", default="127.0.0.1")
+    emulator.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
     emulator.add_argument("--port", type=_port, default=0, help="0 picks a free port")
     emulator.add_argument(
         "--key-file",
         type=_key_file,
         default=None,
-        help="where to write the generated private key (default: a temporary file, "
-        "deleted when the emulator stops)",
+        help="a new file to write the emulator's generated private key to, kept after it "
+        "stops; an existing file is refused (default: a temporary file, deleted when the "
+        "emulator stops)",
     )
     emulator.set_defaults(func=_cmd_emulator)
 
@@ -291,12 +294,18 @@ def _key_file(text: str) -> Path:
         The path.
 
     Raises:
-        argparse.ArgumentTypeError: The path is a directory, or its directory does not exist.
+        argparse.ArgumentTypeError: The path is a directory or exists, or its directory does
+            not exist.
     """
     path = Path(text)
     if os.path.isdir(path):
         raise argparse.ArgumentTypeError(
             f"cannot write the key file {text}: it is a directory; pass a file path"
+        )
+    if os.path.lexists(path):
+        raise argparse.ArgumentTypeError(
+            f"the key file {text} exists: the emulator writes the private key it generates "
+            "there and never overwrites a file (it might be your own key); pass a new path"
         )
     directory = path.parent
     if not os.path.isdir(directory):

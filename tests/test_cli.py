@@ -247,6 +247,21 @@ def test_emulator_key_file_in_a_missing_directory(
     )
 
 
+def test_emulator_never_overwrites_an_existing_key_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    key_file = tmp_path / "server.key"
+    key_file.write_text("my own key")
+    first, last = _usage_error(capsys, ["emulator", "--key-file", str(key_file)])
+    assert first.startswith("usage: sfauth emulator ")
+    assert last == (
+        f"sfauth emulator: error: argument --key-file: the key file {key_file} exists: the "
+        "emulator writes the private key it generates there and never overwrites a file (it "
+        "might be your own key); pass a new path"
+    )
+    assert key_file.read_text() == "my own key"
+
+
 def test_emulator_key_file_that_cannot_be_written(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

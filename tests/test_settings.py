@@ -270,11 +270,11 @@ def test_options_name_exactly_the_init_fields_of_settings() -> None:
 
 
 def test_settings_from(base: Settings, options: dict[str, Any]) -> None:
-    assert settings_from(base, {}) is base
-    assert settings_from(base, {"limit": 9}) == base.replace(limit=9)
-    assert settings_from(None, options) == base  # type: ignore[arg-type]
+    assert settings_from(base, {}, owner="X") is base
+    assert settings_from(base, {"limit": 9}, owner="X") == base.replace(limit=9)
+    assert settings_from(None, options, owner="X") == base  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError) as info:
-        settings_from(options, {})  # type: ignore[arg-type]
+        settings_from(options, {}, owner="X")  # type: ignore[arg-type]
     assert str(info.value) == (
         "settings must be a sfauth.Settings; got dict (pass the options as keyword arguments "
         "instead)"
@@ -359,6 +359,29 @@ def test_an_unknown_keyword_is_a_type_error(base: Settings, options: dict[str, A
         AuthSession(base, pool_size=3)  # type: ignore[call-arg]
     with pytest.raises(TypeError, match="'pool_size'"):
         SalesforceAuthMiddleware(base, pool_size=3)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        (
+            "loginurl",
+            "AuthSession got 'loginurl', which is not a setting: did you mean 'login_url'?",
+        ),
+        (
+            "instance_url",
+            "AuthSession got 'instance_url', which is not a setting: the org's instance_url comes "
+            "from the token response; the login host is login_url",
+        ),
+        ("pool_size", "AuthSession got 'pool_size', which is not a setting: see sfauth.Settings"),
+    ],
+)
+def test_an_unknown_keyword_names_the_closest_setting(
+    options: dict[str, Any], name: str, message: str
+) -> None:
+    with pytest.raises(TypeError) as info:
+        AuthSession(**options, **{name: "x"})
+    assert str(info.value) == message
 
 
 def test_a_missing_required_setting_is_a_type_error(pkcs8_pem: bytes) -> None:
