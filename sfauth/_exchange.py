@@ -24,7 +24,7 @@ from ._scoping import open_session, rebind, request_origin, where
 from ._token import Token
 from .exceptions import InvalidSessionError, SFAuthError, TransportError
 
-__all__ = ["SFDC_SESSION", "Engine", "Exchange", "is_json"]
+__all__ = ["SFDC_SESSION", "Engine", "Exchange", "is_json", "read_json"]
 
 #: The async API (Bulk API 1.0) reads the session from this header.
 SFDC_SESSION = "X-SFDC-Session"
@@ -190,23 +190,15 @@ class Exchange:
         return response
 
     async def read(self, response: ClientResponse) -> None:
-        """Read a JSON body inside the retry loop.
-
-        A body cut short by a dropped connection is then retried like any transport failure,
-        and the caller gets a complete body (aiohttp keeps it for ``.json()``/``.read()``).
+        """Read a JSON body inside the retry loop (see ``read_json``).
 
         Raises:
             TransportError: The body could not be read (retryable when the request may be
                 resent).
         """
-        failure: TransportError | None = None
-        try:
-            await response.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            response.close()
-            failure = transport_error(exc, self.request, sent=True, retryable=self.may_resend)
+        failure = await read_json(response, self.request, may_resend=self.may_resend)
         if failure is not None:
-            raise failure  # outside the except block: no aiohttp error rides along
+            raise failure
 
     async def send(self, token: Token) -> tuple[ClientResponse, Token]:
         """Stamp the bearer and send.
@@ -300,6 +292,27 @@ class Exchange:
         if isinstance(exc, _NOT_SENT_ERRORS):
             return transport_error(exc, request, sent=False, retryable=True)
         return transport_error(exc, request, sent=True, retryable=self.may_resend)
+
+
+async def read_json(
+    response: ClientResponse, request: ClientRequest, *, may_resend: bool
+) -> TransportError | None:
+    """Read a JSON body whole, inside the retry loop.
+
+    A body cut short by a dropped connection is then retried like any transport failure, and
+    the caller gets a complete body (aiohttp keeps it for ``.json()``/``.read()``).
+
+    Returns:
+        ``None``, or the error to raise (the response is closed then). It is returned, not
+        raised, so that the caller raises it outside any ``except`` block: no aiohttp error
+        (its ``request_info`` holds the bearer) rides along in ``__context__``.
+    """
+    try:
+        await response.read()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        response.close()
+        return transport_error(exc, request, sent=True, retryable=may_resend)
+    return None
 
 
 async def _raise(error: SFAuthError) -> ClientResponse:

@@ -17,9 +17,9 @@ import aiohttp
 from aiohttp import ClientHandlerType, ClientRequest, ClientResponse, hdrs
 
 from ._bodies import resendable_as_is
-from ._classify import ASYNC_API, CLASSIFIED, transport_error
+from ._classify import ASYNC_API, CLASSIFIED
 from ._config import FlowConfig
-from ._exchange import Engine, Exchange, is_json
+from ._exchange import Engine, Exchange, is_json, read_json
 from ._gate import SendGate
 from ._keys import load_private_key
 from ._limits import ApiUsage, UsageTracker
@@ -289,13 +289,12 @@ class SalesforceAuthMiddleware:
                     engine.usage.observe(usage)
                 if not is_json(response):
                     return response
-                try:
-                    await response.read()  # inside the retry loop: a cut body is retried
+                # Read inside the retry loop: a body cut short is retried.
+                resend = self._may_resend(request)
+                cut = await read_json(response, request, may_resend=resend)
+                if cut is None:
                     return response
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    response.close()
-                    resend = self._may_resend(request)
-                    failure = transport_error(exc, request, sent=True, retryable=resend)
+                failure = cut
         finally:
             if gate is not None and not handed_over:
                 gate.leave()
@@ -315,7 +314,7 @@ class SalesforceAuthMiddleware:
         self, request: ClientRequest, handler: ClientHandlerType, token: Token | None
     ) -> ClientResponse:
         """The general path: scoping, the first login, a queue for a slot, rewinding."""
-        manager = self._engine.manager
+        manager = self._manager
         opt_in = False
         headers = request.headers
         if RETRY_UNSAFE_HEADER in headers:  # the caller's opt-in; never sent to Salesforce
