@@ -7,7 +7,10 @@ versions list carries ``Sforce-Limit-Info: api-usage=N/M``, sometimes followed b
 
 from __future__ import annotations
 
+import math
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ._logging import logger
@@ -63,36 +66,74 @@ def parse_limit_info(value: str) -> ApiUsage | None:
 class UsageTracker:
     """Keeps the latest ``Sforce-Limit-Info`` and logs ``sfauth.limits.high`` once per crossing.
 
-    Cheap per response: it stores the raw header and reads only the ``api-usage=N/M`` numbers
-    to check the threshold; the full parse happens when ``latest`` is read.
+    Per response it stores the raw header and looks at the clock; the ``api-usage=N/M``
+    numbers are read at most once every ``check_interval`` seconds (and on the first
+    response), so a high-throughput session does not parse every response, and the full parse
+    happens only when ``latest`` is read. The header itself is a snapshot Salesforce updates
+    asynchronously, so reading it once a second loses nothing.
 
     Args:
         warn_fraction: Usage fraction (``0 < x <= 1``) at which the warning is logged.
+        check_interval: Seconds between two threshold checks (default 1).
+        clock: Monotonic seconds, ``time.monotonic`` unless testing.
     """
 
-    __slots__ = ("_header", "_warned", "warn_fraction")
+    __slots__ = (
+        "_clock",
+        "_header",
+        "_interval",
+        "_next_check",
+        "_usable",
+        "_warned",
+        "warn_fraction",
+    )
 
-    def __init__(self, *, warn_fraction: float) -> None:
+    def __init__(
+        self,
+        *,
+        warn_fraction: float,
+        check_interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.warn_fraction = warn_fraction
+        self._interval = check_interval
+        self._clock = clock
+        self._next_check = -math.inf
         self._header = ""
+        self._usable = ""  # the latest checked header with a well-formed api-usage entry
         self._warned = False
 
     @property
     def latest(self) -> ApiUsage | None:
-        """The usage from the latest header that had a well-formed ``api-usage`` entry."""
-        return parse_limit_info(self._header) if self._header else None
+        """The org's API usage as the latest ``Sforce-Limit-Info`` header shows it.
+
+        If that header has no well-formed ``api-usage`` entry, the latest checked header that
+        had one; ``None`` if none had.
+        """
+        usage = parse_limit_info(self._header) if self._header else None
+        if usage is None and self._usable:
+            usage = parse_limit_info(self._usable)
+        return usage
 
     def observe(self, header: str) -> None:
-        """Record a response's ``Sforce-Limit-Info`` value."""
+        """Record a response's ``Sforce-Limit-Info`` value (``api-usage=N/M[; …]``)."""
+        self._header = header
+        now = self._clock()
+        if now >= self._next_check:
+            self._next_check = now + self._interval
+            self._check(header)
+
+    def _check(self, header: str) -> None:
+        """Log ``sfauth.limits.high`` when usage first reaches ``warn_fraction``."""
         match = _API_USAGE.match(header)
         if match is None:
             usage = parse_limit_info(header)
             if usage is None:
-                return  # keep the last usable value
+                return
             used, limit = usage.used, usage.limit
         else:
             used, limit = int(match[1]), int(match[2])
-        self._header = header
+        self._usable = header
         high = limit > 0 and used >= self.warn_fraction * limit
         if high and not self._warned:
             logger.warning(

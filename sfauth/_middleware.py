@@ -290,7 +290,7 @@ class SalesforceAuthMiddleware:
                 if not is_json(response):
                     return response
                 # Read inside the retry loop: a body cut short is retried.
-                resend = self._may_resend(request)
+                resend = self._idempotent or request.method in IDEMPOTENT_METHODS
                 cut = await read_json(response, request, may_resend=resend)
                 if cut is None:
                     return response

@@ -365,7 +365,7 @@ class _ResponseContext:
         method = self._method
         kwargs = self._kwargs
         http = session._http
-        if http is None or http.closed:
+        if http is None:
             http = session.http  # raises SFAuthError: not open
         auth = session.auth
         token = auth.ready_token()
@@ -385,6 +385,11 @@ class _ResponseContext:
                 method, url, middlewares=(*theirs, *ours) if theirs else ours, **kwargs
             )
             return response
+        except RuntimeError:
+            if not http.closed:
+                raise
+            http = session.http  # aiohttp's "Session is closed" (sf.http.close()): SFAuthError
+            raise
         except aiohttp.ClientError as exc:  # e.g. too many redirects
             failure = TransportError(
                 scrub(str(exc))[:300] or "no details",

@@ -61,6 +61,17 @@ async def test_token_shape(
     assert emulator.token_request_count == 1
 
 
+async def test_a_request_after_the_aiohttp_session_was_closed_says_not_open(
+    make_session: SessionFactory, emulator: Emulator
+) -> None:
+    sf = make_session()
+    assert await query(sf) == 2  # a token in hand: the next request goes straight to aiohttp
+    await sf.http.close()
+    with pytest.raises(SFAuthError, match=r"^AuthSession is not open; use `async with"):
+        await query(sf)
+    assert emulator.counters[("query", 200)] == 1
+
+
 async def test_1000_concurrent_first_requests_make_one_token_request(
     make_session: SessionFactory, emulator: Emulator
 ) -> None:
