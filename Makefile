@@ -31,9 +31,10 @@ test: $(VENV)/.installed-dev
 	$(BIN)/ruff format --check .
 
 # The test suite against the lowest versions pyproject.toml declares, in its own venv: the runtime
-# dependencies and the redis and testing extras at their floors (uv's lowest-direct resolution,
-# with the declared ranges as overrides so that no pinned test tool lifts a floor), the test tools
-# and benchmark peers at their pins. .ci/lowest.py fails the run unless every floor is installed.
+# dependencies and the redis, testing, otel and prometheus extras at their floors (uv's
+# lowest-direct resolution, with the declared ranges as overrides so that no pinned test tool
+# lifts a floor), the test tools and benchmark peers at their pins (OpenTelemetry's aiohttp
+# instrumentation at the release paired with the API floor). .ci/lowest.py fails the run unless every floor is installed.
 $(LOWEST)/.installed: pyproject.toml .ci/lowest.py
 	rm -rf $(LOWEST)
 	$(PYTHON) -m venv $(LOWEST)
@@ -41,7 +42,8 @@ $(LOWEST)/.installed: pyproject.toml .ci/lowest.py
 	$(LOWEST)/bin/python -m pip install --quiet uv==$(UV_VERSION)
 	$(LOWEST)/bin/python .ci/lowest.py overrides > $(LOWEST)/overrides.txt
 	$(LOWEST)/bin/uv pip install --quiet --python $(LOWEST)/bin/python \
-		--resolution lowest-direct --override $(LOWEST)/overrides.txt -e '.[dev,redis,testing,bench]'
+		--resolution lowest-direct --override $(LOWEST)/overrides.txt \
+		-e '.[dev,redis,testing,bench,otel,prometheus]'
 	touch $@
 
 test-lowest: $(LOWEST)/.installed
@@ -52,8 +54,9 @@ test-lowest: $(LOWEST)/.installed
 # run), 1,000 in flight, 12 % injected transient faults, 10 expiries (one of them an instance
 # move) and 3 revocations, the emulator in its own process; writes the summary to
 # benchmarks/SOAK.md (embedded in benchmarks/RESULTS.md) and fails unless every criterion passed.
-soak: $(VENV)/.installed-run
-	$(BIN)/python -m benchmarks.soak --requests $(or $(N),1000000) --write benchmarks/SOAK.md
+soak: $(VENV)/.installed-dev
+	$(BIN)/python -m benchmarks.soak --requests $(or $(N),1000000) --write benchmarks/SOAK.md \
+		--plot benchmarks/soak_telemetry.png
 
 # Throughput/CPU against raw aiohttp and the other clients, the herd, assertion cost, memory
 # (writes benchmarks/RESULTS.md and benchmarks/throughput.png), then logins per expiry for a

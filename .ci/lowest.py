@@ -1,9 +1,11 @@
 """The floors that ``make test-lowest`` installs and checks, read from pyproject.toml.
 
 ``python .ci/lowest.py overrides`` prints the requirements sfauth declares for its runtime and its
-``redis`` and ``testing`` extras, one a line, for ``uv pip install --override``: with
-``--resolution lowest-direct`` each then resolves to its floor, even where a pinned test tool
-asks for more (joserfc 1.8 requires cryptography >= 45.0.1; the ``dev`` extra pins redis).
+``redis``, ``testing``, ``otel`` and ``prometheus`` extras, one a line, for
+``uv pip install --override``: with ``--resolution lowest-direct`` each then resolves to its
+floor, even where a pinned test tool asks for more (joserfc 1.8 requires cryptography >=
+45.0.1; the ``dev`` extra pins redis and the OpenTelemetry SDK), plus the test tools that must
+pair with a floor (``PAIRED``).
 
 ``python .ci/lowest.py check`` prints, for each of those requirements, its floor and the version
 installed, and exits 1 unless every installed version is its floor: a run that passes then
@@ -18,7 +20,10 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
-EXTRAS = ("redis", "testing")
+EXTRAS = ("redis", "testing", "otel", "prometheus")
+#: Test tools released in lockstep with a floor above: pinned to the release that pairs with it
+#: (``overrides`` only; they are not floors of sfauth's).
+PAIRED = ("opentelemetry-instrumentation-aiohttp-client==0.48b0",)
 
 
 def declared() -> list[str]:
@@ -59,7 +64,7 @@ def check() -> int:
 def main(argv: list[str]) -> int:
     """Run the command named by ``argv[0]``: ``overrides`` or ``check``."""
     if argv == ["overrides"]:
-        print("\n".join(declared()))
+        print("\n".join([*declared(), *PAIRED]))
         return 0
     if argv == ["check"]:
         return check()

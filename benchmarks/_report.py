@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import importlib.util
 import os
 import statistics
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ _VERSIONS = (
     "PyJWT",
     "cryptography",
     "matplotlib",
+    "opentelemetry-api",
 )
 
 
@@ -572,6 +574,11 @@ def render(results: Any) -> str:
     add(f"- OS: {info['os']}")
     add(f"- Python: {info['python']}")
     add(f"- Packages: {info['versions']}")
+    if importlib.util.find_spec("opentelemetry") is not None:
+        add(
+            "- OpenTelemetry: the API is installed and no SDK is configured, so sfauth's "
+            "telemetry code is in place and records nothing (README, Observability)"
+        )
     add(f"- sfauth source: {info['revision']}\n")
     add("## Setup\n")
     add(

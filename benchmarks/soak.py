@@ -26,6 +26,7 @@ import asyncio
 import collections
 import datetime
 import functools
+import itertools
 import multiprocessing
 import os
 import resource
@@ -57,6 +58,8 @@ RSS_BASELINE_SHARE = 0.10
 #: ...and gated only for runs of at least this many requests.
 RSS_GATE_REQUESTS = 100_000
 NO_RUN = "no soak run recorded"
+#: Samples of sfauth's OpenTelemetry counters over a run (for the plot).
+TIMELINE_POINTS = 50
 T = TypeVar("T")
 #: Seconds between the director's looks at the request counter and the current token.
 _POLL = 0.005
@@ -335,6 +338,9 @@ class SoakResult:
     seconds: float
     pinned: str = ""
     events: dict[str, int] = field(default_factory=dict)
+    #: ``(completed requests, seconds, sfauth's OpenTelemetry counters)`` at the start and at
+    #: every fiftieth of the run (empty without the OpenTelemetry SDK).
+    timeline: list[tuple[int, float, dict[str, int]]] = field(default_factory=list)
 
     @property
     def expiries(self) -> int:
@@ -521,6 +527,14 @@ class SoakResult:
             *(f"| {name} | {value} |" for name, value in self._lines()),
             "",
         ]
+        if self.timeline:
+            _, _, last = self.timeline[-1]
+            counted = ", ".join(f"{name} {value:,}" for name, value in sorted(last.items()))
+            lines += [
+                f"sfauth's own OpenTelemetry counters at the end of the run: {counted}. "
+                "Token requests and retries over the run: `soak_telemetry.png` (`--plot`).",
+                "",
+            ]
         return "\n".join(lines)
 
 
@@ -596,6 +610,8 @@ async def _run(
     # InvalidSessionError instead of logging in. One spare: the exact-login check still
     # catches any extra login.
     max_relogins = max(5, rejections + 1)
+    telemetry = _telemetry()
+    timeline: list[tuple[int, float, dict[str, int]]] = []
     async with AuthSession(
         client_id=emu.setup["client_id"],
         username=emu.setup["username"],
@@ -604,6 +620,7 @@ async def _run(
         allow_http_loopback=True,
         limit=in_flight,
         max_relogins=max_relogins,
+        meter_provider=telemetry[0] if telemetry is not None else None,
     ) as sf:
         await sf.token()
         await emu.call("faults", fault_rate, seed)
@@ -620,9 +637,11 @@ async def _run(
 
         marks = [n * k // 10 for k in range(1, 11)] if n >= 10 else [n]
         next_mark = marks.pop(0)
+        samples = sorted({max(n * k // TIMELINE_POINTS, 1) for k in range(1, TIMELINE_POINTS + 1)})
+        next_sample = samples.pop(0)
 
         async def worker() -> None:
-            nonlocal started, finished, ok, strays, next_mark
+            nonlocal started, finished, ok, strays, next_mark, next_sample
             while started < n:
                 started += 1
                 site_at_start = site
@@ -642,6 +661,10 @@ async def _run(
                 except Exception as exc:  # a soak counts every kind of failure
                     failed[type(exc).__name__] += 1
                 finished += 1
+                if finished >= next_sample:
+                    if telemetry is not None:
+                        timeline.append((finished, time.perf_counter() - began, telemetry[1]()))
+                    next_sample = samples.pop(0) if samples else n + 1
                 if finished >= next_mark:
                     rss.append((finished, rss_bytes()))
                     emulator_rss.append(asyncio.create_task(emulator_sample(finished)))
@@ -685,6 +708,8 @@ async def _run(
                     site = action.site  # requests started from now on belong there
 
         began = time.perf_counter()
+        if telemetry is not None:
+            timeline.append((0, 0.0, telemetry[1]()))  # the first login is already done
         director = asyncio.create_task(direct())
         try:
             await asyncio.gather(*(worker() for _ in range(min(in_flight, n))))
@@ -719,7 +744,90 @@ async def _run(
         emulator_rss=emulator_samples,
         seconds=seconds,
         events=dict(events),
+        timeline=timeline,
     )
+
+
+def _telemetry() -> tuple[Any, Callable[[], dict[str, int]]] | None:
+    """An in-memory OpenTelemetry meter provider and a reader of sfauth's counters.
+
+    ``None`` without the OpenTelemetry SDK (``pip install -e '.[dev]'`` has it).
+    """
+    try:
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    except ImportError:
+        return None
+    reader = InMemoryMetricReader()
+
+    def read() -> dict[str, int]:
+        counts: collections.Counter[str] = collections.Counter()
+        data = reader.get_metrics_data()
+        for exported in data.resource_metrics if data is not None else ():
+            for scope in exported.scope_metrics:
+                for metric in scope.metrics:
+                    for point in metric.data.data_points:
+                        value = int(getattr(point, "value", 0))
+                        if metric.name == "sfauth.token.requests":
+                            counts["token requests"] += value
+                        elif metric.name == "sfauth.request.retries":
+                            counts[f"{point.attributes['sfauth.retry.target']} retries"] += value
+                        elif metric.name == "sfauth.request.replays":
+                            counts["401 replays"] += value
+        return dict(counts)
+
+    return MeterProvider(metric_readers=[reader]), read
+
+
+def plot_timeline(result: SoakResult, path: Path) -> bool:
+    """Plot token requests and retries over the run from ``result.timeline`` into ``path``.
+
+    Returns:
+        ``False`` (nothing written) when the run has no timeline or matplotlib is missing.
+    """
+    if len(result.timeline) < 2:
+        return False
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    done = [finished for finished, _, _ in result.timeline]
+    counts = [counters for _, _, counters in result.timeline]
+
+    def total(name: str) -> list[int]:
+        return [c.get(name, 0) for c in counts]
+
+    def per_interval(name: str) -> list[int]:
+        values = total(name)
+        return [b - a for a, b in itertools.pairwise(values)]
+
+    figure, (logins, retries) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+    logins.step(done, total("token requests"), where="post", color="tab:blue")
+    logins.set_ylabel("token requests (cumulative)")
+    colours = {"expire": "tab:orange", "revoke": "tab:red", "move": "tab:purple"}
+    for kind, at, _ in result.done:
+        for axis in (logins, retries):
+            axis.axvline(at, color=colours.get(kind, "grey"), linewidth=0.8, linestyle=":")
+    logins.set_title(
+        f"Soak: {result.requests:,} requests, {result.in_flight:,} in flight, "
+        f"{result.fault_rate:.0%} faults; dotted: expiry (orange), revocation (red), "
+        "instance move (purple)",
+        fontsize=9,
+    )
+    middle = [(a + b) / 2 for a, b in itertools.pairwise(done)]
+    for name, colour in (("api retries", "tab:green"), ("token retries", "tab:red")):
+        retries.plot(middle, per_interval(name), label=name, color=colour)
+    retries.plot(middle, per_interval("401 replays"), label="401 replays", color="tab:orange")
+    retries.set_ylabel(f"per {result.requests // TIMELINE_POINTS:,} requests")
+    retries.set_xlabel("requests completed")
+    retries.legend(loc="upper right", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return True
 
 
 async def _until(check: Callable[[], T | None]) -> T:
@@ -773,6 +881,9 @@ def parser() -> argparse.ArgumentParser:
     options.add_argument("--seed", type=int, default=7)
     options.add_argument("--no-pin", action="store_true", help="do not pin client and emulator")
     options.add_argument("--write", type=Path, help="write the summary as markdown to this file")
+    options.add_argument(
+        "--plot", type=Path, help="plot token requests and retries over the run (PNG)"
+    )
     return options
 
 
@@ -794,6 +905,8 @@ def command_line(args: argparse.Namespace) -> str:
         words.append("--no-pin")
     if args.write is not None:
         words.append(f"--write={args.write}")
+    if args.plot is not None:
+        words.append(f"--plot={args.plot}")
     return shlex.join(words)
 
 
@@ -825,6 +938,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     print(result.report())
+    if args.plot is not None:
+        if plot_timeline(result, args.plot):
+            print(f"plot written to {args.plot}")
+        else:
+            print("no plot: the OpenTelemetry SDK or matplotlib is not installed")
     if args.write is not None:
         write_summary(result, args.write, command_line(args))
         print(f"summary written to {args.write}")

@@ -14,6 +14,7 @@ from ._retry import RetryPolicy
 from ._session import AuthSession
 from ._settings import Settings
 from ._token import Token
+from ._version import __version__
 from .exceptions import (
     APIError,
     CircuitOpenError,
@@ -37,8 +38,6 @@ from .exceptions import (
     TransportError,
     UnsupportedGrantTypeError,
 )
-
-__version__ = "0.1.0.dev0"
 
 __all__ = [
     "APIError",

@@ -21,6 +21,7 @@ from ._refresh import TokenManager
 from ._replay import after_rejection
 from ._retry import RetryPolicy, call_with_retries
 from ._scoping import open_session, rebind, request_origin, where
+from ._telemetry import retry_reason
 from ._token import Token
 from .exceptions import InvalidSessionError, SFAuthError, TransportError
 
@@ -134,7 +135,11 @@ class Exchange:
                 first_error=exc,
                 started=started,
                 log_fields={"method": self.request.method, "url": where(self.request)},
+                on_retry=self._on_retry,
             )
+
+    def _on_retry(self, error: BaseException | None, attempt: int, wait: float) -> None:
+        self.manager.telemetry.retry("api", retry_reason(error), attempt, wait)
 
     async def attempt(self, token: Token | None = None) -> ClientResponse:
         """Send once (plus the 401 replay); raise typed errors for failures worth retrying.

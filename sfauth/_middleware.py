@@ -28,6 +28,7 @@ from ._refresh import TokenManager
 from ._retry import RetryPolicy
 from ._scoping import open_session, rebind, request_origin
 from ._settings import Options, Settings, settings_from
+from ._telemetry import Telemetry
 from ._token import Token
 from .exceptions import InvalidSessionError
 
@@ -90,11 +91,19 @@ class SalesforceAuthMiddleware:
             store=settings.token_store,
             max_relogins=settings.max_relogins,
             relogin_window=settings.relogin_window,
+            telemetry=Telemetry(
+                tracer_provider=settings.tracer_provider, meter_provider=settings.meter_provider
+            ),
         )
         gate = SendGate(settings.max_in_flight) if settings.max_in_flight else None
-        self._engine = Engine(
-            manager, settings.retry, UsageTracker(warn_fraction=settings.usage_warning), gate
+        usage = UsageTracker(warn_fraction=settings.usage_warning)
+        manager.telemetry.watch(
+            attributes={"sfauth.username": settings.username},
+            in_flight=(lambda: gate.in_use) if gate is not None else (lambda: None),
+            circuit_open=manager.circuit_is_open,
+            usage=lambda: (u.used, u.limit) if (u := usage.latest) is not None else None,
         )
+        self._engine = Engine(manager, settings.retry, usage, gate)
         self._manager = manager  # = self._engine.manager, one lookup less on the fast path
         self._settings = settings
         self._relative = False
@@ -145,6 +154,11 @@ class SalesforceAuthMiddleware:
             f"SalesforceAuthMiddleware(client_id={c.client_id!r}, username={c.username!r}, "
             f"token_url={c.token_url!r}, audience={c.audience!r})"
         )
+
+    @property
+    def telemetry(self) -> Telemetry:
+        """Where this middleware's spans and metrics go (OpenTelemetry; optional)."""
+        return self._manager.telemetry
 
     @property
     def token_requests(self) -> int:

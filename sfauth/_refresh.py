@@ -31,6 +31,7 @@ from ._logging import logger
 from ._oauth import TokenClient
 from ._retry import RetryPolicy, call_with_retries
 from ._scoping import Origin, origin_of
+from ._telemetry import Telemetry, retry_reason
 from ._token import Token
 from .exceptions import (
     APIError,
@@ -65,6 +66,7 @@ class TokenManager:
             seconds; past that, such rejections raise ``InvalidSessionError`` instead of
             logging in.
         relogin_window: Seconds of the rolling window ``max_relogins`` applies to.
+        telemetry: Where spans and metrics go (OpenTelemetry, optional).
         clock: Monotonic seconds; ``time.monotonic`` unless testing.
     """
 
@@ -80,9 +82,11 @@ class TokenManager:
         store: TokenStore | None = None,
         max_relogins: int = 5,
         relogin_window: float = 300.0,
+        telemetry: Telemetry | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
+        self.telemetry = telemetry or Telemetry()
         self._store = store
         config = client.config
         self._store_key = store_key(
@@ -243,6 +247,10 @@ class TokenManager:
             url=error.url,
         )
 
+    def circuit_is_open(self) -> bool:
+        """Whether logins are suspended now after ``failure_threshold`` failures in a row."""
+        return self._clock() < self._open_until
+
     def circuit_error(self) -> CircuitOpenError:
         """The error to raise while the circuit is open."""
         return CircuitOpenError(
@@ -299,11 +307,18 @@ class TokenManager:
 
     async def _run(self, http: aiohttp.ClientSession, replacing: Token | None) -> Token:
         mint = functools.partial(self._mint, http)
+        config = self.client.config
+        sent = self.token_requests
         try:
-            if self._store is None:
-                token = await mint()
-            else:
-                token = await self._shared(self._store, mint, replacing)
+            with self.telemetry.refresh(config.token_url, config.audience) as refresh:
+                try:
+                    if self._store is None:
+                        token = await mint()
+                    else:
+                        token = await self._shared(self._store, mint, replacing)
+                finally:
+                    refresh.token_requests = self.token_requests - sent
+                refresh.shared = token is self.adopted
         except (SessionClosedError, TokenStoreError):
             raise  # not a failed login: the circuit is about the token endpoint
         except SFAuthError as exc:
@@ -316,14 +331,28 @@ class TokenManager:
         """Log in: token requests with retries, all within ``refresh_timeout`` seconds."""
         client = self.client
 
+        telemetry = self.telemetry
+
         async def attempt() -> Token:
             self.token_requests += 1
-            return await client.fetch(http)
+            try:
+                token = await client.fetch(http)
+            except SFAuthError as exc:
+                telemetry.token_request(type(exc).__name__)
+                raise
+            telemetry.token_request("success")
+            return token
+
+        def on_retry(error: BaseException | None, attempt: int, wait: float) -> None:
+            telemetry.retry("token", retry_reason(error), attempt, wait)
 
         try:
             async with asyncio.timeout(self._refresh_timeout):
                 return await call_with_retries(
-                    self._retry, attempt, log_fields={"token_url": client.config.token_url}
+                    self._retry,
+                    attempt,
+                    log_fields={"token_url": client.config.token_url},
+                    on_retry=on_retry,
                 )
         except TimeoutError:
             pass

@@ -79,6 +79,7 @@ async def after_rejection(
             exchange.refreshes += 1
         fresh = await manager.replace(token, open_session(request))
         exchange.rewind_or_raise(response.status)
+        manager.telemetry.replay(response.status, error_code or "")
         if fresh.instance_url != token.instance_url:
             rebind(request, fresh.instance_url)
         logger.debug(

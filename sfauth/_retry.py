@@ -156,6 +156,7 @@ async def call_with_retries(
     first_error: BaseException | None = None,
     started: float | None = None,
     log_fields: dict[str, Any],
+    on_retry: Callable[[BaseException | None, int, float], None] | None = None,
 ) -> T:
     """Call ``fn`` until it succeeds, raises a non-retryable error, or the policy gives up.
 
@@ -167,6 +168,8 @@ async def call_with_retries(
             loop then starts with the wait before attempt 2.
         started: ``policy.clock()`` value at the first attempt, when the caller made it.
         log_fields: Secret-free fields added to the ``sfauth.retry.scheduled`` event.
+        on_retry: Called with (the failure, its attempt number, seconds to wait) before each
+            wait (telemetry).
 
     Returns:
         ``fn``'s result.
@@ -215,6 +218,8 @@ async def call_with_retries(
             reason=describe(exc) if exc is not None else "",
             **log_fields,
         )
+        if on_retry is not None:
+            on_retry(exc, state.attempt_number, wait(state))
 
     retrying = _t.AsyncRetrying(
         sleep=policy.sleep,

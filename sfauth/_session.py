@@ -66,6 +66,8 @@ class AuthSession(QueryMixin):
             self.auth = SalesforceAuthMiddleware(settings)
         self._settings = settings
         self._http: aiohttp.ClientSession | None = None
+        #: What a request is: traced only while a recording tracer was configured at open().
+        self._context: type[_ResponseContext] = _ResponseContext
         self._api_version = settings.api_version
         #: ``_views[relative][idempotent]``: the ``middlewares`` argument of each request.
         self._views = tuple(
@@ -136,6 +138,8 @@ class AuthSession(QueryMixin):
         if self._http is not None and not self._http.closed:
             return
         self.auth.open()
+        traced = self.auth.telemetry.records_requests()
+        self._context = _TracedResponseContext if traced else _ResponseContext
         settings = self._settings
         connector = aiohttp.TCPConnector(
             limit=settings.limit,
@@ -248,27 +252,27 @@ class AuthSession(QueryMixin):
             TokenEndpointError: No token could be obtained.
             CircuitOpenError: Refreshes keep failing; no login is attempted for a while.
         """
-        return _ResponseContext(self, method, path, idempotent, kwargs)
+        return self._context(self, method, path, idempotent, kwargs)
 
     def get(self, path: str, *, idempotent: bool = False, **kwargs: Any) -> _ResponseContext:
         """``GET`` ``path`` on the instance; see ``request``."""
-        return _ResponseContext(self, "GET", path, idempotent, kwargs)
+        return self._context(self, "GET", path, idempotent, kwargs)
 
     def post(self, path: str, *, idempotent: bool = False, **kwargs: Any) -> _ResponseContext:
         """``POST`` to ``path`` on the instance (not retried unless ``idempotent=True``)."""
-        return _ResponseContext(self, "POST", path, idempotent, kwargs)
+        return self._context(self, "POST", path, idempotent, kwargs)
 
     def put(self, path: str, *, idempotent: bool = False, **kwargs: Any) -> _ResponseContext:
         """``PUT`` ``path`` on the instance; see ``request``."""
-        return _ResponseContext(self, "PUT", path, idempotent, kwargs)
+        return self._context(self, "PUT", path, idempotent, kwargs)
 
     def patch(self, path: str, *, idempotent: bool = False, **kwargs: Any) -> _ResponseContext:
         """``PATCH`` ``path`` on the instance (not retried unless ``idempotent=True``)."""
-        return _ResponseContext(self, "PATCH", path, idempotent, kwargs)
+        return self._context(self, "PATCH", path, idempotent, kwargs)
 
     def delete(self, path: str, *, idempotent: bool = False, **kwargs: Any) -> _ResponseContext:
         """``DELETE`` ``path`` on the instance; see ``request``."""
-        return _ResponseContext(self, "DELETE", path, idempotent, kwargs)
+        return self._context(self, "DELETE", path, idempotent, kwargs)
 
     async def _first_token(self, method: str, path: str, kwargs: dict[str, Any]) -> Token:
         """Log in (or refresh) before a request, within the request's total timeout.
@@ -420,3 +424,16 @@ class _ResponseContext:
         if resp is not None:
             resp.release()
             await resp.wait_for_close()
+
+
+class _TracedResponseContext(_ResponseContext):
+    """A request inside an ``sfauth.request`` span (sessions opened with tracing on)."""
+
+    __slots__ = ()
+
+    async def __aenter__(self) -> aiohttp.ClientResponse:
+        with self._session.auth.telemetry.request(self._method, self._path) as span:
+            response = await super().__aenter__()
+            span.set_attribute("server.address", response.url.host or "")
+            span.set_attribute("http.response.status_code", response.status)
+            return response

@@ -98,6 +98,11 @@ class Settings:
         api_version: ``AuthSession``: REST API version of ``query``, ``query_all`` and
             ``limits``: ``"latest"`` (the default: the highest version the org serves, looked
             up once) or a version such as ``"62.0"`` (``"v62.0"`` is accepted).
+        tracer_provider: An OpenTelemetry ``TracerProvider`` for sfauth's spans; ``None``
+            (default): the global one. Needs ``pip install 'sfauth[otel]'``. Request spans
+            are made only by sessions opened while a recording provider is configured.
+        meter_provider: An OpenTelemetry ``MeterProvider`` for sfauth's metrics; ``None``
+            (default): the global one.
         flow: Derived, not an argument: the validated login settings (``token_url``,
             ``audience``).
 
@@ -130,6 +135,8 @@ class Settings:
     ssl: _ssl.SSLContext | bool = True
     keepalive_timeout: float = 30.0
     api_version: str = LATEST
+    tracer_provider: object | None = field(default=None, repr=False, compare=False)
+    meter_provider: object | None = field(default=None, repr=False, compare=False)
     flow: FlowConfig = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -228,6 +235,8 @@ class Options(TypedDict, total=False):
     ssl: _ssl.SSLContext | bool
     keepalive_timeout: float
     api_version: str
+    tracer_provider: object | None
+    meter_provider: object | None
 
 
 #: Names people pass for a setting that has another name here.

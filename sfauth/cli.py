@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -30,6 +31,7 @@ from ._env import settings_from_env
 from ._keys import load_private_key
 from ._logging import redact_secrets
 from ._session import AuthSession
+from ._telemetry import prometheus
 from .exceptions import ConfigurationError, CrossOriginError, SFAuthError
 
 __all__ = ["main"]
@@ -188,6 +190,19 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     demo.add_argument(
         "--limit", type=_positive_int, default=100, help="connection pool size (default 100)"
     )
+    demo.add_argument(
+        "--metrics",
+        type=_listen_address,
+        metavar="[HOST:]PORT",
+        help="serve the session's OpenTelemetry metrics for Prometheus at "
+        "http://HOST:PORT/metrics while the demo runs (HOST defaults to 127.0.0.1; port 0 "
+        "picks a free one); needs pip install 'sfauth[prometheus]'",
+    )
+    demo.add_argument(
+        "--hold",
+        action="store_true",
+        help="with --metrics: keep serving them after the run until Ctrl-C",
+    )
     demo.set_defaults(func=_cmd_demo)
 
     emulator = sub.add_parser(
@@ -260,6 +275,18 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
                 help="print the access token in clear (it is masked by default)",
             )
     return parser, dict(sub.choices)
+
+
+#: The exporter's ``otel_scope_*`` labels: the same on every sfauth series, left out when shown.
+_SCOPE_LABELS = re.compile(r'otel_scope_\w+="[^"]*",?')
+
+
+def _listen_address(text: str) -> tuple[str, int]:
+    """``[HOST:]PORT`` -> ``(host, port)``; the host defaults to ``127.0.0.1``."""
+    host, _, port = text.rpartition(":")
+    if not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"must be [HOST:]PORT with PORT 0-65535, got {text!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 def _positive_int(text: str) -> int:
@@ -589,10 +616,64 @@ def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    return asyncio.run(_demo(args.requests, args.limit))
+    if args.hold and args.metrics is None:
+        print("sfauth demo: --hold needs --metrics", file=sys.stderr)
+        return 2
+    if args.metrics is None:
+        return asyncio.run(_demo(args.requests, args.limit))
+    try:
+        provider, scrape, content_type = prometheus()
+    except ImportError as exc:
+        print(f"sfauth demo: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(_demo_with_metrics(args, provider, scrape, content_type))
+    except KeyboardInterrupt:  # --hold ends with Ctrl-C
+        return 0
+    finally:
+        provider.shutdown()
 
 
-async def _demo(n: int, limit: int) -> int:
+async def _demo_with_metrics(
+    args: argparse.Namespace, provider: Any, scrape: Any, content_type: str
+) -> int:
+    """The demo with its metrics served for Prometheus by an aiohttp server."""
+    from aiohttp import web
+
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(body=scrape(), headers={"Content-Type": content_type})
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    host, port = args.metrics
+    try:
+        try:
+            sock = socket.create_server((host, port))
+        except OSError as exc:
+            print(f"sfauth demo: cannot serve metrics on {host}:{port}: {exc}", file=sys.stderr)
+            return 2
+        await web.SockSite(runner, sock).start()
+        url = f"http://{host}:{sock.getsockname()[1]}/metrics"
+        print(f"sfauth demo: metrics for Prometheus at {url}")
+        status = await _demo(args.requests, args.limit, meter_provider=provider)
+        async with aiohttp.ClientSession() as http, http.get(url) as resp:
+            text = await resp.text()
+        print()
+        print(f"metrics ({url}, sfauth's series):")
+        for line in text.splitlines():
+            if line.startswith("sfauth_") and "_bucket{" not in line:
+                print(f"  {_SCOPE_LABELS.sub('', line).replace('{}', '')}")
+        if args.hold:
+            print(f"serving {url} until Ctrl-C")
+            await asyncio.Event().wait()
+        return status
+    finally:
+        await runner.cleanup()
+
+
+async def _demo(n: int, limit: int, *, meter_provider: object | None = None) -> int:
     from .testing import Emulator
 
     soql = "SELECT Id, Name FROM Account LIMIT 5"
@@ -606,6 +687,7 @@ async def _demo(n: int, limit: int) -> int:
             login_url=emu.url,
             allow_http_loopback=True,
             limit=limit,
+            meter_provider=meter_provider,
         ) as sf:
             cfg = sf.auth.config
             print(f"  login        POST {cfg.token_url}")

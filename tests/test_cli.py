@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -49,6 +50,64 @@ def test_demo_summary_says_when_no_request_saw_the_expiry(
     assert (
         "token requests:  1 (the first login; no request saw the expiry, so nothing was refreshed)"
     ) in lines
+
+
+def test_demo_serves_its_metrics_for_prometheus(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("opentelemetry.exporter.prometheus", reason="needs sfauth[prometheus]")
+    assert main(["demo", "--requests", "400", "--limit", "20", "--metrics", "127.0.0.1:0"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    served = lines[0]
+    assert re.fullmatch(
+        r"sfauth demo: metrics for Prometheus at http://127\.0\.0\.1:\d+/metrics", served
+    )
+    shown = lines[lines.index(f"metrics ({served.rsplit(' ', 1)[1]}, sfauth's series):") + 1 :]
+    duration = [line for line in shown if "refresh_duration_seconds_sum" in line]
+    assert len(duration) == 1
+    shown.remove(duration[0])
+    assert shown == [
+        '  sfauth_token_requests_total{sfauth_outcome="success"} 2.0',
+        '  sfauth_token_refresh_duration_seconds_count{sfauth_outcome="success",'
+        'sfauth_token_shared="false"} 2.0',
+        '  sfauth_request_replays_total{sfauth_error_code="INVALID_SESSION_ID"} 20.0',
+        '  sfauth_circuit_open{sfauth_username="etl@example.com"} 0.0',
+        '  sfauth_api_requests_used{sfauth_username="etl@example.com"} 400.0',
+        '  sfauth_api_requests_limit{sfauth_username="etl@example.com"} 15000.0',
+        '  sfauth_requests_in_flight{sfauth_username="etl@example.com"} 0.0',
+    ]
+
+
+def test_demo_metrics_without_the_extra_says_how_to_install_it(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def missing() -> None:
+        raise ImportError(
+            "metrics for Prometheus need the prometheus extra: pip install 'sfauth[prometheus]'"
+        )
+
+    monkeypatch.setattr("sfauth.cli.prometheus", missing)
+    assert main(["demo", "--metrics", "0"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == (
+        "sfauth demo: metrics for Prometheus need the prometheus extra: "
+        "pip install 'sfauth[prometheus]'\n"
+    )
+    assert captured.out == ""
+
+
+@pytest.mark.parametrize("value", ["", "host:", "1.2.3.4:70000", "port"])
+def test_metrics_address_must_end_in_a_port(
+    capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    _, last = _usage_error(capsys, ["demo", "--metrics", value])
+    assert last == (
+        f"sfauth demo: error: argument --metrics: must be [HOST:]PORT with PORT 0-65535, "
+        f"got {value!r}"
+    )
+
+
+def test_hold_needs_metrics(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--hold"]) == 2
+    assert capsys.readouterr().err == "sfauth demo: --hold needs --metrics\n"
 
 
 def _flags(info: dict[str, str]) -> list[str]:

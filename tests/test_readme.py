@@ -152,3 +152,14 @@ async def test_the_openssl_commands_make_a_pair_salesforce_would_accept(
     assert token.instance_url == emulator.url
     (login,) = emulator.token_requests
     assert (login.status, login.claims["aud"]) == (200, "https://login.salesforce.com")
+
+
+def test_the_observability_setups_compile_and_name_every_metric_and_span() -> None:
+    from sfauth._telemetry import METRICS, SPANS
+
+    for marker in ("OTLPSpanExporter()", "PrometheusMetricReader()"):
+        compile(block(marker), "README.md", "exec")
+    section = README.split("### Observability", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `(sfauth\.[a-z_.]+)`(?:, `(sfauth\.[a-z_.]+)`)? \|", section, re.M)
+    named = {name for row in rows for name in row if name}
+    assert named == set(METRICS) | set(SPANS)

@@ -13,6 +13,7 @@ from benchmarks.soak import (
     main,
     parser,
     plan_actions,
+    plot_timeline,
     soak,
     soak_section,
     write_summary,
@@ -63,6 +64,17 @@ async def test_reduced_soak_loses_nothing(tmp_path: Path) -> None:
     assert [done for done, _ in result.rss] == list(range(400, 4_001, 400))
     assert [met for _, _, met in result.criteria()] == [True, True, True, True, True, None]
     assert result.passed
+    # sfauth's OpenTelemetry counters, read at the start and at every fiftieth of the run,
+    # agree with the emulator's and the logs' counts.
+    assert [done for done, _, _ in result.timeline] == [0, *range(80, 4_001, 80)]
+    first_counts, last_counts = result.timeline[0][2], result.timeline[-1][2]
+    assert first_counts == {"token requests": 1}
+    assert last_counts["token requests"] == result.token_requests
+    assert last_counts["401 replays"] == result.replays
+    assert last_counts["api retries"] + last_counts.get("token retries", 0) == result.retries
+    plot = tmp_path / "soak_telemetry.png"
+    assert plot_timeline(result, plot)
+    assert plot.read_bytes().startswith(b"\x89PNG\r\n")
 
     path = tmp_path / "SOAK.md"
     command = "python -m benchmarks.soak --requests=4000"
