@@ -1,7 +1,7 @@
 """The floors that ``make test-lowest`` installs and checks, read from pyproject.toml.
 
 ``python .ci/lowest.py overrides`` prints the requirements sfauth declares for its runtime and its
-``redis``, ``testing``, ``otel`` and ``prometheus`` extras, one a line, for
+``redis``, ``testing``, ``otel``, ``prometheus`` and ``pkcs11`` extras, one a line, for
 ``uv pip install --override``: with ``--resolution lowest-direct`` each then resolves to its
 floor, even where a pinned test tool asks for more (joserfc 1.8 requires cryptography >=
 45.0.1; the ``dev`` extra pins redis and the OpenTelemetry SDK), plus the test tools that must
@@ -20,7 +20,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
-EXTRAS = ("redis", "testing", "otel", "prometheus")
+EXTRAS = ("redis", "testing", "otel", "prometheus", "pkcs11")
 #: Test tools released in lockstep with a floor above: pinned to the release that pairs with it
 #: (``overrides`` only; they are not floors of sfauth's).
 PAIRED = ("opentelemetry-instrumentation-aiohttp-client==0.48b0",)

@@ -17,16 +17,36 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from ._logging import logger
 from .exceptions import PrivateKeyError
+from .signers._base import Signer, is_signer
 
-__all__ = ["MIN_RSA_BITS", "PrivateKeyInput", "load_private_key"]
+__all__ = ["MIN_RSA_BITS", "PrivateKeyInput", "load_private_key", "load_signing_key"]
 
 #: Salesforce and NIST both refuse RSA keys shorter than this for new signatures.
 MIN_RSA_BITS = 2048
 
-PrivateKeyInput: TypeAlias = "str | bytes | os.PathLike[str] | rsa.RSAPrivateKey"
+PrivateKeyInput: TypeAlias = "str | bytes | os.PathLike[str] | rsa.RSAPrivateKey | Signer"
 
 _PEM_BEGIN = b"-----BEGIN"
 _MAX_KEY_FILE_BYTES = 1 << 20
+
+
+def load_signing_key(
+    private_key: PrivateKeyInput, passphrase: str | bytes | None = None
+) -> rsa.RSAPrivateKey | Signer:
+    """A ``Signer`` as it is, anything else through ``load_private_key``.
+
+    Raises:
+        PrivateKeyError: As ``load_private_key``; or a ``passphrase`` given with a signer
+            (it is for an encrypted PEM: the signer unlocks its key itself).
+    """
+    if is_signer(private_key):
+        if passphrase is not None:
+            raise PrivateKeyError(
+                "passphrase is for an encrypted PEM key; private_key is a Signer, which "
+                "unlocks its own key (a PIN, credentials): remove passphrase"
+            )
+        return private_key  # type: ignore[return-value]
+    return load_private_key(private_key, passphrase)
 
 
 def load_private_key(
@@ -55,8 +75,8 @@ def load_private_key(
         return _check_rsa(private_key)
     if not isinstance(private_key, str | bytes | os.PathLike) or not private_key:
         raise PrivateKeyError(
-            "private_key must be PEM text (str or bytes), the path of a PEM file, or an "
-            f"RSAPrivateKey; got {type(private_key).__name__}"
+            "private_key must be PEM text (str or bytes), the path of a PEM file, an "
+            f"RSAPrivateKey, or a Signer (sfauth.signers); got {type(private_key).__name__}"
             + (" (empty)" if isinstance(private_key, str | bytes) else "")
         )
     if passphrase is not None and not isinstance(passphrase, str | bytes):

@@ -7,6 +7,7 @@ versions list carries ``Sforce-Limit-Info: api-usage=N/M``, sometimes followed b
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 import time
@@ -66,11 +67,14 @@ def parse_limit_info(value: str) -> ApiUsage | None:
 class UsageTracker:
     """Keeps the latest ``Sforce-Limit-Info`` and logs ``sfauth.limits.high`` once per crossing.
 
-    Per response it stores the raw header and looks at the clock; the ``api-usage=N/M``
-    numbers are read at most once every ``check_interval`` seconds (and on the first
-    response), so a high-throughput session does not parse every response, and the full parse
-    happens only when ``latest`` is read. The header itself is a snapshot Salesforce updates
-    asynchronously, so reading it once a second loses nothing.
+    Per response it stores the raw header (one that starts with ``api-usage=``, as
+    Salesforce's do; any other is parsed first and kept only if it has a well-formed
+    ``api-usage`` entry) and looks at the clock. The threshold is checked on the first
+    response and then at most once every ``check_interval`` seconds: a header skipped in
+    between is checked when the interval ends (a timer on the running loop), when ``flush`` is
+    called (the session's close) or when ``latest`` is read, so a crossing is never lost. The
+    header is a snapshot Salesforce updates asynchronously; reading it once a second loses
+    nothing.
 
     Args:
         warn_fraction: Usage fraction (``0 < x <= 1``) at which the warning is logged.
@@ -79,11 +83,12 @@ class UsageTracker:
     """
 
     __slots__ = (
+        "_checked",
         "_clock",
         "_header",
         "_interval",
         "_next_check",
-        "_usable",
+        "_timer",
         "_warned",
         "warn_fraction",
     )
@@ -100,31 +105,52 @@ class UsageTracker:
         self._clock = clock
         self._next_check = -math.inf
         self._header = ""
-        self._usable = ""  # the latest checked header with a well-formed api-usage entry
+        self._checked = ""  # the header the threshold was last checked against
+        self._timer: asyncio.TimerHandle | None = None
         self._warned = False
 
     @property
     def latest(self) -> ApiUsage | None:
-        """The org's API usage as the latest ``Sforce-Limit-Info`` header shows it.
+        """The org's API usage from the latest header with a well-formed ``api-usage`` entry.
 
-        If that header has no well-formed ``api-usage`` entry, the latest checked header that
-        had one; ``None`` if none had.
+        Reading it also checks the threshold against that header, if it was not yet.
         """
-        usage = parse_limit_info(self._header) if self._header else None
-        if usage is None and self._usable:
-            usage = parse_limit_info(self._usable)
-        return usage
+        self.flush()
+        return parse_limit_info(self._header) if self._header else None
 
     def observe(self, header: str) -> None:
         """Record a response's ``Sforce-Limit-Info`` value (``api-usage=N/M[; …]``)."""
+        if not header.startswith("api-usage=") and parse_limit_info(header) is None:
+            return  # keep the last usable header
         self._header = header
         now = self._clock()
         if now >= self._next_check:
             self._next_check = now + self._interval
-            self._check(header)
+            self._check()
+        elif self._timer is None:  # check this window's last header when it ends
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return  # no loop (a test): flush() or latest checks it
+            self._timer = loop.call_later(self._next_check - now, self._on_timer)
 
-    def _check(self, header: str) -> None:
+    def flush(self) -> None:
+        """Check the threshold against the latest header now, if it has not been."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._header != self._checked:
+            self._check()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._next_check = self._clock() + self._interval
+        if self._header != self._checked:
+            self._check()
+
+    def _check(self) -> None:
         """Log ``sfauth.limits.high`` when usage first reaches ``warn_fraction``."""
+        header = self._checked = self._header
         match = _API_USAGE.match(header)
         if match is None:
             usage = parse_limit_info(header)
@@ -133,7 +159,6 @@ class UsageTracker:
             used, limit = usage.used, usage.limit
         else:
             used, limit = int(match[1]), int(match[2])
-        self._usable = header
         high = limit > 0 and used >= self.warn_fraction * limit
         if high and not self._warned:
             logger.warning(

@@ -21,7 +21,7 @@ from ._classify import ASYNC_API, CLASSIFIED
 from ._config import FlowConfig
 from ._exchange import Engine, Exchange, is_json, read_json
 from ._gate import SendGate
-from ._keys import load_private_key
+from ._keys import load_signing_key
 from ._limits import ApiUsage, UsageTracker
 from ._oauth import TokenClient
 from ._refresh import TokenManager
@@ -74,7 +74,7 @@ class SalesforceAuthMiddleware:
 
     def __init__(self, settings: Settings | None = None, **options: Unpack[Options]) -> None:
         settings = settings_from(settings, options, owner="SalesforceAuthMiddleware")
-        key = load_private_key(settings.private_key, settings.passphrase)
+        key = load_signing_key(settings.private_key, settings.passphrase)
         client = TokenClient(
             settings.flow,
             key,
@@ -185,6 +185,7 @@ class SalesforceAuthMiddleware:
         The current token, if any, is kept: it may still be valid.
         """
         self._engine.manager.open()
+        self._engine.manager.telemetry.resume()
 
     def close(self) -> None:
         """Stop the token refresh in flight; its waiters get ``SessionClosedError``.
@@ -193,6 +194,8 @@ class SalesforceAuthMiddleware:
         ``SessionClosedError`` (``AuthSession.close`` calls this).
         """
         self._engine.manager.close()
+        self._engine.usage.flush()  # a crossing seen in the last second is not lost
+        self._engine.manager.telemetry.pause()
 
     async def token(self, http: aiohttp.ClientSession) -> Token:
         """Return the current token, fetching one if there is none yet.

@@ -25,6 +25,7 @@ from .exceptions import (
     TokenResponseError,
     TransientTokenError,
 )
+from .signers._base import Signer
 
 __all__ = ["GRANT_TYPE", "TokenClient"]
 
@@ -43,7 +44,7 @@ class TokenClient:
 
     Args:
         config: Validated flow settings.
-        private_key: The loaded RSA key.
+        private_key: The loaded RSA key, or a ``Signer``.
         assertion_lifetime: Seconds until each assertion's ``exp`` (``0 < x <= 180``).
         attempt_timeout: Seconds one POST may take, connection included.
     """
@@ -53,7 +54,7 @@ class TokenClient:
     def __init__(
         self,
         config: FlowConfig,
-        private_key: rsa.RSAPrivateKey,
+        private_key: rsa.RSAPrivateKey | Signer,
         *,
         assertion_lifetime: float,
         attempt_timeout: float,
@@ -81,8 +82,16 @@ class TokenClient:
             hint=hint,
         )
 
-    async def fetch(self, http: aiohttp.ClientSession) -> Token:
-        """Perform one exchange with a freshly minted assertion.
+    async def assertion(self) -> str:
+        """A fresh assertion (see ``AssertionSigner.assertion``).
+
+        Raises:
+            SignerError: A ``Signer`` failed (retryable when it said so).
+        """
+        return await self.signer.assertion()
+
+    async def fetch(self, http: aiohttp.ClientSession, assertion: str | None = None) -> Token:
+        """Perform one exchange with ``assertion``, or a freshly minted one.
 
         The POST goes through ``http``'s connection pool (its connector: TLS settings, proxy
         environment) but carries nothing else of ``http``: not its default headers (an
@@ -92,11 +101,13 @@ class TokenClient:
 
         Args:
             http: The session whose connection pool carries the request.
+            assertion: The assertion to send (from ``assertion()``); ``None`` mints one.
 
         Returns:
             The new token.
 
         Raises:
+            SignerError: No assertion was given and the ``Signer`` failed.
             TokenEndpointError: A typed subclass for every refusal or failure; connection
                 errors and timeouts become ``TransientTokenError``; a TLS failure (certificate
                 verification, handshake) is permanent and not retried.
@@ -104,7 +115,9 @@ class TokenClient:
         """
         config = self.config
         log = logger.bind(token_url=config.token_url, audience=config.audience)
-        form = {"grant_type": GRANT_TYPE, "assertion": self.signer.mint()}
+        if assertion is None:
+            assertion = await self.signer.assertion()
+        form = {"grant_type": GRANT_TYPE, "assertion": assertion}
         started = time.monotonic()
         log.debug("sfauth.token.requested")
         connector = http.connector

@@ -334,10 +334,14 @@ class TokenManager:
         telemetry = self.telemetry
 
         async def attempt() -> Token:
+            assertion = await client.assertion()  # a failing signer sends no token request
             self.token_requests += 1
             try:
-                token = await client.fetch(http)
-            except SFAuthError as exc:
+                token = await client.fetch(http, assertion)
+            except asyncio.CancelledError:  # refresh_timeout ran out, or the session closed
+                telemetry.token_request("cancelled")
+                raise
+            except BaseException as exc:
                 telemetry.token_request(type(exc).__name__)
                 raise
             telemetry.token_request("success")

@@ -9,6 +9,7 @@ from types import TracebackType
 from typing import Any, Self, Unpack
 
 import aiohttp
+from yarl import URL
 
 from ._env import settings_from_env
 from ._limits import ApiUsage
@@ -21,6 +22,9 @@ from ._token import Token
 from .exceptions import ConfigurationError, RequestTimeoutError, SFAuthError, TransportError
 
 __all__ = ["AuthSession"]
+
+
+_NOT_OPEN = "AuthSession is not open; use `async with AuthSession(...)`"
 
 
 class AuthSession(QueryMixin):
@@ -172,7 +176,7 @@ class AuthSession(QueryMixin):
         """
         http = self._http
         if http is None or http.closed:
-            raise SFAuthError("AuthSession is not open; use `async with AuthSession(...)`")
+            raise SFAuthError(_NOT_OPEN)
         return http
 
     @property
@@ -392,8 +396,8 @@ class _ResponseContext:
         except RuntimeError:
             if not http.closed:
                 raise
-            http = session.http  # aiohttp's "Session is closed" (sf.http.close()): SFAuthError
-            raise
+            # aiohttp's "Session is closed": sf.http.close(), or a close while this waited.
+            raise SFAuthError(_NOT_OPEN) from None
         except aiohttp.ClientError as exc:  # e.g. too many redirects
             failure = TransportError(
                 scrub(str(exc))[:300] or "no details",
@@ -432,7 +436,11 @@ class _TracedResponseContext(_ResponseContext):
     __slots__ = ()
 
     async def __aenter__(self) -> aiohttp.ClientResponse:
-        with self._session.auth.telemetry.request(self._method, self._path) as span:
+        auth = self._session.auth
+        with auth.telemetry.request(self._method, self._path) as span:
+            token = auth.current_token
+            if token is not None:  # so that a request that fails still names its host
+                span.set_attribute("server.address", URL(token.instance_url).host or "")
             response = await super().__aenter__()
             span.set_attribute("server.address", response.url.host or "")
             span.set_attribute("http.response.status_code", response.status)

@@ -99,7 +99,7 @@ class Settings:
             ``limits``: ``"latest"`` (the default: the highest version the org serves, looked
             up once) or a version such as ``"62.0"`` (``"v62.0"`` is accepted).
         tracer_provider: An OpenTelemetry ``TracerProvider`` for sfauth's spans; ``None``
-            (default): the global one. Needs ``pip install 'sfauth[otel]'``. Request spans
+            (default): the global one. Needs ``pip install '/path/to/sfauth[otel]'``. Request spans
             are made only by sessions opened while a recording provider is configured.
         meter_provider: An OpenTelemetry ``MeterProvider`` for sfauth's metrics; ``None``
             (default): the global one.

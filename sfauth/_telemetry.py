@@ -1,7 +1,7 @@
 """OpenTelemetry traces and metrics; the only module that imports ``opentelemetry``.
 
-Optional: without ``opentelemetry-api`` (``pip install 'sfauth[otel]'``) every method here does
-nothing. With the API and no SDK, sfauth's calls reach OpenTelemetry's no-op (proxy) objects,
+Optional: without ``opentelemetry-api`` (the ``otel`` extra) every method here does nothing.
+With the API and no SDK, sfauth's calls reach OpenTelemetry's no-op (proxy) objects,
 and only on rare paths: a login, a retry, a 401 replay. The one per-request span,
 ``sfauth.request``, is made only by sessions opened while a recording tracer provider was
 configured (``tracer_provider=``, or the global one), so the hot path of every other session
@@ -16,6 +16,9 @@ methods, paths without query strings, hosts, status codes, error codes and class
 
 from __future__ import annotations
 
+import asyncio
+import operator
+import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
@@ -93,13 +96,17 @@ METRICS = {
     ),
 }
 
+#: Bucket boundaries (seconds) of ``sfauth.token.refresh.duration``: a login takes tens of
+#: milliseconds to seconds, and ``refresh_timeout`` is 30 s by default.
+REFRESH_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
 #: The OpenTelemetry context key under which the request's span travels (events find it
 #: even when aiohttp's instrumentation made its own HTTP span current).
 _REQUEST_SPAN = otel_context.create_key("sfauth.request") if _AVAILABLE else ""
 
 
 def available() -> bool:
-    """Whether ``opentelemetry-api`` is installed (``pip install 'sfauth[otel]'``)."""
+    """Whether ``opentelemetry-api`` is installed (``pip install '/path/to/sfauth[otel]'``)."""
     return _AVAILABLE
 
 
@@ -118,7 +125,10 @@ class _Instruments:
 
     def __init__(self, provider: Any) -> None:
         meter = otel_metrics.get_meter(SCOPE, __version__, meter_provider=provider)
-        self.sources: weakref.WeakSet[Telemetry] = weakref.WeakSet()
+        #: The open sessions' telemetry. The callbacks run on the metric reader's thread
+        #: (a periodic exporter, a Prometheus scrape) while sessions open on the loop's.
+        self._sources: weakref.WeakSet[Telemetry] = weakref.WeakSet()
+        self._lock = threading.Lock()
 
         def unit(name: str) -> str:
             return METRICS[name][1]
@@ -129,7 +139,15 @@ class _Instruments:
         name = "sfauth.token.requests"
         self.token_requests = meter.create_counter(name, unit(name), about(name))
         name = "sfauth.token.refresh.duration"
-        self.refresh_duration = meter.create_histogram(name, unit(name), about(name))
+        try:  # bucket advice; releases of opentelemetry-api before it take a View instead
+            self.refresh_duration = meter.create_histogram(
+                name,
+                unit(name),
+                about(name),
+                explicit_bucket_boundaries_advisory=list(REFRESH_BUCKETS),
+            )
+        except TypeError:
+            self.refresh_duration = meter.create_histogram(name, unit(name), about(name))
         name = "sfauth.request.retries"
         self.retries = meter.create_counter(name, unit(name), about(name))
         name = "sfauth.request.replays"
@@ -145,35 +163,41 @@ class _Instruments:
             name, [self._observe_in_flight], unit(name), about(name)
         )
 
-    def _live(self) -> list[_Source]:
-        return [t.source for t in list(self.sources) if t.source is not None]
+    def add(self, telemetry: Telemetry) -> None:
+        with self._lock:
+            self._sources.add(telemetry)
+
+    def discard(self, telemetry: Telemetry) -> None:
+        with self._lock:
+            self._sources.discard(telemetry)
+
+    def _observe(
+        self, read: Callable[[_Source], int | None], combine: Callable[[int, int], int]
+    ) -> list[Any]:
+        """One observation per attribute set: sessions of the same user are combined."""
+        with self._lock:
+            sources = [t.source for t in self._sources if t.source is not None]
+        combined: dict[tuple[tuple[str, str], ...], tuple[dict[str, str], int]] = {}
+        for source in sources:
+            value = read(source)
+            if value is None:
+                continue
+            key = tuple(sorted(source.attributes.items()))
+            seen = combined.get(key)
+            combined[key] = (source.attributes, value if seen is None else combine(seen[1], value))
+        return [otel_metrics.Observation(value, attrs) for attrs, value in combined.values()]
 
     def _observe_circuit(self, options: Any) -> Iterable[Any]:
-        return [
-            otel_metrics.Observation(int(s.circuit_open()), s.attributes) for s in self._live()
-        ]
+        return self._observe(lambda s: int(s.circuit_open()), max)  # open if any is
 
     def _observe_used(self, options: Any) -> Iterable[Any]:
-        return self._usage(0)
+        return self._observe(lambda s: u[0] if (u := s.usage()) else None, max)
 
     def _observe_limit(self, options: Any) -> Iterable[Any]:
-        return self._usage(1)
-
-    def _usage(self, index: int) -> list[Any]:
-        found = []
-        for source in self._live():
-            usage = source.usage()
-            if usage is not None:
-                found.append(otel_metrics.Observation(usage[index], source.attributes))
-        return found
+        return self._observe(lambda s: u[1] if (u := s.usage()) else None, max)
 
     def _observe_in_flight(self, options: Any) -> Iterable[Any]:
-        found = []
-        for source in self._live():
-            in_flight = source.in_flight()
-            if in_flight is not None:
-                found.append(otel_metrics.Observation(in_flight, source.attributes))
-        return found
+        return self._observe(lambda s: s.in_flight(), operator.add)  # every session's sends
 
 
 #: One ``_Instruments`` per meter provider given as ``meter_provider=`` …
@@ -241,7 +265,17 @@ class Telemetry:
         if self._metrics is None:
             return
         self.source = _Source(attributes, in_flight, circuit_open, usage)
-        self._metrics.sources.add(self)
+        self._metrics.add(self)
+
+    def pause(self) -> None:
+        """Stop reporting through the observable instruments (the session closed)."""
+        if self._metrics is not None:
+            self._metrics.discard(self)
+
+    def resume(self) -> None:
+        """Report again after ``pause`` (the session opened again)."""
+        if self._metrics is not None and self.source is not None:
+            self._metrics.add(self)
 
     def records_requests(self) -> bool:
         """Whether request spans are worth making: a recording tracer provider is configured.
@@ -278,6 +312,8 @@ class Telemetry:
             token = otel_context.attach(otel_context.set_value(_REQUEST_SPAN, span))
             try:
                 yield span
+            except asyncio.CancelledError:
+                raise  # the caller gave up (a timeout of theirs): not the request's error
             except BaseException as exc:
                 span.set_status(otel_trace.StatusCode.ERROR, type(exc).__name__)
                 span.set_attribute("error.type", type(exc).__name__)
@@ -302,8 +338,17 @@ class Telemetry:
             return
         started = time.perf_counter()
         result = "success"
+        # A child of the request that started it, even when aiohttp's instrumentation made
+        # its own HTTP span current where the middleware runs.
+        starter = otel_context.get_value(_REQUEST_SPAN)
+        parent = (
+            otel_trace.set_span_in_context(starter)
+            if isinstance(starter, otel_trace.Span)
+            else None
+        )
         with self._tracer.start_as_current_span(
             "sfauth.token.refresh",
+            context=parent,
             kind=otel_trace.SpanKind.INTERNAL,
             attributes={"sfauth.token_url": token_url, "sfauth.audience": audience},
             record_exception=False,
@@ -314,6 +359,9 @@ class Telemetry:
             token = otel_context.attach(otel_context.set_value(_REQUEST_SPAN, None))
             try:
                 yield outcome
+            except asyncio.CancelledError:
+                result = "cancelled"  # closed, or refresh_timeout: not a failed login
+                raise
             except BaseException as exc:
                 result = type(exc).__name__
                 span.set_status(otel_trace.StatusCode.ERROR, result)
@@ -331,7 +379,12 @@ class Telemetry:
                     )
 
     def token_request(self, outcome: str) -> None:
-        """Count one token request: ``"success"`` or the error's class name."""
+        """Count one token request sent, by outcome.
+
+        Args:
+            outcome: ``"success"``, ``"cancelled"`` (cut off by ``refresh_timeout`` or a
+                close) or the error's class name.
+        """
         if self._metrics is not None:
             self._metrics.token_requests.add(1, {"sfauth.outcome": outcome})
 
@@ -398,11 +451,22 @@ def prometheus() -> tuple[Any, Callable[[], bytes], str]:
         import prometheus_client
         from opentelemetry.exporter.prometheus import PrometheusMetricReader
         from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+        from opentelemetry.sdk.resources import Resource
     except ImportError:
         raise ImportError(
-            "metrics for Prometheus need the prometheus extra: pip install 'sfauth[prometheus]'"
+            "metrics for Prometheus need the prometheus extra: pip install "
+            "'/path/to/sfauth[prometheus]' (or make test, whose .venv has it)"
         ) from None
-    provider = MeterProvider(metric_readers=[PrometheusMetricReader()])
+    buckets = View(
+        instrument_name="sfauth.token.refresh.duration",
+        aggregation=ExplicitBucketHistogramAggregation(list(REFRESH_BUCKETS)),
+    )
+    provider = MeterProvider(
+        metric_readers=[PrometheusMetricReader()],
+        resource=Resource.create({"service.name": "sfauth-demo"}),
+        views=[buckets],
+    )
 
     def scrape() -> bytes:
         return prometheus_client.generate_latest(prometheus_client.REGISTRY)

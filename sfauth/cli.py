@@ -17,7 +17,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -196,7 +196,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         metavar="[HOST:]PORT",
         help="serve the session's OpenTelemetry metrics for Prometheus at "
         "http://HOST:PORT/metrics while the demo runs (HOST defaults to 127.0.0.1; port 0 "
-        "picks a free one); needs pip install 'sfauth[prometheus]'",
+        "picks a free one); needs pip install '/path/to/sfauth[prometheus]'",
     )
     demo.add_argument(
         "--hold",
@@ -282,11 +282,21 @@ _SCOPE_LABELS = re.compile(r'otel_scope_\w+="[^"]*",?')
 
 
 def _listen_address(text: str) -> tuple[str, int]:
-    """``[HOST:]PORT`` -> ``(host, port)``; the host defaults to ``127.0.0.1``."""
+    """``[HOST:]PORT`` -> ``(host, port)``; the host defaults to ``127.0.0.1``.
+
+    An IPv6 host is written in brackets: ``[::1]:9464``.
+    """
     host, _, port = text.rpartition(":")
-    if not port.isdigit() or int(port) > 65535:
-        raise argparse.ArgumentTypeError(f"must be [HOST:]PORT with PORT 0-65535, got {text!r}")
-    return host.strip("[]") or "127.0.0.1", int(port)
+    bracketed = host.startswith("[") and host.endswith("]") and len(host) > 2
+    if (
+        not port.isdigit()
+        or int(port) > 65535
+        or (("[" in host or "]" in host or ":" in host) and not bracketed)
+    ):
+        raise argparse.ArgumentTypeError(
+            f"must be [HOST:]PORT with PORT 0-65535 (an IPv6 HOST in brackets), got {text!r}"
+        )
+    return (host[1:-1] if bracketed else host) or "127.0.0.1", int(port)
 
 
 def _positive_int(text: str) -> int:
@@ -626,18 +636,26 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     except ImportError as exc:
         print(f"sfauth demo: {exc}", file=sys.stderr)
         return 2
+    holding: list[bool] = []
     try:
-        return asyncio.run(_demo_with_metrics(args, provider, scrape, content_type))
-    except KeyboardInterrupt:  # --hold ends with Ctrl-C
-        return 0
+        return asyncio.run(_demo_with_metrics(args, provider, scrape, content_type, holding))
+    except KeyboardInterrupt:
+        return 0 if holding else 130  # --hold ends with Ctrl-C; the run itself did not finish
     finally:
         provider.shutdown()
 
 
 async def _demo_with_metrics(
-    args: argparse.Namespace, provider: Any, scrape: Any, content_type: str
+    args: argparse.Namespace,
+    provider: Any,
+    scrape: Any,
+    content_type: str,
+    holding: list[bool],
 ) -> int:
-    """The demo with its metrics served for Prometheus by an aiohttp server."""
+    """The demo with its metrics served for Prometheus by an aiohttp server.
+
+    ``holding`` gets an entry once the run is over and ``--hold`` keeps serving.
+    """
     from aiohttp import web
 
     async def metrics(request: web.Request) -> web.Response:
@@ -649,31 +667,43 @@ async def _demo_with_metrics(
     await runner.setup()
     host, port = args.metrics
     try:
+        shown = f"[{host}]" if ":" in host else host
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
         try:
-            sock = socket.create_server((host, port))
+            sock = socket.create_server((host, port), family=family)
         except OSError as exc:
-            print(f"sfauth demo: cannot serve metrics on {host}:{port}: {exc}", file=sys.stderr)
+            print(f"sfauth demo: cannot serve metrics on {shown}:{port}: {exc}", file=sys.stderr)
             return 2
         await web.SockSite(runner, sock).start()
-        url = f"http://{host}:{sock.getsockname()[1]}/metrics"
+        url = f"http://{shown}:{sock.getsockname()[1]}/metrics"
         print(f"sfauth demo: metrics for Prometheus at {url}")
-        status = await _demo(args.requests, args.limit, meter_provider=provider)
-        async with aiohttp.ClientSession() as http, http.get(url) as resp:
-            text = await resp.text()
-        print()
-        print(f"metrics ({url}, sfauth's series):")
-        for line in text.splitlines():
-            if line.startswith("sfauth_") and "_bucket{" not in line:
-                print(f"  {_SCOPE_LABELS.sub('', line).replace('{}', '')}")
+
+        async def show() -> None:  # scraped while the session is open: its gauges report
+            async with aiohttp.ClientSession() as http, http.get(url) as resp:
+                text = await resp.text()
+            print()
+            print(f"metrics ({url}, sfauth's series):")
+            for line in text.splitlines():
+                if line.startswith("sfauth_") and "_bucket{" not in line:
+                    print(f"  {_SCOPE_LABELS.sub('', line).replace('{}', '')}")
+
+        status = await _demo(args.requests, args.limit, meter_provider=provider, before_close=show)
         if args.hold:
             print(f"serving {url} until Ctrl-C")
+            holding.append(True)
             await asyncio.Event().wait()
         return status
     finally:
         await runner.cleanup()
 
 
-async def _demo(n: int, limit: int, *, meter_provider: object | None = None) -> int:
+async def _demo(
+    n: int,
+    limit: int,
+    *,
+    meter_provider: object | None = None,
+    before_close: Callable[[], Awaitable[None]] | None = None,
+) -> int:
     from .testing import Emulator
 
     soql = "SELECT Id, Name FROM Account LIMIT 5"
@@ -740,6 +770,8 @@ async def _demo(n: int, limit: int, *, meter_provider: object | None = None) -> 
                 print("replayed on 401: 0 (no request was sent with the expired session)")
             print(f"token requests:  {logins} ({_explain_logins(logins, replayed)})")
             print(f"wall time:       {wall:.2f} s ({n / wall:,.0f} requests/s)")
+            if before_close is not None:
+                await before_close()
     return 0 if failed == 0 and ok == n else 1
 
 

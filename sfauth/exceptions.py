@@ -47,6 +47,7 @@ __all__ = [
     "SFAuthError",
     "SessionClosedError",
     "SessionError",
+    "SignerError",
     "TokenEndpointError",
     "TokenResponseError",
     "TokenStoreError",
@@ -74,6 +75,20 @@ class PrivateKeyError(ConfigurationError):
     Salesforce verifies JWT bearer assertions with the X.509 certificate uploaded to the
     connected app, so the key must be an RSA private key of at least 2048 bits.
     """
+
+
+class SignerError(SFAuthError):
+    """A ``Signer`` (``sfauth.signers``) could not sign an assertion.
+
+    Args:
+        message: What failed; never key material.
+        retryable: A transient failure (a busy device, a throttled KMS): the token request's
+            retry policy tries again. ``False``: permanent (a wrong PIN, a missing key).
+    """
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 class CrossOriginError(SFAuthError, ValueError):

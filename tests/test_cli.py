@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -81,7 +82,8 @@ def test_demo_metrics_without_the_extra_says_how_to_install_it(
 ) -> None:
     def missing() -> None:
         raise ImportError(
-            "metrics for Prometheus need the prometheus extra: pip install 'sfauth[prometheus]'"
+            "metrics for Prometheus need the prometheus extra: pip install "
+            "'/path/to/sfauth[prometheus]' (or make test, whose .venv has it)"
         )
 
     monkeypatch.setattr("sfauth.cli.prometheus", missing)
@@ -89,20 +91,61 @@ def test_demo_metrics_without_the_extra_says_how_to_install_it(
     captured = capsys.readouterr()
     assert captured.err == (
         "sfauth demo: metrics for Prometheus need the prometheus extra: "
-        "pip install 'sfauth[prometheus]'\n"
+        "pip install '/path/to/sfauth[prometheus]' (or make test, whose .venv has it)\n"
     )
     assert captured.out == ""
 
 
-@pytest.mark.parametrize("value", ["", "host:", "1.2.3.4:70000", "port"])
+@pytest.mark.parametrize("value", ["", "host:", "1.2.3.4:70000", "port", "[::1", "::1:0"])
 def test_metrics_address_must_end_in_a_port(
     capsys: pytest.CaptureFixture[str], value: str
 ) -> None:
     _, last = _usage_error(capsys, ["demo", "--metrics", value])
     assert last == (
-        f"sfauth demo: error: argument --metrics: must be [HOST:]PORT with PORT 0-65535, "
-        f"got {value!r}"
+        "sfauth demo: error: argument --metrics: must be [HOST:]PORT with PORT 0-65535 (an "
+        f"IPv6 HOST in brackets), got {value!r}"
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "address"),
+    [("9464", ("127.0.0.1", 9464)), ("0.0.0.0:0", ("0.0.0.0", 0)), ("[::1]:80", ("::1", 80))],
+)
+def test_metrics_address_forms(value: str, address: tuple[str, int]) -> None:
+    from sfauth.cli import _listen_address
+
+    assert _listen_address(value) == address
+
+
+async def _interrupted_demo(*flags: str, after: str) -> tuple[int, str]:
+    """Run ``sfauth demo`` with ``flags``, send Ctrl-C once a line starts with ``after``."""
+    pytest.importorskip("opentelemetry.exporter.prometheus", reason="needs sfauth[prometheus]")
+    proc = await asyncio.create_subprocess_exec(
+        *SFAUTH, "demo", *flags, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    seen = []
+    async for line in proc.stdout:
+        seen.append(line.decode())
+        if line.decode().startswith(after):
+            proc.send_signal(signal.SIGINT)
+            break
+    await proc.communicate()
+    return await proc.wait(), "".join(seen)
+
+
+async def test_ctrl_c_ends_a_held_metrics_endpoint_cleanly() -> None:
+    code, out = await _interrupted_demo(
+        "--requests", "20", "--metrics", "127.0.0.1:0", "--hold", after="serving http://"
+    )
+    assert code == 0, out
+
+
+async def test_ctrl_c_during_the_run_is_an_interruption_with_metrics_too() -> None:
+    code, out = await _interrupted_demo(
+        "--requests", "50000", "--metrics", "127.0.0.1:0", after="  workload"
+    )
+    assert code == 130, out
 
 
 def test_hold_needs_metrics(capsys: pytest.CaptureFixture[str]) -> None:

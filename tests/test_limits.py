@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
 import structlog
 
 from sfauth._limits import ApiUsage, UsageTracker
@@ -33,6 +36,44 @@ def test_a_malformed_header_keeps_the_last_checked_usable_one() -> None:
     tracker.observe("api-usage=7/100")
     tracker.observe("nonsense")
     assert tracker.latest == ApiUsage(used=7, limit=100)
+
+
+def test_a_header_without_api_usage_never_hides_a_newer_usable_one() -> None:
+    clock = Clock()
+    tracker = UsageTracker(warn_fraction=0.5, clock=clock)
+    tracker.observe("api-usage=10/100")
+    clock.now += 0.5
+    tracker.observe("api-usage=50/100")  # not checked: within the second
+    tracker.observe("per-app-api-usage=1/50(appName=etl)")
+    tracker.observe("garbage")
+    assert tracker.latest == ApiUsage(used=50, limit=100)
+
+
+def test_a_crossing_in_the_last_skipped_header_is_logged_on_flush() -> None:
+    clock = Clock()
+    tracker = UsageTracker(warn_fraction=0.5, clock=clock)
+    with structlog.testing.capture_logs() as logs:
+        tracker.observe("api-usage=49/100")
+        tracker.observe("api-usage=99/100")  # skipped: the job may end right here
+        assert _warnings(logs) == []
+        tracker.flush()  # AuthSession.close() does this
+        tracker.flush()
+    assert _warnings(logs) == [(99, 100)]
+
+
+async def test_a_skipped_header_is_checked_when_its_interval_ends() -> None:
+    clock = Clock()
+    tracker = UsageTracker(warn_fraction=0.5, check_interval=1.0, clock=clock)
+    with structlog.testing.capture_logs() as logs:
+        tracker.observe("api-usage=49/100")
+        tracker.observe("api-usage=60/100")
+        tracker.observe("api-usage=61/100")
+        timer = tracker._timer
+        assert timer is not None  # one timer for the window, due when it ends
+        assert timer.when() - asyncio.get_running_loop().time() == pytest.approx(1.0, abs=0.05)
+        timer._run()  # what the loop does at that time
+    assert _warnings(logs) == [(61, 100)]
+    assert tracker._timer is None
 
 
 def test_the_threshold_is_read_on_the_first_response_then_once_per_interval() -> None:

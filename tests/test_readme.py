@@ -163,3 +163,75 @@ def test_the_observability_setups_compile_and_name_every_metric_and_span() -> No
     rows = re.findall(r"^\| `(sfauth\.[a-z_.]+)`(?:, `(sfauth\.[a-z_.]+)`)? \|", section, re.M)
     named = {name for row in rows for name in row if name}
     assert named == set(METRICS) | set(SPANS)
+
+
+async def test_the_signer_example_logs_in_and_retries_a_kms_timeout() -> None:
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    from sfauth.signers import KeySigner
+    from sfauth.testing import no_backoff
+
+    async with Emulator() as emu:
+        creds = emu.create_credentials(username="kms@example.com")
+        key = load_pem_private_key(creds.private_key_pem, password=None)
+        signatures: list[int] = []
+
+        class Kms:  # what the example calls my_kms_client: one timeout, then signatures
+            async def sign_rs256(self, message: bytes) -> bytes:
+                signatures.append(len(message))
+                if len(signatures) == 1:
+                    raise TimeoutError
+                return KeySigner(key).sign(message)  # type: ignore[arg-type]
+
+        namespace: dict[str, object] = {"my_kms_client": Kms()}
+        exec(block("class VaultSigner:"), namespace)
+        signer = namespace["VaultSigner"]()  # type: ignore[operator]
+        with no_backoff():
+            async with (
+                AuthSession(
+                    client_id=creds.client_id,
+                    username=creds.username,
+                    private_key=signer,
+                    login_url=emu.url,
+                    allow_http_loopback=True,
+                ) as sf,
+                sf.get("/services/data/v62.0/limits") as resp,
+            ):
+                assert resp.status == 200
+        assert len(signatures) == 2
+        assert emu.token_request_count == 1
+
+
+def test_the_kms_recipes_produce_rs256_signatures() -> None:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    namespace: dict[str, object] = {}
+    exec(block("class AwsKmsSigner:"), namespace)
+    message = b"eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJ4In0"
+    calls: list[dict[str, object]] = []
+
+    class Kms:  # boto3's kms client, as far as the recipe uses it
+        def sign(self, **request: object) -> dict[str, bytes]:
+            calls.append(request)
+            return {"Signature": key.sign(message, padding.PKCS1v15(), hashes.SHA256())}
+
+    class Gcp:  # google-cloud-kms's client: signs the SHA-256 digest it is given
+        def asymmetric_sign(self, request: dict[str, object]) -> object:
+            calls.append(request)
+            digest = request["digest"]["sha256"]  # type: ignore[index]
+            signature = key.sign(digest, padding.PKCS1v15(), utils.Prehashed(hashes.SHA256()))
+            return type("Answer", (), {"signature": signature})()
+
+    aws = namespace["AwsKmsSigner"](Kms(), "alias/salesforce-jwt")  # type: ignore[operator]
+    gcp = namespace["GcpKmsSigner"](Gcp(), "projects/p/.../cryptoKeyVersions/1")  # type: ignore[operator]
+    for signer in (aws, gcp):
+        key.public_key().verify(signer.sign(message), message, padding.PKCS1v15(), hashes.SHA256())
+    assert calls[0] == {
+        "KeyId": "alias/salesforce-jwt",
+        "Message": message,
+        "MessageType": "RAW",
+        "SigningAlgorithm": "RSASSA_PKCS1_V1_5_SHA_256",
+    }
+    compile(block("import os\n\nfrom sfauth.signers import Pkcs11Signer"), "README.md", "exec")

@@ -138,8 +138,10 @@ async def test_canary_no_secret_in_logs_errors_or_reprs(
     assertions: list[str] = []
     original_fetch, original_mint = TokenClient.fetch, AssertionSigner.mint
 
-    async def fetch(self: TokenClient, http: aiohttp.ClientSession) -> Token:
-        token = await original_fetch(self, http)
+    async def fetch(
+        self: TokenClient, http: aiohttp.ClientSession, assertion: str | None = None
+    ) -> Token:
+        token = await original_fetch(self, http, assertion)
         tokens.append(token.access_token)
         return token
 

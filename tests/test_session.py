@@ -188,10 +188,12 @@ async def test_cancelling_the_refresh_starter_does_not_cancel_the_refresh(
     started = asyncio.Event()
     release = asyncio.Event()
 
-    async def slow_fetch(self: TokenClient, http: aiohttp.ClientSession) -> Token:
+    async def slow_fetch(
+        self: TokenClient, http: aiohttp.ClientSession, assertion: str | None = None
+    ) -> Token:
         started.set()
         await release.wait()  # the exchange is held until the starter is cancelled
-        return await original(self, http)
+        return await original(self, http, assertion)
 
     monkeypatch.setattr(TokenClient, "fetch", slow_fetch)
     starter = asyncio.create_task(sf.token())

@@ -8,6 +8,7 @@ a missing SDK fails the run instead of hiding the tests.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 import subprocess
@@ -34,7 +35,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: E4
     InMemorySpanExporter,
 )
 
-from sfauth import AuthSession  # noqa: E402
+from sfauth import AuthSession, TransientAPIError, TransientTokenError  # noqa: E402
 from sfauth._telemetry import METRICS, SPANS  # noqa: E402
 from sfauth.testing import Emulator, EmulatorCredentials, ScriptedResponse, no_backoff  # noqa: E402
 
@@ -111,6 +112,7 @@ async def test_cold_start_with_a_503_then_an_expiry_under_100_requests(
             assert await _query(sf) == 200
             emulator.expire_all_sessions()
             statuses = await asyncio.gather(*(_query(sf) for _ in range(100)))
+            gauges = telemetry.metrics()  # an open session's (a closed one stops reporting)
     assert statuses == [200] * 100
     assert emulator.token_request_count == 3  # a 503, a login, one refresh for the 100
 
@@ -175,11 +177,12 @@ async def test_cold_start_with_a_503_then_an_expiry_under_100_requests(
         ({"sfauth.outcome": "success", "sfauth.token.shared": False}, 2)
     ]
     who = {"sfauth.username": creds.username}
-    assert metrics["sfauth.circuit.open"] == [(who, 0)]
-    assert metrics["sfauth.requests.in_flight"] == [(who, 0)]
-    assert metrics["sfauth.api.requests.used"] == [(who, emulator.api_usage)]
-    assert metrics["sfauth.api.requests.limit"][0][0] == who
-    assert set(metrics) == set(METRICS)
+    assert gauges["sfauth.circuit.open"] == [(who, 0)]
+    assert gauges["sfauth.requests.in_flight"] == [(who, 0)]
+    assert gauges["sfauth.api.requests.used"] == [(who, emulator.api_usage)]
+    assert gauges["sfauth.api.requests.limit"][0][0] == who
+    assert set(gauges) == set(METRICS)
+    assert {"sfauth.circuit.open", "sfauth.requests.in_flight"}.isdisjoint(metrics)
 
 
 async def test_api_retries_are_counted_and_put_on_the_request_span(
@@ -203,6 +206,59 @@ async def test_api_retries_are_counted_and_put_on_the_request_span(
     assert telemetry.metrics()["sfauth.request.retries"] == [
         ({"sfauth.retry.reason": "http_503", "sfauth.retry.target": "api"}, 1)
     ]
+
+
+async def test_a_request_that_fails_for_good_still_names_its_host(
+    emulator: Emulator, creds: EmulatorCredentials, telemetry: Telemetry
+) -> None:
+    with no_backoff():
+        async with _session(emulator, creds, telemetry) as sf:
+            assert await _query(sf) == 200
+            emulator.script_rest_responses([ScriptedResponse(status=503, text="busy")] * 10)
+            with pytest.raises(TransientAPIError):
+                await _query(sf)
+    failed = sorted(
+        (s for s in telemetry.finished() if s.name == "sfauth.request"),
+        key=lambda s: s.start_time or 0,
+    )[1]
+    assert dict(failed.attributes or {}) == {
+        "http.request.method": "GET",
+        "url.path": QUERY,
+        "server.address": "127.0.0.1",
+        "error.type": "TransientAPIError",
+    }
+    assert failed.status.description == "TransientAPIError"
+    retries = [e for e in _events(failed) if e[0] == "sfauth.retry"]
+    assert len(retries) == sf.settings.retry.attempts - 1
+
+
+def test_refresh_durations_get_buckets_in_seconds(telemetry: Telemetry) -> None:
+    from opentelemetry.metrics import Meter
+
+    from sfauth._telemetry import REFRESH_BUCKETS
+    from sfauth._telemetry import Telemetry as SessionTelemetry
+
+    recorder = SessionTelemetry(meter_provider=telemetry.meter_provider)
+    with recorder.refresh("https://login.salesforce.com/services/oauth2/token", "aud"):
+        pass
+    data = telemetry.reader.get_metrics_data()
+    assert data is not None
+    (histogram,) = [
+        m
+        for r in data.resource_metrics
+        for s in r.scope_metrics
+        for m in s.metrics
+        if m.name == "sfauth.token.refresh.duration"
+    ]
+    (point,) = histogram.data.data_points
+    assert point.count == 1
+    if (
+        "explicit_bucket_boundaries_advisory"
+        in inspect.signature(Meter.create_histogram).parameters
+    ):
+        assert tuple(point.explicit_bounds) == REFRESH_BUCKETS
+    else:  # an API without bucket advice: the README says to add a View
+        assert tuple(point.explicit_bounds) != REFRESH_BUCKETS
 
 
 async def test_a_failed_login_marks_its_spans_with_the_error_class_only(
@@ -276,7 +332,10 @@ async def test_no_secret_reaches_a_span_or_a_metric(
         reason="opentelemetry-instrumentation-aiohttp-client is not installed",
     )
     instrumentor = aiohttp_client.AioHttpClientInstrumentor()
-    instrumentor.instrument(tracer_provider=telemetry.tracer_provider)
+    instrumentor.instrument(
+        tracer_provider=telemetry.tracer_provider,
+        url_filter=lambda url: str(url.with_query(None)),  # as the README says: no SOQL
+    )
     try:
         with no_backoff():
             async with _session(emulator, creds, telemetry) as sf:
@@ -301,8 +360,105 @@ async def test_no_secret_reaches_a_span_or_a_metric(
     )
     key_lines = [line for line in pem.splitlines() if line and not line.startswith("-----")]
     canaries = [first.access_token, second.access_token, "Bearer ", "assertion", *key_lines]
+    canaries += [SOQL["q"], "SELECT", "q="]
     assert [c for c in canaries if c in text] == []
     assert first.instance_url.split("//")[1] in text  # the canary looks at the right text
+
+
+async def test_a_token_request_cut_off_by_refresh_timeout_is_counted(
+    emulator: Emulator, creds: EmulatorCredentials, telemetry: Telemetry
+) -> None:
+    emulator.script_token_responses([ScriptedResponse(status=200, json={}, delay=5.0)])
+    sf = AuthSession(
+        client_id=creds.client_id,
+        username=creds.username,
+        private_key=creds.private_key_pem,
+        login_url=emulator.url,
+        allow_http_loopback=True,
+        refresh_timeout=0.2,
+        meter_provider=telemetry.meter_provider,
+        tracer_provider=telemetry.tracer_provider,
+    )
+    async with sf:
+        with pytest.raises(TransientTokenError, match="refresh_timeout"):
+            await sf.token()
+    assert telemetry.metrics()["sfauth.token.requests"] == [({"sfauth.outcome": "cancelled"}, 1)]
+    (refresh,) = telemetry.finished()
+    assert dict(refresh.attributes or {})["sfauth.outcome"] == "TransientTokenError"
+
+
+async def test_sessions_of_one_user_report_one_series_and_closed_ones_none(
+    emulator: Emulator, creds: EmulatorCredentials, telemetry: Telemetry
+) -> None:
+    def session(**options: object) -> AuthSession:
+        return AuthSession(
+            client_id=creds.client_id,
+            username=creds.username,
+            private_key=creds.private_key_pem,
+            login_url=emulator.url,
+            allow_http_loopback=True,
+            meter_provider=telemetry.meter_provider,
+            **options,  # type: ignore[arg-type]
+        )
+
+    healthy, failing = session(), session(failure_threshold=1)
+    who = {"sfauth.username": creds.username}
+    async with healthy:
+        assert await _query(healthy) == 200
+        async with failing:
+            emulator.script_token_responses(
+                [ScriptedResponse(status=400, json={"error": "invalid_grant"})]
+            )
+            with pytest.raises(Exception, match="invalid_grant"):
+                await failing.token()
+            # One series per user: the circuit is open if any session's is; sends add up.
+            for order in range(2):
+                metrics = telemetry.metrics()
+                assert metrics["sfauth.circuit.open"] == [(who, 1)], order
+                assert metrics["sfauth.requests.in_flight"] == [(who, 0)]
+        metrics = telemetry.metrics()
+        assert metrics["sfauth.circuit.open"] == [(who, 0)]  # the failing one closed
+    assert "sfauth.circuit.open" not in telemetry.metrics()  # and now the healthy one
+
+
+async def test_a_refresh_after_a_401_is_a_child_of_the_request_under_aiohttp_spans(
+    emulator: Emulator, creds: EmulatorCredentials, telemetry: Telemetry
+) -> None:
+    aiohttp_client = pytest.importorskip(
+        "opentelemetry.instrumentation.aiohttp_client",
+        reason="opentelemetry-instrumentation-aiohttp-client is not installed",
+    )
+    instrumentor = aiohttp_client.AioHttpClientInstrumentor()
+    instrumentor.instrument(tracer_provider=telemetry.tracer_provider)
+    try:
+        async with _session(emulator, creds, telemetry) as sf:
+            await sf.token()
+            emulator.expire_all_sessions()
+            assert await _query(sf) == 200
+    finally:
+        instrumentor.uninstrument()
+    spans = telemetry.finished()
+    (request,) = [s for s in spans if s.name == "sfauth.request"]
+    login, refresh = sorted(
+        (s for s in spans if s.name == "sfauth.token.refresh"), key=lambda s: s.start_time or 0
+    )
+    assert login.parent is None  # sf.token(): no request span
+    assert refresh.parent is not None
+    assert refresh.parent.span_id == request.context.span_id
+
+
+async def test_a_cancelled_request_is_not_marked_as_an_error(
+    emulator: Emulator, creds: EmulatorCredentials, telemetry: Telemetry
+) -> None:
+    async with _session(emulator, creds, telemetry) as sf:
+        await sf.token()
+        emulator.script_rest_responses([ScriptedResponse(status=200, json={}, delay=5.0)])
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.2):
+                await _query(sf)
+    (request,) = [s for s in telemetry.finished() if s.name == "sfauth.request"]
+    assert request.status.status_code.name == "UNSET"
+    assert "error.type" not in dict(request.attributes or {})
 
 
 def test_sfauth_works_without_opentelemetry_installed() -> None:
