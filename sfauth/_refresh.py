@@ -389,7 +389,10 @@ class TokenManager:
             if replacing is not None:
                 await store.invalidate(key, replacing)  # only if nobody replaced it yet
             delay = 0.02
-            give_up = self._clock() + 2 * self._refresh_timeout
+            allowance = 2 * self._refresh_timeout
+            give_up = self._clock() + allowance
+            holder = getattr(store, "holder", None)  # stores written before holder() lack it
+            seen: str | None = None
             while True:
                 shared = usable(await store.get(key))
                 if shared is not None:
@@ -397,6 +400,11 @@ class TokenManager:
                 owner = await store.acquire(key, self._refresh_timeout)
                 if owner is not None:
                     break
+                if holder is not None:
+                    current = await holder(key)
+                    if current != seen:  # a new holder (the last one died): a new allowance
+                        seen = current
+                        give_up = self._clock() + allowance
                 if self._clock() >= give_up:
                     raise TokenStoreError(
                         f"another session held the refresh lock for over "

@@ -96,6 +96,52 @@ async def test_lock_has_one_owner_and_only_the_owner_releases(store: TokenStore)
     assert await store.acquire("k", 10.0) is not None
 
 
+async def test_holder_names_the_current_owner(store: TokenStore) -> None:
+    assert await store.holder("k") is None  # type: ignore[attr-defined]
+    first = await store.acquire("k", 10.0)
+    assert first is not None
+    mark = await store.holder("k")  # type: ignore[attr-defined]
+    assert isinstance(mark, str)
+    assert mark
+    await store.release("k", first)
+    assert await store.holder("k") is None  # type: ignore[attr-defined]
+    second = await store.acquire("k", 10.0)
+    assert second is not None
+    assert await store.holder("k") not in (None, mark)  # type: ignore[attr-defined]
+
+
+async def test_a_new_lock_holder_gets_a_new_allowance_from_the_waiters(
+    emulator: Emulator, creds: EmulatorCredentials, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A holder died with the lock for 1 s more. The next holder's login takes 0.55 s, so it
+    # publishes after the waiters' first allowance (2 x refresh_timeout = 1.2 s from their
+    # start) has run out: they must still wait for it, not log in themselves.
+    from sfauth._oauth import TokenClient
+
+    original = TokenClient.fetch
+
+    async def slow(self: TokenClient, http: Any, assertion: str | None = None) -> Token:
+        await asyncio.sleep(0.55)  # a slow login endpoint
+        return await original(self, http, assertion)
+
+    monkeypatch.setattr(TokenClient, "fetch", slow)
+    store = MemoryTokenStore()
+    sessions = [
+        _session(emulator, creds, store, refresh_timeout=0.6, failure_threshold=1)
+        for _ in range(3)
+    ]
+    key = sessions[0].auth._engine.manager._store_key
+    assert await store.acquire(key, 1.0) is not None  # the dead holder's lock
+    try:
+        for sf in sessions:
+            sf.open()
+        assert await asyncio.gather(*(_get(sf) for sf in sessions)) == [200, 200, 200]
+        assert emulator.token_request_count == 1
+    finally:
+        for sf in sessions:
+            await sf.close()
+
+
 async def test_a_memory_lock_whose_holder_vanished_expires() -> None:
     store = MemoryTokenStore()
     assert await store.acquire("k", 0.05) is not None

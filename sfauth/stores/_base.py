@@ -63,6 +63,11 @@ class TokenStore(Protocol):
         """Whether someone holds the right to refresh ``key`` now."""
         ...
 
+    # Optional (both stores here have it): ``async def holder(self, key) -> str | None``, who
+    # holds the right to refresh ``key`` now (an opaque handle) or ``None``. Waiters use it to
+    # tell a new holder (the previous one died) from a stuck one: each new holder gets a full
+    # ``2 * refresh_timeout`` to publish. Without it a waiter counts from when it started.
+
 
 def store_key(token_url: str, client_id: str, username: str, audience: str) -> str:
     """A stable, non-secret key for one integration (hex SHA-256 of its identity)."""

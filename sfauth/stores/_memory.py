@@ -68,6 +68,11 @@ class MemoryTokenStore:
         held = self._locks.get(key)
         return held is not None and held[1] > time.monotonic()
 
+    async def holder(self, key: str) -> str | None:
+        """The owner handle of the right to refresh ``key``, or ``None`` when nobody holds it."""
+        held = self._locks.get(key)
+        return held[0] if held is not None and held[1] > time.monotonic() else None
+
     async def close(self) -> None:
         """Forget everything (nothing to release)."""
         self._tokens.clear()

@@ -292,6 +292,17 @@ class RedisTokenStore:
         """Whether some process holds the refresh lock for ``key``."""
         return bool(await self._call("EXISTS", self._redis.exists(f"{self._prefix}{key}:lock")))
 
+    async def holder(self, key: str) -> str | None:
+        """The lock's owner token (a random value each holder sets), or ``None`` if unlocked.
+
+        Raises:
+            TokenStoreError: Redis is unreachable.
+        """
+        value = await self._call("GET", self._redis.get(f"{self._prefix}{key}:lock"))
+        if value is None:
+            return None
+        return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
     async def close(self) -> None:
         """Stop renewing held locks and close the Redis client if this store created it."""
         for _, keeper in self._locks.values():
