@@ -842,10 +842,16 @@ async def _until(check: Callable[[], T | None]) -> T:
 # ---------------------------------------------------------------------------------- summary
 
 
-def write_summary(result: SoakResult, path: Path, command: str) -> str:
-    """Write ``result``'s markdown section to ``path`` and return it."""
+def write_summary(
+    result: SoakResult, path: Path, command: str, also: tuple[Path, ...] = ()
+) -> str:
+    """Write ``result``'s markdown section to ``path`` and return it.
+
+    ``also``: other files this run wrote (the plot); like ``path``, they do not make the
+    recorded revision ``-dirty``.
+    """
     when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    text = result.markdown(command=command, when=when, revision=revision(path))
+    text = result.markdown(command=command, when=when, revision=revision(path, *also))
     path.write_text(text)
     return text
 
@@ -944,7 +950,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print("no plot: the OpenTelemetry SDK or matplotlib is not installed")
     if args.write is not None:
-        write_summary(result, args.write, command_line(args))
+        plots = (args.plot,) if args.plot is not None else ()
+        write_summary(result, args.write, command_line(args), also=plots)
         print(f"summary written to {args.write}")
     return 0 if result.passed else 1
 
