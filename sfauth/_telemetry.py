@@ -302,21 +302,14 @@ class Telemetry:
         except (TypeError, ValueError, AttributeError):
             url_path = ""  # the request itself reports the bad path
         attributes = {"http.request.method": method, "url.path": url_path}
-        with self._tracer.start_as_current_span(
-            "sfauth.request",
-            kind=otel_trace.SpanKind.INTERNAL,
-            attributes=attributes,
-            record_exception=False,  # an exception's message is not ours to export
-            set_status_on_exception=False,
-        ) as span:
+        with self._start("sfauth.request", attributes) as span:
             token = otel_context.attach(otel_context.set_value(_REQUEST_SPAN, span))
             try:
                 yield span
             except asyncio.CancelledError:
                 raise  # the caller gave up (a timeout of theirs): not the request's error
             except BaseException as exc:
-                span.set_status(otel_trace.StatusCode.ERROR, type(exc).__name__)
-                span.set_attribute("error.type", type(exc).__name__)
+                _failed(span, type(exc).__name__)
                 raise
             finally:
                 otel_context.detach(token)
@@ -346,14 +339,8 @@ class Telemetry:
             if isinstance(starter, otel_trace.Span)
             else None
         )
-        with self._tracer.start_as_current_span(
-            "sfauth.token.refresh",
-            context=parent,
-            kind=otel_trace.SpanKind.INTERNAL,
-            attributes={"sfauth.token_url": token_url, "sfauth.audience": audience},
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
+        attributes = {"sfauth.token_url": token_url, "sfauth.audience": audience}
+        with self._start("sfauth.token.refresh", attributes, parent) as span:
             # Retry events of the token requests belong here, not to the request that
             # started the refresh (whose span the refresh task's context still names).
             token = otel_context.attach(otel_context.set_value(_REQUEST_SPAN, None))
@@ -364,8 +351,7 @@ class Telemetry:
                 raise
             except BaseException as exc:
                 result = type(exc).__name__
-                span.set_status(otel_trace.StatusCode.ERROR, result)
-                span.set_attribute("error.type", result)
+                _failed(span, result)
                 raise
             finally:
                 otel_context.detach(token)
@@ -377,6 +363,21 @@ class Telemetry:
                         time.perf_counter() - started,
                         {"sfauth.outcome": result, "sfauth.token.shared": outcome.shared},
                     )
+
+    def _start(self, name: str, attributes: dict[str, str], parent: Any = None) -> Any:
+        """Start an INTERNAL span, current while its ``with`` block runs.
+
+        sfauth sets the status itself, from the exception's class name only: OpenTelemetry's
+        own handling would record the exception's message, which is not ours to export.
+        """
+        return self._tracer.start_as_current_span(
+            name,
+            context=parent,
+            kind=otel_trace.SpanKind.INTERNAL,
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        )
 
     def token_request(self, outcome: str) -> None:
         """Count one token request sent, by outcome.
@@ -415,6 +416,12 @@ class Telemetry:
         _span().add_event(
             "sfauth.replay", {"http.response.status_code": status, "sfauth.error_code": error_code}
         )
+
+
+def _failed(span: Any, error_type: str) -> None:
+    """Mark ``span`` as failed with ``error_type`` (a class name, never a message)."""
+    span.set_status(otel_trace.StatusCode.ERROR, error_type)
+    span.set_attribute("error.type", error_type)
 
 
 def _span() -> Any:

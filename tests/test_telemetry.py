@@ -8,6 +8,7 @@ a missing SDK fails the run instead of hiding the tests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
 import os
@@ -79,6 +80,21 @@ def telemetry() -> Iterator[Telemetry]:
     yield found
     found.tracer_provider.shutdown()
     found.meter_provider.shutdown()
+
+
+@contextlib.contextmanager
+def aiohttp_instrumented(telemetry: Telemetry, **options: Any) -> Iterator[None]:
+    """opentelemetry-instrumentation-aiohttp-client on, for sessions opened inside."""
+    aiohttp_client = pytest.importorskip(
+        "opentelemetry.instrumentation.aiohttp_client",
+        reason="opentelemetry-instrumentation-aiohttp-client is not installed",
+    )
+    instrumentor = aiohttp_client.AioHttpClientInstrumentor()
+    instrumentor.instrument(tracer_provider=telemetry.tracer_provider, **options)
+    try:
+        yield
+    finally:
+        instrumentor.uninstrument()
 
 
 def _session(emulator: Emulator, creds: EmulatorCredentials, t: Telemetry) -> AuthSession:
@@ -291,17 +307,9 @@ async def test_a_failed_login_marks_its_spans_with_the_error_class_only(
 async def test_aiohttp_instrumentation_spans_nest_under_sfauths(
     emulator: Emulator, creds: EmulatorCredentials, telemetry: Telemetry
 ) -> None:
-    aiohttp_client = pytest.importorskip(
-        "opentelemetry.instrumentation.aiohttp_client",
-        reason="opentelemetry-instrumentation-aiohttp-client is not installed",
-    )
-    instrumentor = aiohttp_client.AioHttpClientInstrumentor()
-    instrumentor.instrument(tracer_provider=telemetry.tracer_provider)
-    try:
+    with aiohttp_instrumented(telemetry):
         async with _session(emulator, creds, telemetry) as sf:
             assert await _query(sf) == 200
-    finally:
-        instrumentor.uninstrument()
     spans = telemetry.finished()
     by_id = {s.context.span_id: s for s in spans}
 
@@ -327,26 +335,15 @@ async def test_aiohttp_instrumentation_spans_nest_under_sfauths(
 async def test_no_secret_reaches_a_span_or_a_metric(
     emulator: Emulator, creds: EmulatorCredentials, telemetry: Telemetry
 ) -> None:
-    aiohttp_client = pytest.importorskip(
-        "opentelemetry.instrumentation.aiohttp_client",
-        reason="opentelemetry-instrumentation-aiohttp-client is not installed",
-    )
-    instrumentor = aiohttp_client.AioHttpClientInstrumentor()
-    instrumentor.instrument(
-        tracer_provider=telemetry.tracer_provider,
-        url_filter=lambda url: str(url.with_query(None)),  # as the README says: no SOQL
-    )
-    try:
-        with no_backoff():
-            async with _session(emulator, creds, telemetry) as sf:
-                first = await sf.token()
-                emulator.script_rest_responses([ScriptedResponse(status=503, text="busy")])
-                assert await _query(sf) == 200
-                emulator.expire_all_sessions()
-                assert await _query(sf) == 200
-                second = await sf.token()
-    finally:
-        instrumentor.uninstrument()
+    no_soql = {"url_filter": lambda url: str(url.with_query(None))}  # as the README says
+    with aiohttp_instrumented(telemetry, **no_soql), no_backoff():
+        async with _session(emulator, creds, telemetry) as sf:
+            first = await sf.token()
+            emulator.script_rest_responses([ScriptedResponse(status=503, text="busy")])
+            assert await _query(sf) == 200
+            emulator.expire_all_sessions()
+            assert await _query(sf) == 200
+            second = await sf.token()
     exported = [span.to_json() for span in telemetry.finished()]
     data = telemetry.reader.get_metrics_data()
     assert data is not None
@@ -366,9 +363,17 @@ async def test_no_secret_reaches_a_span_or_a_metric(
 
 
 async def test_a_token_request_cut_off_by_refresh_timeout_is_counted(
-    emulator: Emulator, creds: EmulatorCredentials, telemetry: Telemetry
+    emulator: Emulator,
+    creds: EmulatorCredentials,
+    telemetry: Telemetry,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    emulator.script_token_responses([ScriptedResponse(status=200, json={}, delay=5.0)])
+    from sfauth._oauth import TokenClient
+
+    async def endless(self: TokenClient, http: object, assertion: str | None = None) -> None:
+        await asyncio.Event().wait()  # an answer that never comes (no timeout of its own)
+
+    monkeypatch.setattr(TokenClient, "fetch", endless)
     sf = AuthSession(
         client_id=creds.client_id,
         username=creds.username,
@@ -424,19 +429,11 @@ async def test_sessions_of_one_user_report_one_series_and_closed_ones_none(
 async def test_a_refresh_after_a_401_is_a_child_of_the_request_under_aiohttp_spans(
     emulator: Emulator, creds: EmulatorCredentials, telemetry: Telemetry
 ) -> None:
-    aiohttp_client = pytest.importorskip(
-        "opentelemetry.instrumentation.aiohttp_client",
-        reason="opentelemetry-instrumentation-aiohttp-client is not installed",
-    )
-    instrumentor = aiohttp_client.AioHttpClientInstrumentor()
-    instrumentor.instrument(tracer_provider=telemetry.tracer_provider)
-    try:
+    with aiohttp_instrumented(telemetry):
         async with _session(emulator, creds, telemetry) as sf:
             await sf.token()
             emulator.expire_all_sessions()
             assert await _query(sf) == 200
-    finally:
-        instrumentor.uninstrument()
     spans = telemetry.finished()
     (request,) = [s for s in spans if s.name == "sfauth.request"]
     login, refresh = sorted(
