@@ -184,8 +184,8 @@ async def test_the_signer_example_logs_in_and_retries_a_kms_timeout() -> None:
                 return KeySigner(key).sign(message)  # type: ignore[arg-type]
 
         namespace: dict[str, object] = {"my_kms_client": Kms()}
-        exec(block("class VaultSigner:"), namespace)
-        signer = namespace["VaultSigner"]()  # type: ignore[operator]
+        exec(block("class MyKmsSigner:"), namespace)
+        signer = namespace["MyKmsSigner"]()  # type: ignore[operator]
         with no_backoff():
             async with (
                 AuthSession(
