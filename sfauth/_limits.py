@@ -116,6 +116,14 @@ class UsageTracker:
         Reading it also checks the threshold against that header, if it was not yet.
         """
         self.flush()
+        return self.snapshot()
+
+    def snapshot(self) -> ApiUsage | None:
+        """``latest`` without checking the threshold.
+
+        It has no side effect (no log, no timer), so any thread may call it: the telemetry
+        gauges read it from the metric reader's thread.
+        """
         return parse_limit_info(self._header) if self._header else None
 
     def observe(self, header: str) -> None:

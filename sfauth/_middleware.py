@@ -101,7 +101,7 @@ class SalesforceAuthMiddleware:
             attributes={"sfauth.username": settings.username},
             in_flight=(lambda: gate.in_use) if gate is not None else (lambda: None),
             circuit_open=manager.circuit_is_open,
-            usage=lambda: (u.used, u.limit) if (u := usage.latest) is not None else None,
+            usage=lambda: (u.used, u.limit) if (u := usage.snapshot()) is not None else None,
         )
         self._engine = Engine(manager, settings.retry, usage, gate)
         self._manager = manager  # = self._engine.manager, one lookup less on the fast path

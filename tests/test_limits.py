@@ -49,6 +49,17 @@ def test_a_header_without_api_usage_never_hides_a_newer_usable_one() -> None:
     assert tracker.latest == ApiUsage(used=50, limit=100)
 
 
+def test_a_snapshot_has_no_side_effect() -> None:
+    tracker = UsageTracker(warn_fraction=0.5, clock=Clock())
+    with structlog.testing.capture_logs() as logs:
+        tracker.observe("api-usage=49/100")
+        tracker.observe("api-usage=99/100")  # skipped within the second
+        assert tracker.snapshot() == ApiUsage(used=99, limit=100)
+        assert _warnings(logs) == []  # a snapshot checks nothing (another thread may read it)
+        assert tracker.latest == ApiUsage(used=99, limit=100)
+    assert _warnings(logs) == [(99, 100)]  # latest does
+
+
 def test_a_crossing_in_the_last_skipped_header_is_logged_on_flush() -> None:
     clock = Clock()
     tracker = UsageTracker(warn_fraction=0.5, clock=clock)

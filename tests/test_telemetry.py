@@ -97,7 +97,9 @@ def aiohttp_instrumented(telemetry: Telemetry, **options: Any) -> Iterator[None]
         instrumentor.uninstrument()
 
 
-def _session(emulator: Emulator, creds: EmulatorCredentials, t: Telemetry) -> AuthSession:
+def _session(
+    emulator: Emulator, creds: EmulatorCredentials, t: Telemetry, **options: Any
+) -> AuthSession:
     return AuthSession(
         client_id=creds.client_id,
         username=creds.username,
@@ -106,6 +108,7 @@ def _session(emulator: Emulator, creds: EmulatorCredentials, t: Telemetry) -> Au
         allow_http_loopback=True,
         tracer_provider=t.tracer_provider,
         meter_provider=t.meter_provider,
+        **options,
     )
 
 
@@ -374,17 +377,7 @@ async def test_a_token_request_cut_off_by_refresh_timeout_is_counted(
         await asyncio.Event().wait()  # an answer that never comes (no timeout of its own)
 
     monkeypatch.setattr(TokenClient, "fetch", endless)
-    sf = AuthSession(
-        client_id=creds.client_id,
-        username=creds.username,
-        private_key=creds.private_key_pem,
-        login_url=emulator.url,
-        allow_http_loopback=True,
-        refresh_timeout=0.2,
-        meter_provider=telemetry.meter_provider,
-        tracer_provider=telemetry.tracer_provider,
-    )
-    async with sf:
+    async with _session(emulator, creds, telemetry, refresh_timeout=0.2) as sf:
         with pytest.raises(TransientTokenError, match="refresh_timeout"):
             await sf.token()
     assert telemetry.metrics()["sfauth.token.requests"] == [({"sfauth.outcome": "cancelled"}, 1)]
@@ -395,18 +388,8 @@ async def test_a_token_request_cut_off_by_refresh_timeout_is_counted(
 async def test_sessions_of_one_user_report_one_series_and_closed_ones_none(
     emulator: Emulator, creds: EmulatorCredentials, telemetry: Telemetry
 ) -> None:
-    def session(**options: object) -> AuthSession:
-        return AuthSession(
-            client_id=creds.client_id,
-            username=creds.username,
-            private_key=creds.private_key_pem,
-            login_url=emulator.url,
-            allow_http_loopback=True,
-            meter_provider=telemetry.meter_provider,
-            **options,  # type: ignore[arg-type]
-        )
-
-    healthy, failing = session(), session(failure_threshold=1)
+    healthy = _session(emulator, creds, telemetry)
+    failing = _session(emulator, creds, telemetry, failure_threshold=1)
     who = {"sfauth.username": creds.username}
     async with healthy:
         assert await _query(healthy) == 200
