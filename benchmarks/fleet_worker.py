@@ -34,15 +34,16 @@ async def run(args: argparse.Namespace) -> None:
         limit=args.requests,
         token_store=store,
         refresh_timeout=args.refresh_timeout,
+        refusal_cooldown=args.refusal_cooldown,
         retry=RetryPolicy(attempts=3, backoff_base=0.01, backoff_cap=0.05),
     ) as sf:
         loop = asyncio.get_running_loop()
         for phase in range(args.phases):
             failed: collections.Counter[str] = collections.Counter()
-            ok = 0
+            ok = unsent = 0
 
             async def one(failed: collections.Counter[str] = failed) -> None:
-                nonlocal ok
+                nonlocal ok, unsent
                 try:
                     async with sf.get(QUERY, params=SOQL) as resp:
                         if resp.status == 200:
@@ -51,12 +52,14 @@ async def run(args: argparse.Namespace) -> None:
                             failed[f"HTTP {resp.status}"] += 1
                 except (SFAuthError, aiohttp.ClientError) as exc:
                     failed[type(exc).__name__] += 1
+                    unsent += getattr(exc, "sent", True) is False  # refused before sending
 
             await asyncio.gather(*(one() for _ in range(args.requests)))
             line = {
                 "phase": phase,
                 "ok": ok,
                 "failed": dict(failed),
+                "unsent": unsent,
                 "token_requests": sf.token_requests,
             }
             print(json.dumps(line), flush=True)
@@ -78,6 +81,7 @@ def main() -> None:
     parser.add_argument("--phases", type=int, default=1)
     parser.add_argument("--lock-ttl", type=float, default=15.0)
     parser.add_argument("--refresh-timeout", type=float, default=30.0)
+    parser.add_argument("--refusal-cooldown", type=float, default=300.0)
     parser.add_argument("--no-store", action="store_true")
     asyncio.run(run(parser.parse_args()))
 

@@ -16,13 +16,16 @@ from ._settings import Settings
 from ._token import Token
 from ._version import __version__
 from .exceptions import (
+    ApiBudgetError,
     APIError,
     CircuitOpenError,
     ConfigurationError,
     CrossOriginError,
+    FleetLimitError,
     InvalidClientError,
     InvalidGrantError,
     InvalidSessionError,
+    LoginRateExceededError,
     PrivateKeyError,
     RequestLimitError,
     RequestTimeoutError,
@@ -42,14 +45,17 @@ from .exceptions import (
 
 __all__ = [
     "APIError",
+    "ApiBudgetError",
     "ApiUsage",
     "AuthSession",
     "CircuitOpenError",
     "ConfigurationError",
     "CrossOriginError",
+    "FleetLimitError",
     "InvalidClientError",
     "InvalidGrantError",
     "InvalidSessionError",
+    "LoginRateExceededError",
     "PrivateKeyError",
     "RequestLimitError",
     "RequestTimeoutError",

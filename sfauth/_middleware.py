@@ -91,6 +91,10 @@ class SalesforceAuthMiddleware:
             store=settings.token_store,
             max_relogins=settings.max_relogins,
             relogin_window=settings.relogin_window,
+            refusal_cooldown=settings.refusal_cooldown,
+            login_backoff=settings.login_backoff,
+            login_rate_warning=settings.login_rate_warning,
+            login_rate_cap=settings.login_rate_cap,
             telemetry=Telemetry(
                 tracer_provider=settings.tracer_provider, meter_provider=settings.meter_provider
             ),
@@ -212,6 +216,22 @@ class SalesforceAuthMiddleware:
             CircuitOpenError: Refreshes keep failing; sfauth is not logging in for a while.
         """
         return self._engine.manager.valid_token() or await self._engine.manager.get(http)
+
+    async def clear_refusal(self) -> bool:
+        """Lift the refusal memory and the login-rate back-off, fleet-wide (an operator's act).
+
+        After fixing what the token endpoint refused (a user approved, an app installed), or
+        once the login rate is known to be back under Salesforce's limit, call this so that
+        the next request logs in at once instead of at the end of ``refusal_cooldown`` or
+        ``login_backoff``. ``sfauth store clear`` does the same from a shell.
+
+        Returns:
+            Whether a refusal was in force (in the shared store or in this session).
+
+        Raises:
+            TokenStoreError: The shared store cannot be reached.
+        """
+        return await self._engine.manager.clear_refusal()
 
     async def replace_token(self, rejected: Token, http: aiohttp.ClientSession) -> Token:
         """Report that ``rejected`` no longer works elsewhere, and get the token that replaces it.

@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 
+from ._fleet import LoginGuard
 from ._logging import logger
 from ._oauth import TokenClient
 from ._retry import RetryPolicy, call_with_retries
@@ -39,6 +40,7 @@ from .exceptions import (
     InvalidSessionError,
     SessionClosedError,
     SFAuthError,
+    TokenEndpointError,
     TokenStoreError,
 )
 from .stores._base import TokenStore, fingerprint, store_key
@@ -66,6 +68,10 @@ class TokenManager:
             seconds; past that, such rejections raise ``InvalidSessionError`` instead of
             logging in.
         relogin_window: Seconds of the rolling window ``max_relogins`` applies to.
+        refusal_cooldown: Seconds a permanent refusal is remembered in a shared store.
+        login_backoff: Seconds no login is tried after "login rate exceeded".
+        login_rate_warning: Fraction of 3,600 logins an hour past which a warning is logged.
+        login_rate_cap: Logins per user per hour past which no login is sent, or ``None``.
         telemetry: Where spans and metrics go (OpenTelemetry, optional).
         clock: Monotonic seconds; ``time.monotonic`` unless testing.
     """
@@ -82,6 +88,10 @@ class TokenManager:
         store: TokenStore | None = None,
         max_relogins: int = 5,
         relogin_window: float = 300.0,
+        refusal_cooldown: float = 300.0,
+        login_backoff: float = 3600.0,
+        login_rate_warning: float = 0.8,
+        login_rate_cap: int | None = None,
         telemetry: Telemetry | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -91,6 +101,21 @@ class TokenManager:
         config = client.config
         self._store_key = store_key(
             config.token_url, config.client_id, config.username, config.audience
+        )
+        from .stores._memory import MemoryTokenStore  # the stores import this package's core
+
+        #: Refusal memory and login counting: the store's, else this session's own.
+        self.guard = LoginGuard(
+            store,
+            self._store_key,
+            config.username,
+            token_url=config.token_url,
+            audience=config.audience,
+            refusal_cooldown=refusal_cooldown,
+            login_backoff=login_backoff,
+            warn_fraction=login_rate_warning,
+            cap=login_rate_cap,
+            local=MemoryTokenStore(),
         )
         self.current: Token | None = None
         self.generation = 0
@@ -322,19 +347,37 @@ class TokenManager:
         except (SessionClosedError, TokenStoreError):
             raise  # not a failed login: the circuit is about the token endpoint
         except SFAuthError as exc:
-            self._count_failure(exc)
+            if getattr(exc, "sent", True):  # a refusal remembered or capped sent nothing
+                self._count_failure(exc)
             raise
         self._install(token)
         return token
 
     async def _mint(self, http: aiohttp.ClientSession) -> Token:
-        """Log in: token requests with retries, all within ``refresh_timeout`` seconds."""
-        client = self.client
+        """Log in: token requests with retries, all within ``refresh_timeout`` seconds.
 
+        Not at all while the fleet remembers a refusal (it is raised); each token request is
+        counted as a login of the user first (and refused past ``login_rate_cap``); a
+        permanent refusal is remembered for the fleet before the store's lock is released.
+        """
+        guard = self.guard
+        await guard.check()
+        try:
+            token = await self._login(http)
+        except TokenEndpointError as exc:
+            await guard.remember(exc)
+            raise
+        await guard.succeeded()
+        return token
+
+    async def _login(self, http: aiohttp.ClientSession) -> Token:
+        client = self.client
         telemetry = self.telemetry
+        guard = self.guard
 
         async def attempt() -> Token:
             assertion = await client.assertion()  # a failing signer sends no token request
+            await guard.count()  # may refuse: login_rate_cap
             self.token_requests += 1
             try:
                 token = await client.fetch(http, assertion)
@@ -397,6 +440,7 @@ class TokenManager:
                 shared = usable(await store.get(key))
                 if shared is not None:
                     return self._adopt(shared)
+                self.guard.check_seen()  # a refusal found in the last second: no lock taken
                 owner = await store.acquire(key, self._refresh_timeout)
                 if owner is not None:
                     break
@@ -463,6 +507,17 @@ class TokenManager:
     def open(self) -> None:
         """Allow refreshes again after ``close`` (the current token, if any, is kept)."""
         self.closed = False
+
+    async def clear_refusal(self) -> bool:
+        """Forget the refusal (or login-rate back-off) remembered for this integration.
+
+        Returns:
+            Whether one was in force, here or in the shared store.
+
+        Raises:
+            TokenStoreError: The shared store cannot be reached.
+        """
+        return await self.guard.clear()
 
     def close(self) -> None:
         """Stop the refresh in flight, if any; its waiters get ``SessionClosedError``."""

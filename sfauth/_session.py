@@ -201,6 +201,20 @@ class AuthSession(QueryMixin):
         """
         return await self.auth.token(self.http)
 
+    async def clear_refusal(self) -> bool:
+        """Lift the refusal memory and the login-rate back-off, fleet-wide.
+
+        See ``SalesforceAuthMiddleware.clear_refusal``; ``sfauth store clear`` does the same
+        from a shell. Needs no open session.
+
+        Returns:
+            Whether a refusal was in force.
+
+        Raises:
+            TokenStoreError: The shared store cannot be reached.
+        """
+        return await self.auth.clear_refusal()
+
     async def replace_token(self, rejected: Token) -> Token:
         """Report that ``rejected`` stopped working in another client; get its replacement.
 

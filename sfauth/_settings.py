@@ -84,6 +84,20 @@ class Settings:
             sessions cannot cause a login per request (Salesforce caps logins per user per
             hour). Default 5.
         relogin_window: Seconds of the rolling window of ``max_relogins`` (default 300).
+        refusal_cooldown: With a shared ``token_store``: seconds a permanent token-endpoint
+            refusal (``invalid_grant``, ``invalid_client_id``, ``app_not_found``…) is
+            remembered for every session sharing the store, which then raise the same typed
+            error (``sent=False``) without calling the token endpoint; a successful login
+            anywhere or ``clear_refusal()`` ends it sooner. ``0`` turns it off. Default 300.
+        login_backoff: Seconds no session logs in after Salesforce answered "login rate
+            exceeded" (``LoginRateExceededError``), fleet-wide with a shared store. Default
+            3600: Salesforce's advice is to wait an hour (Knowledge 000381578).
+        login_rate_warning: Fraction of Salesforce's 3,600 logins per user per hour past which
+            ``sfauth.login_rate.high`` is logged (logins counted over a rolling hour, fleet-wide
+            with a shared store). Default 0.8.
+        login_rate_cap: Logins per user per rolling hour past which sfauth raises
+            ``LoginRateExceededError`` (``sent=False``) instead of logging in; ``None``
+            (default): no cap.
         limit: ``AuthSession``: simultaneous connections in the pool (``0`` = unlimited;
             default 100).
         limit_per_host: ``AuthSession``: simultaneous connections per host (``0`` =
@@ -129,6 +143,10 @@ class Settings:
     token_store: TokenStore | None = None
     max_relogins: int = 5
     relogin_window: float = 300.0
+    refusal_cooldown: float = 300.0
+    login_backoff: float = 3600.0
+    login_rate_warning: float = 0.8
+    login_rate_cap: int | None = None
     limit: int = 100
     limit_per_host: int = 0
     timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT
@@ -167,15 +185,18 @@ class Settings:
             _seconds("max_token_age", self.max_token_age, allow_zero=False)
         _seconds("relogin_window", self.relogin_window, allow_zero=False)
         _seconds("keepalive_timeout", self.keepalive_timeout, allow_zero=True)
+        _seconds("refusal_cooldown", self.refusal_cooldown, allow_zero=True)
+        _seconds("login_backoff", self.login_backoff, allow_zero=True)
+        if self.login_rate_cap is not None:
+            _count("login_rate_cap", self.login_rate_cap, minimum=1)
         _count("failure_threshold", self.failure_threshold, minimum=1)
         _count("max_relogins", self.max_relogins, minimum=1)
         _count("limit", self.limit, minimum=0, unlimited=True)
         _count("limit_per_host", self.limit_per_host, minimum=0, unlimited=True)
         if self.max_in_flight is not None:
             _count("max_in_flight", self.max_in_flight, minimum=1)
-        usage = self.usage_warning
-        if isinstance(usage, bool) or not isinstance(usage, int | float) or not 0 < usage <= 1:
-            raise ConfigurationError(f"usage_warning must be in (0, 1]; got {usage!r}")
+        _fraction("usage_warning", self.usage_warning)
+        _fraction("login_rate_warning", self.login_rate_warning)
         if self.token_store is not None and not isinstance(self.token_store, TokenStore):
             raise ConfigurationError(
                 "token_store must implement sfauth.stores.TokenStore (e.g. RedisTokenStore); "
@@ -229,6 +250,10 @@ class Options(TypedDict, total=False):
     token_store: TokenStore | None
     max_relogins: int
     relogin_window: float
+    refusal_cooldown: float
+    login_backoff: float
+    login_rate_warning: float
+    login_rate_cap: int | None
     limit: int
     limit_per_host: int
     timeout: aiohttp.ClientTimeout
@@ -291,6 +316,11 @@ def _seconds(name: str, value: object, *, allow_zero: bool) -> None:
         raise ConfigurationError(
             f"{name} must be a finite number of seconds {bound}; got {value!r}"
         )
+
+
+def _fraction(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+        raise ConfigurationError(f"{name} must be in (0, 1]; got {value!r}")
 
 
 def _count(name: str, value: object, *, minimum: int, unlimited: bool = False) -> None:

@@ -20,13 +20,14 @@ from ._logging import scrub
 from .exceptions import (
     InvalidClientError,
     InvalidGrantError,
+    LoginRateExceededError,
     TokenEndpointError,
     TokenResponseError,
     TransientTokenError,
     UnsupportedGrantTypeError,
 )
 
-__all__ = ["Token", "classify_token_error", "parse_token_response"]
+__all__ = ["Token", "classify_token_error", "parse_token_response", "token_error"]
 
 _SNIPPET = 120
 
@@ -251,6 +252,11 @@ _HINTS: dict[tuple[str, str | None], str] = {
         "Salesforce refused the login; check the user's login IP ranges and hours, and the "
         "connected app's policies."
     ),
+    ("invalid_grant", "login rate exceeded"): (
+        "The user logged in more than 3,600 times in an hour (Salesforce Knowledge 000381578): "
+        "share one token between processes (token_store=RedisTokenStore(...)); sfauth does "
+        "not log in again for login_backoff seconds."
+    ),
     ("invalid_grant", None): (
         "Salesforce refused the assertion; check client_id, username, audience and that "
         "the key pairs with the connected app's certificate."
@@ -328,15 +334,56 @@ def classify_token_error(
     raw_description = data.get("error_description")
     description = scrub(raw_description)[:300] if isinstance(raw_description, str) else ""
     error = scrub(error)[:100]
-    hint = _HINTS.get((error, description.lower())) or _HINTS.get((error, None))
-    cls = _CLASSES.get(error, TransientTokenError if transient_status else TokenEndpointError)
-    return cls(
+    fallback = TransientTokenError if transient_status else TokenEndpointError
+    return token_error(
+        _CLASSES.get(error, fallback),
         error,
         description or "(no error_description)",
         token_url=token_url,
         audience=audience,
         status=status,
-        hint=hint or "See Salesforce's OAuth error codes for this error.",
+    )
+
+
+def token_error(
+    cls: type[TokenEndpointError],
+    error: str,
+    description: str,
+    *,
+    token_url: str,
+    audience: str,
+    status: int | None,
+    note: str = "",
+) -> TokenEndpointError:
+    """The typed error for Salesforce's ``error``/``error_description``, with its hint.
+
+    ``invalid_grant`` "login rate exceeded" is a ``LoginRateExceededError`` whatever ``cls``
+    says (a subclass of ``InvalidGrantError``).
+
+    Args:
+        cls: The class the ``error`` code maps to.
+        error: Salesforce's ``error`` code.
+        description: Salesforce's ``error_description``.
+        token_url: The URL that was (or would have been) posted to.
+        audience: The ``aud`` claim.
+        status: The HTTP status, or ``None``.
+        note: A sentence put before the hint (why nothing was sent, for example).
+
+    Returns:
+        The exception (never raises itself).
+    """
+    lowered = description.lower()
+    if cls is InvalidGrantError and "login rate exceeded" in lowered:
+        cls, lowered = LoginRateExceededError, "login rate exceeded"
+    hint = _HINTS.get((error, lowered)) or _HINTS.get((error, None))
+    hint = hint or "See Salesforce's OAuth error codes for this error."
+    return cls(
+        error,
+        description,
+        token_url=token_url,
+        audience=audience,
+        status=status,
+        hint=f"{note} {hint}" if note else hint,
     )
 
 

@@ -246,27 +246,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
             if name == "request"
             else sub.add_parser(name, parents=[verbose_after], help=helptext)
         )
-        cmd.add_argument("--client-id", help="connected app consumer key [$SF_CLIENT_ID]")
-        cmd.add_argument("--username", help="Salesforce username (sub) [$SF_USERNAME]")
-        cmd.add_argument(
-            "--jwt-key-file",
-            help="RSA private key PEM file [$SF_JWT_KEY_FILE, or the PEM in $SF_JWT_KEY]; "
-            f"an encrypted key's passphrase comes from ${_PASSPHRASE_ENV}",
-        )
-        cmd.add_argument(
-            "--instance-url",
-            help="login URL that serves the token endpoint [$SF_LOGIN_URL or "
-            f"$SF_INSTANCE_URL, default {DEFAULT_LOGIN_URL}]",
-        )
-        cmd.add_argument("--audience", help="aud claim, derived by default [$SF_AUDIENCE]")
-        cmd.add_argument("--site", help="Experience Cloud path prefix, e.g. /portal [$SF_SITE]")
-        cmd.add_argument(
-            "--allow-http-loopback",
-            action="store_true",
-            default=None,
-            help="allow http:// for localhost/127.0.0.1 (the emulator) "
-            "[$SF_ALLOW_HTTP_LOOPBACK: true/false, 1/0, yes/no]",
-        )
+        _identity_flags(cmd, key=True)
         cmd.set_defaults(func=func)
         if name == "token":
             cmd.add_argument(
@@ -274,7 +254,50 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
                 action="store_true",
                 help="print the access token in clear (it is masked by default)",
             )
+    store = sub.add_parser(
+        "store",
+        parents=[verbose_after],
+        help="show or clear what a fleet shares in Redis: refusal memory, login count",
+        description="Operate on the fleet state a RedisTokenStore keeps for one integration "
+        "(client id, username, login URL, audience). 'status' prints the remembered refusal "
+        "or login-rate back-off, if any, and the user's logins in the last hour, as JSON; "
+        "'clear' lifts the refusal memory and the back-off so the next request logs in at "
+        "once. No private key is needed.",
+    )
+    store.add_argument("action", choices=("status", "clear"), metavar="{status,clear}")
+    store.add_argument("--redis", help="Redis URL of the fleet's RedisTokenStore [$SF_REDIS_URL]")
+    store.add_argument(
+        "--prefix", default="sfauth:", help="the store's key prefix (default sfauth:)"
+    )
+    _identity_flags(store)
+    store.set_defaults(func=_cmd_store)
     return parser, dict(sub.choices)
+
+
+def _identity_flags(cmd: argparse.ArgumentParser, *, key: bool = False) -> None:
+    """The flags naming an integration, and its key file when ``key``."""
+    cmd.add_argument("--client-id", help="connected app consumer key [$SF_CLIENT_ID]")
+    cmd.add_argument("--username", help="Salesforce username (sub) [$SF_USERNAME]")
+    if key:
+        cmd.add_argument(
+            "--jwt-key-file",
+            help="RSA private key PEM file [$SF_JWT_KEY_FILE, or the PEM in $SF_JWT_KEY]; "
+            f"an encrypted key's passphrase comes from ${_PASSPHRASE_ENV}",
+        )
+    cmd.add_argument(
+        "--instance-url",
+        help="login URL that serves the token endpoint [$SF_LOGIN_URL or "
+        f"$SF_INSTANCE_URL, default {DEFAULT_LOGIN_URL}]",
+    )
+    cmd.add_argument("--audience", help="aud claim, derived by default [$SF_AUDIENCE]")
+    cmd.add_argument("--site", help="Experience Cloud path prefix, e.g. /portal [$SF_SITE]")
+    cmd.add_argument(
+        "--allow-http-loopback",
+        action="store_true",
+        default=None,
+        help="allow http:// for localhost/127.0.0.1 (the emulator) "
+        "[$SF_ALLOW_HTTP_LOOPBACK: true/false, 1/0, yes/no]",
+    )
 
 
 #: The exporter's ``otel_scope_*`` labels: the same on every sfauth series, left out when shown.
@@ -456,21 +479,26 @@ _VARIABLES = {
 }
 
 
-def _flow_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+def _flow_kwargs(args: argparse.Namespace, *, key: bool = True) -> dict[str, Any]:
     """AuthSession arguments from the flags, the rest from ``SF_*`` environment variables.
 
     Records in ``args.sources`` where each value came from (``--flag`` or ``$VARIABLE``), so
     that error messages name what the user has to change.
+
+    Args:
+        args: The parsed command line.
+        key: Whether the private key is required.
     """
     given = {
         argument: getattr(args, flag)
         for flag, argument in _FLAG_ARGUMENTS
-        if getattr(args, flag) is not None
+        if getattr(args, flag, None) is not None
     }
     if "private_key" in given:
         given["private_key"] = Path(given["private_key"])
+    unneeded = () if key else ("private_key",)
     try:
-        settings = settings_from_env(provided=[*given, "api_version"])
+        settings = settings_from_env(provided=[*given, "api_version", *unneeded])
     except ConfigurationError as exc:
         if not str(exc).startswith("missing environment variable"):
             raise
@@ -516,6 +544,58 @@ def _cmd_token(args: argparse.Namespace) -> int:
         async with AuthSession(**_flow_kwargs(args)) as sf:
             token = await sf.token()
         return token.as_dict(show_token=args.show_token)
+
+    print(json.dumps(asyncio.run(run()), indent=2))
+    return 0
+
+
+def _cmd_store(args: argparse.Namespace) -> int:
+    from ._fleet import LOGINS_PER_HOUR, user_key
+    from .stores import RedisTokenStore
+    from .stores._base import store_key
+
+    kwargs = _flow_kwargs(args, key=False)
+    config = FlowConfig.create(
+        client_id=kwargs["client_id"],
+        username=kwargs["username"],
+        login_url=kwargs.get("login_url", DEFAULT_LOGIN_URL),
+        audience=kwargs.get("audience"),
+        site=kwargs.get("site", ""),
+        allow_http_loopback=kwargs["allow_http_loopback"],
+    )
+    url = args.redis or os.environ.get("SF_REDIS_URL", "").strip()
+    if not url:
+        raise ConfigurationError(
+            "no Redis URL: pass --redis redis://HOST:6379/0 or set SF_REDIS_URL"
+        )
+    key = store_key(config.token_url, config.client_id, config.username, config.audience)
+
+    async def run() -> dict[str, Any]:
+        async with RedisTokenStore(url, prefix=args.prefix, on_unavailable="raise") as store:
+            if args.action == "clear":
+                return {"cleared": await store.clear_refusal(key)}
+            found = await store.refusal(key)
+            refusal: dict[str, Any] | None = None
+            if found is not None:
+                remembered, left = found
+                refusal = {
+                    "error": remembered.error,
+                    "error_description": remembered.error_description,
+                    "status": remembered.status,
+                    "kind": remembered.kind,
+                    "age": round(max(time.time() - remembered.at, 0.0), 1),
+                    "retry_in": round(left, 1),
+                }
+            return {
+                "token_url": config.token_url,
+                "client_id": config.client_id,
+                "username": config.username,
+                "audience": config.audience,
+                "refusal": refusal,
+                "logins_last_hour": await store.logins(user_key(config.username)),
+                "login_rate_limit": LOGINS_PER_HOUR,
+                "refresh_locked": await store.locked(key),
+            }
 
     print(json.dumps(asyncio.run(run()), indent=2))
     return 0

@@ -8,6 +8,7 @@
     ├── CrossOriginError (also ValueError)         a request would leave the instance origin
     ├── TokenEndpointError                         the token endpoint did not give a token
     │   ├── InvalidGrantError                      invalid_grant (user, aud, signature, exp)
+    │   │   └── LoginRateExceededError             "login rate exceeded" (3,600 logins/user/hour)
     │   ├── InvalidClientError                     invalid_client_id, app_not_found, ...
     │   ├── UnsupportedGrantTypeError              unsupported_grant_type (malformed body)
     │   ├── TransientTokenError                    unknown_error, 5xx, non-JSON, connection failure
@@ -15,6 +16,8 @@
     ├── CircuitOpenError                           refreshes keep failing: no login for a while
     ├── SessionClosedError                         the session was closed mid-request
     ├── TokenStoreError                            the shared token store is unreachable
+    ├── FleetLimitError                            a fleet-wide limit refused a request, unsent
+    │   └── ApiBudgetError                         the daily API budget guard refused it
     ├── APIError                                   the REST API answered with an error
     │   ├── SessionError                           HTTP 401
     │   │   ├── InvalidSessionError                401 that a refresh did not fix
@@ -34,12 +37,15 @@ from __future__ import annotations
 
 __all__ = [
     "APIError",
+    "ApiBudgetError",
     "CircuitOpenError",
     "ConfigurationError",
     "CrossOriginError",
+    "FleetLimitError",
     "InvalidClientError",
     "InvalidGrantError",
     "InvalidSessionError",
+    "LoginRateExceededError",
     "PrivateKeyError",
     "RequestLimitError",
     "RequestTimeoutError",
@@ -111,10 +117,17 @@ class TokenEndpointError(SFAuthError):
         hint: One line telling the user what to check.
         retryable: Whether sending a fresh assertion later may succeed.
         retry_after: Seconds the server asked to wait (``Retry-After``), or ``None``.
+        sent: ``False`` when sfauth refused before sending anything: a refusal another
+            process recorded in the shared store (``refusal_cooldown``), the login-rate
+            back-off (``login_backoff``) or cap (``login_rate_cap``).
+        retry_in: For a refusal that was not sent: seconds until a login may be tried again,
+            when known; else ``None``.
     """
 
     retryable: bool = False
     retry_after: float | None = None
+    sent: bool = True
+    retry_in: float | None = None
 
     def __init__(
         self,
@@ -147,6 +160,17 @@ class InvalidGrantError(TokenEndpointError):
 
     Covers an unapproved user, a wrong audience, a bad signature, an expired ``exp``
     (often clock skew), an inactive user. Never retried: a new assertion gets the same answer.
+    """
+
+
+class LoginRateExceededError(InvalidGrantError):
+    """``invalid_grant`` "login rate exceeded": the user logged in too often.
+
+    Salesforce allows 3,600 logins per user per hour and then refuses them (Knowledge article
+    000381578, "Sign In Error 'Login Rate Exceeded'"); each JWT bearer exchange is a login.
+    sfauth then stops logging in for ``login_backoff`` seconds, fleet-wide with a shared
+    store. Also raised, with ``sent=False``, during that back-off and when ``login_rate_cap``
+    logins of the user were counted in the last hour.
     """
 
 
@@ -221,6 +245,40 @@ class TokenStoreError(SFAuthError):
     Raised to refresh callers only when the store is configured not to fall back to minting
     locally (``RedisTokenStore(on_unavailable="raise")``).
     """
+
+
+class FleetLimitError(SFAuthError):
+    """A fleet-wide limit refused a request before any byte of it was sent.
+
+    Raised by the concurrency leases (``fleet_limit``) when no lease was free within the
+    request's timeout.
+    """
+
+
+class ApiBudgetError(FleetLimitError):
+    """The daily API budget guard refused a low-priority request before sending it.
+
+    Raised for requests sent with ``low_priority=True`` once the org's API usage, as last
+    reported by ``Sforce-Limit-Info`` to any process of the fleet, reaches ``api_budget`` of
+    the daily allowance.
+
+    Attributes:
+        used: Requests counted in the org's 24-hour window.
+        limit: The org's 24-hour allowance.
+        budget: The fraction of ``limit`` low-priority requests may use.
+    """
+
+    def __init__(self, used: int, limit: int, budget: float) -> None:
+        self.used = used
+        self.limit = limit
+        self.budget = budget
+        share = used / limit if limit else 1.0
+        super().__init__(
+            f"low-priority request not sent: the org has used {used} of its {limit} daily API "
+            f"requests ({share:.1%}), past api_budget={budget:g}; it is sent again once the "
+            "usage Salesforce reports falls below that (the 24-hour window rolls), or send it "
+            "without low_priority=True"
+        )
 
 
 class APIError(SFAuthError):

@@ -54,6 +54,12 @@ def creds(emulator: Emulator) -> EmulatorCredentials:
     return emulator.create_credentials(username="etl@example.com")
 
 
+@pytest.fixture
+def key_file(tmp_path: Path, creds: EmulatorCredentials) -> Path:
+    """``creds``' private key written to a PEM file (for worker processes and the CLI)."""
+    return creds.write_private_key(tmp_path / "key.pem")
+
+
 SessionFactory = Callable[..., AuthSession]
 
 

@@ -732,11 +732,29 @@ def test_redaction_masks_bearer_credentials_but_not_prose() -> None:
         }
 
 
-async def test_the_unencrypted_store_hint_reaches_the_log_intact(captured: io.StringIO) -> None:
+async def test_the_unencrypted_store_hint_reaches_the_log_intact(
+    captured: io.StringIO, prefix: str
+) -> None:
     from sfauth.stores import RedisTokenStore
 
-    RedisTokenStore("redis://127.0.0.1:6379/0")
-    assert "Redis will hold live bearer tokens in clear" in captured.getvalue()
+    async with RedisTokenStore("redis://127.0.0.1:6379/0", prefix=prefix) as store:
+        assert "sfauth.store.unencrypted" not in captured.getvalue()  # nothing written yet
+        token = Token(
+            access_token=SESSION_ID,
+            instance_url="https://acme.my.salesforce.com",
+            id="https://login.salesforce.com/id/00D5e000000AbCdEAA/0055e000000AbCdEAA",
+            org_id="00D5e000000AbCdEAA",
+            user_id="0055e000000AbCdEAA",
+            scope="api",
+            token_type="Bearer",
+            issued_at=None,
+            obtained_at=1700000000.0,
+        )
+        await store.publish("k", token)
+        await store.publish("k", token)
+    log = captured.getvalue()
+    assert log.count("sfauth.store.unencrypted") == 1  # once per store
+    assert "Redis holds live bearer tokens in clear" in log
 
 
 @pytest.mark.parametrize(

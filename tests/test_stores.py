@@ -13,7 +13,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,11 +23,13 @@ import structlog
 from cryptography.fernet import Fernet
 
 from sfauth import AuthSession, TokenStoreError
+from sfauth._fleet import user_key
 from sfauth._token import Token
 from sfauth.stores import MemoryTokenStore, RedisTokenStore, TokenStore
 from sfauth.testing import Emulator, EmulatorCredentials, ScriptedResponse
 
 from .conftest import REDIS_URL
+from .workers import Worker
 
 QUERY = "/services/data/v62.0/query"
 SOQL = {"q": "SELECT Id FROM Account LIMIT 1"}
@@ -231,7 +232,9 @@ async def test_encrypted_tokens_do_not_appear_in_redis(
         assert repr(store) == f"RedisTokenStore(prefix={prefix!r}, encrypted)"
         async with _session(emulator, creds, store) as sf:
             access = (await sf.token()).access_token
-        (name,) = [k async for k in redis_client.scan_iter(match=prefix + "*")]
+        # The token (under a hex key) and the user's login count: nothing else.
+        name, logins = sorted([k async for k in redis_client.scan_iter(match=prefix + "*")])
+        assert logins.decode() == f"{prefix}logins:{user_key(creds.username)}"
         stored = await redis_client.hgetall(name)
         raw = b"".join(stored.values())
         assert access.encode() not in raw
@@ -329,60 +332,6 @@ async def test_redis_stopped_mid_run(
 # --- OS processes ----------------------------------------------------------------------------
 
 
-class Worker:
-    """A benchmarks/fleet_worker.py process."""
-
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-
-    @classmethod
-    async def start(
-        cls,
-        emulator: Emulator,
-        creds: EmulatorCredentials,
-        key_file: Path,
-        prefix: str,
-        *extra: str,
-    ) -> Worker:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "benchmarks.fleet_worker",
-            "--login-url", emulator.url,
-            "--client-id", creds.client_id,
-            "--username", creds.username,
-            "--key-file", str(key_file),
-            "--redis", REDIS_URL,
-            "--prefix", prefix,
-            *extra,
-            cwd=ROOT,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        return cls(proc)
-
-    async def line(self) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        raw = await self.proc.stdout.readline()
-        assert raw, f"worker exited with {await self.proc.wait()}"
-        result: dict[str, Any] = json.loads(raw)
-        return result
-
-    def go(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(b"go\n")
-
-    async def finish(self) -> int:
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        return await self.proc.wait()
-
-
-@pytest.fixture
-def key_file(tmp_path: Path, creds: EmulatorCredentials) -> Path:
-    return creds.write_private_key(tmp_path / "key.pem")
-
-
 async def test_four_processes_log_in_once_and_refresh_once(
     emulator: Emulator, creds: EmulatorCredentials, key_file: Path, prefix: str
 ) -> None:
@@ -417,7 +366,7 @@ async def test_killed_lock_holder_blocks_the_others_only_for_the_lock_ttl(
     holder.proc.send_signal(signal.SIGKILL)  # mid-refresh, lock held
     assert await holder.proc.wait() == -signal.SIGKILL
     result = await other.line()  # the other process waited out the TTL, then logged in
-    assert result == {"phase": 0, "ok": 50, "failed": {}, "token_requests": 1}
+    assert result == {"phase": 0, "ok": 50, "failed": {}, "unsent": 0, "token_requests": 1}
     assert emulator.token_request_count == 2
     assert await other.finish() == 0
 

@@ -63,6 +63,8 @@ class TokenStore(Protocol):
         """Whether someone holds the right to refresh ``key`` now."""
         ...
 
+    # Optional: the ``FleetStore`` methods (refusal memory, login count); a store without them
+    # gets each session's own bookkeeping. ``publish`` should clear the refusal of ``key``.
     # Optional (both stores here have it): ``async def holder(self, key) -> str | None``, who
     # holds the right to refresh ``key`` now (an opaque handle) or ``None``. Waiters use it to
     # tell a new holder (the previous one died) from a stuck one: each new holder gets a full

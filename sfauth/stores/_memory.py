@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections import deque
 
+from .._fleet import LOGIN_WINDOW, Refusal
 from .._token import Token
 
 __all__ = ["MemoryTokenStore"]
@@ -15,7 +17,9 @@ class MemoryTokenStore:
 
     Pass one instance to several ``AuthSession``/``SalesforceAuthMiddleware`` objects of the
     same integration so they log in once between them. Without a store, each session keeps its
-    own token (the default, and the same behaviour).
+    own token (the default, and the same behaviour). The sessions sharing it also share the
+    refusal memory and the login count (``sfauth.stores.FleetStore``; see "Running a fleet"
+    in the README).
 
     Attributes:
         fallback_to_local: Always ``True`` (memory is never unreachable).
@@ -27,6 +31,8 @@ class MemoryTokenStore:
         self._tokens: dict[str, Token] = {}
         self._locks: dict[str, tuple[str, float]] = {}
         self._owners = itertools.count(1)
+        self._refusals: dict[str, tuple[Refusal, float]] = {}
+        self._logins: dict[str, deque[float]] = {}
 
     def __repr__(self) -> str:
         return f"MemoryTokenStore(keys={len(self._tokens)})"
@@ -36,8 +42,9 @@ class MemoryTokenStore:
         return self._tokens.get(key)
 
     async def publish(self, key: str, token: Token) -> None:
-        """Store ``token`` as the current one for ``key``."""
+        """Store ``token`` as the current one for ``key``; a login worked, so forget refusals."""
         self._tokens[key] = token
+        self._refusals.pop(key, None)
 
     async def invalidate(self, key: str, token: Token) -> bool:
         """Drop the stored token only if it is still ``token``."""
@@ -73,7 +80,48 @@ class MemoryTokenStore:
         held = self._locks.get(key)
         return held[0] if held is not None and held[1] > time.monotonic() else None
 
+    async def refusal(self, key: str) -> tuple[Refusal, float] | None:
+        """The refusal remembered for ``key`` and the seconds it has left, or ``None``."""
+        held = self._refusals.get(key)
+        if held is None:
+            return None
+        left = held[1] - time.monotonic()
+        if left <= 0:
+            del self._refusals[key]
+            return None
+        return held[0], left
+
+    async def refuse(self, key: str, refusal: Refusal, ttl: float) -> None:
+        """Remember ``refusal`` for ``key`` for ``ttl`` seconds."""
+        self._refusals[key] = (refusal, time.monotonic() + ttl)
+
+    async def clear_refusal(self, key: str) -> bool:
+        """Forget the refusal remembered for ``key``; whether one was in force."""
+        return await self.refusal(key) is not None and self._refusals.pop(key, None) is not None
+
+    async def count_login(self, user: str, cap: int | None) -> tuple[int, bool]:
+        """Count one login of ``user`` unless ``cap`` were counted in the last hour.
+
+        Returns:
+            ``(logins in the last hour, counted)``.
+        """
+        now = time.monotonic()
+        window = self._logins.setdefault(user, deque())
+        while window and window[0] <= now - LOGIN_WINDOW:
+            window.popleft()
+        if cap is not None and len(window) >= cap:
+            return len(window), False
+        window.append(now)
+        return len(window), True
+
+    async def logins(self, user: str) -> int:
+        """Logins of ``user`` counted in the last hour."""
+        now = time.monotonic()
+        return sum(1 for at in self._logins.get(user, ()) if at > now - LOGIN_WINDOW)
+
     async def close(self) -> None:
         """Forget everything (nothing to release)."""
         self._tokens.clear()
         self._locks.clear()
+        self._refusals.clear()
+        self._logins.clear()

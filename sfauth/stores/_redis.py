@@ -4,6 +4,10 @@ Layout, under a configurable prefix (default ``"sfauth:"``):
 
 - ``{prefix}{key}`` — a hash with ``fp`` (a fingerprint of the access token, not secret) and
   ``data`` (the serialised token; Fernet-encrypted when an encryption key is given).
+- ``{prefix}{key}:refusal`` — a permanent token-endpoint refusal (or the login-rate back-off)
+  the fleet remembers: JSON (no secret), ``SET PX`` with the cooldown; a publish deletes it.
+- ``{prefix}logins:{user}`` — a sorted set of the user's logins in the last hour (score: Redis
+  server time in ms), trimmed and counted by a Lua script so the cap is exact fleet-wide.
 - ``{prefix}{key}:lock`` — the right to refresh: ``SET NX PX`` with a random owner token,
   released by compare-and-delete (redis-py's ``Lock``), expiring after ``lock_ttl`` seconds (or
   the holder's ``ttl``, when shorter) so a process that dies while holding it blocks the others
@@ -24,9 +28,11 @@ import asyncio
 import contextlib
 import os
 import time
+import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal, Self
 
+from .._fleet import LOGIN_WINDOW, Refusal
 from .._logging import logger
 from .._token import Token
 from ..exceptions import ConfigurationError, TokenStoreError
@@ -46,10 +52,46 @@ _WRONG_TYPE = object()
 ENCRYPTION_KEY_ENV = "SFAUTH_REDIS_ENCRYPTION_KEY"
 
 _PUBLISH = """
-redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('HSET', KEYS[1], 'fp', ARGV[1], 'data', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
+"""
+
+# Server time, so that hosts with skewed clocks count the same window.
+_NOW_MS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+_COUNT_LOGIN = (
+    _NOW_MS
+    + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
+local n = redis.call('ZCARD', KEYS[1])
+local cap = tonumber(ARGV[3])
+if cap >= 0 and n >= cap then
+    return {n, 0}
+end
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return {n + 1, 1}
+"""
+)
+
+_LOGINS = (
+    _NOW_MS
+    + """
+return redis.call('ZCOUNT', KEYS[1], '(' .. (now - tonumber(ARGV[1])), '+inf')
+"""
+)
+
+_REFUSAL = """
+local value = redis.call('GET', KEYS[1])
+if not value then
+    return false
+end
+return {value, redis.call('PTTL', KEYS[1])}
 """
 
 _CLEAR_STUCK_LOCK = """
@@ -77,7 +119,8 @@ class RedisTokenStore:
                 ...
 
     Without an encryption key, Redis holds a live bearer credential in clear: protect it like
-    the private key (network access, ACLs, TLS), or give a key.
+    the private key (network access, ACLs, TLS), or give a key (``sfauth.store.unencrypted``
+    is logged when the first token is written in clear).
 
     Args:
         redis: A Redis URL (``redis://``, ``rediss://``, ``unix://``) or a ready
@@ -152,17 +195,14 @@ class RedisTokenStore:
         # missing secret, not a request to store tokens in clear.
         self._fernet = _fernet(key) if key is not None else None
         self._unreadable_logged = False
-        if self._fernet is None:
-            logger.warning(
-                "sfauth.store.unencrypted",
-                prefix=prefix,
-                hint="Redis will hold live bearer tokens in clear; pass encryption_key or set "
-                f"${ENCRYPTION_KEY_ENV}",
-            )
+        self._clear_logged = False
         self._locks: dict[str, tuple[Any, asyncio.Task[None]]] = {}
         self._invalidate = self._redis.register_script(_INVALIDATE)
         self._publish = self._redis.register_script(_PUBLISH)
         self._clear_stuck_lock = self._redis.register_script(_CLEAR_STUCK_LOCK)
+        self._count_login = self._redis.register_script(_COUNT_LOGIN)
+        self._logins = self._redis.register_script(_LOGINS)
+        self._refusal = self._redis.register_script(_REFUSAL)
 
     def __repr__(self) -> str:
         encrypted = "encrypted" if self._fernet else "NOT encrypted"
@@ -218,12 +258,91 @@ class RedisTokenStore:
         return None
 
     async def publish(self, key: str, token: Token) -> None:
-        """Store ``token`` as the current one for ``key`` (with ``token_ttl``)."""
+        """Store ``token`` as the current one for ``key`` (with ``token_ttl``).
+
+        A login worked: the refusal remembered for ``key``, if any, is deleted with it.
+        """
         data = token_to_json(token)
         if self._fernet:
             data = self._fernet.encrypt(data)
+        elif not self._clear_logged:  # once, when a token is first written in clear
+            self._clear_logged = True
+            logger.warning(
+                "sfauth.store.unencrypted",
+                prefix=self._prefix,
+                hint="Redis holds live bearer tokens in clear; pass encryption_key or set "
+                f"${ENCRYPTION_KEY_ENV}",
+            )
         args: list[bytes | str | int] = [fingerprint(token), data, self._token_ttl_ms]
-        await self._call("publish", self._publish(keys=[self._prefix + key], args=args))
+        keys = [self._prefix + key, f"{self._prefix}{key}:refusal"]
+        await self._call("publish", self._publish(keys=keys, args=args))
+
+    async def refusal(self, key: str) -> tuple[Refusal, float] | None:
+        """The refusal the fleet remembers for ``key`` and the seconds it has left, or ``None``.
+
+        A value that cannot be read (another version's format) is ``None``.
+
+        Raises:
+            TokenStoreError: Redis is unreachable.
+        """
+        script = self._refusal(keys=[f"{self._prefix}{key}:refusal"])
+        found = await self._call("refusal", script, wrong_type=False)
+        if not found:
+            return None
+        try:
+            refusal = Refusal.from_json(found[0])
+        except (ValueError, TypeError, UnicodeDecodeError):
+            return None
+        ttl_ms = int(found[1])
+        return (refusal, ttl_ms / 1000) if ttl_ms > 0 else None
+
+    async def refuse(self, key: str, refusal: Refusal, ttl: float) -> None:
+        """Remember ``refusal`` for ``key`` for ``ttl`` seconds (``SET PX``).
+
+        Raises:
+            TokenStoreError: Redis is unreachable.
+        """
+        name = f"{self._prefix}{key}:refusal"
+        command = self._redis.set(name, refusal.to_json(), px=max(int(ttl * 1000), 1))
+        await self._call("refuse", command)
+
+    async def clear_refusal(self, key: str) -> bool:
+        """Forget the refusal remembered for ``key`` (``sfauth store clear``); whether one was.
+
+        Raises:
+            TokenStoreError: Redis is unreachable.
+        """
+        deleted = await self._call("DEL", self._redis.delete(f"{self._prefix}{key}:refusal"))
+        return bool(deleted)
+
+    async def count_login(self, user: str, cap: int | None) -> tuple[int, bool]:
+        """Count one login of ``user`` unless ``cap`` were counted in the last hour (Lua, atomic).
+
+        Returns:
+            ``(logins in the last hour, counted)``.
+
+        Raises:
+            TokenStoreError: Redis is unreachable.
+        """
+        args: list[str | int] = [
+            uuid.uuid4().hex,
+            int(LOGIN_WINDOW * 1000),
+            -1 if cap is None else cap,
+        ]
+        script = self._count_login(keys=[f"{self._prefix}logins:{user}"], args=args)
+        count, counted = await self._call("count_login", script)
+        return int(count), bool(counted)
+
+    async def logins(self, user: str) -> int:
+        """Logins of ``user`` counted in the last hour.
+
+        Raises:
+            TokenStoreError: Redis is unreachable.
+        """
+        script = self._logins(
+            keys=[f"{self._prefix}logins:{user}"], args=[int(LOGIN_WINDOW * 1000)]
+        )
+        return int(await self._call("logins", script))
 
     async def invalidate(self, key: str, token: Token) -> bool:
         """Drop the stored token only if it is still ``token`` (Lua compare-and-delete)."""
