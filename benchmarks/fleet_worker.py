@@ -35,6 +35,8 @@ async def run(args: argparse.Namespace) -> None:
         token_store=store,
         refresh_timeout=args.refresh_timeout,
         refusal_cooldown=args.refusal_cooldown,
+        fleet_limit=args.fleet_limit,
+        lease_ttl=args.lease_ttl,
         retry=RetryPolicy(attempts=3, backoff_base=0.01, backoff_cap=0.05),
     ) as sf:
         loop = asyncio.get_running_loop()
@@ -45,7 +47,8 @@ async def run(args: argparse.Namespace) -> None:
             async def one(failed: collections.Counter[str] = failed) -> None:
                 nonlocal ok, unsent
                 try:
-                    async with sf.get(QUERY, params=SOQL) as resp:
+                    request = sf.get(QUERY, params=SOQL, long_running=args.long_running)
+                    async with request as resp:
                         if resp.status == 200:
                             ok += 1
                         else:
@@ -83,6 +86,9 @@ def main() -> None:
     parser.add_argument("--refresh-timeout", type=float, default=30.0)
     parser.add_argument("--refusal-cooldown", type=float, default=300.0)
     parser.add_argument("--no-store", action="store_true")
+    parser.add_argument("--fleet-limit", type=int, default=None)
+    parser.add_argument("--lease-ttl", type=float, default=30.0)
+    parser.add_argument("--long-running", action="store_true")
     asyncio.run(run(parser.parse_args()))
 
 

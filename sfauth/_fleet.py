@@ -122,9 +122,10 @@ def user_key(username: str) -> str:
 class FleetStore(Protocol):
     """The optional part of a ``TokenStore`` that a fleet shares besides the token.
 
-    ``MemoryTokenStore`` and ``RedisTokenStore`` have it; a store without it gets this
-    session's own bookkeeping. Methods raise ``TokenStoreError`` when the backend is
-    unreachable.
+    The refusal memory and login count (``LoginGuard``), the concurrency leases and the
+    shared API usage (``_admission``). ``MemoryTokenStore`` and ``RedisTokenStore`` have it; a
+    store without it gets each session's own bookkeeping. Methods raise ``TokenStoreError``
+    when the backend is unreachable.
     """
 
     async def refusal(self, key: str) -> tuple[Refusal, float] | None:
@@ -150,6 +151,37 @@ class FleetStore(Protocol):
 
     async def logins(self, user: str) -> int:
         """Logins of ``user`` counted in the last hour."""
+        ...
+
+    async def lease_acquire(self, org: str, ids: list[str], limit: int, ttl: float) -> int:
+        """Grant the first of ``ids`` that fit under ``limit`` live leases of ``org``.
+
+        Expired leases are dropped first; each granted lease lives ``ttl`` seconds unless
+        renewed.
+
+        Returns:
+            How many of ``ids``, from the first, were granted.
+        """
+        ...
+
+    async def lease_renew(self, org: str, ids: list[str], ttl: float) -> int:
+        """Extend the live ones of ``ids`` to ``ttl`` seconds from now; how many were live."""
+        ...
+
+    async def lease_release(self, org: str, ids: list[str]) -> None:
+        """End the leases ``ids`` of ``org``."""
+        ...
+
+    async def leases(self, org: str) -> int:
+        """Live leases of ``org`` now."""
+        ...
+
+    async def share_usage(self, org: str, used: int, limit: int) -> None:
+        """Record the org's latest ``Sforce-Limit-Info`` reading (``api-usage=used/limit``)."""
+        ...
+
+    async def shared_usage(self, org: str) -> tuple[int, int, float] | None:
+        """The org's latest shared reading: ``(used, limit, seconds since)``, or ``None``."""
         ...
 
 

@@ -88,8 +88,10 @@ class UsageTracker:
         "_header",
         "_interval",
         "_next_check",
+        "_seen",
         "_timer",
         "_warned",
+        "on_check",
         "warn_fraction",
     )
 
@@ -108,6 +110,10 @@ class UsageTracker:
         self._checked = ""  # the header the threshold was last checked against
         self._timer: asyncio.TimerHandle | None = None
         self._warned = False
+        self._seen = -math.inf
+        #: Called after each threshold check (at most once per ``check_interval``): the API
+        #: budget guard shares the reading with the fleet from there.
+        self.on_check: Callable[[], None] | None = None
 
     @property
     def latest(self) -> ApiUsage | None:
@@ -131,7 +137,7 @@ class UsageTracker:
         if not header.startswith("api-usage=") and parse_limit_info(header) is None:
             return  # keep the last usable header
         self._header = header
-        now = self._clock()
+        self._seen = now = self._clock()
         if now >= self._next_check:
             self._next_check = now + self._interval
             self._check()
@@ -141,6 +147,10 @@ class UsageTracker:
             except RuntimeError:
                 return  # no loop (a test): flush() or latest checks it
             self._timer = loop.call_later(self._next_check - now, self._on_timer)
+
+    def age(self) -> float:
+        """Seconds since the latest usable header was seen (infinite before the first)."""
+        return self._clock() - self._seen
 
     def flush(self) -> None:
         """Check the threshold against the latest header now, if it has not been."""
@@ -176,3 +186,5 @@ class UsageTracker:
                 fraction=round(used / limit, 3),
             )
         self._warned = high
+        if self.on_check is not None:
+            self.on_check()

@@ -16,6 +16,7 @@ from typing import Unpack
 import aiohttp
 from aiohttp import ClientHandlerType, ClientRequest, ClientResponse, hdrs
 
+from ._admission import Admission, Budget, Leases
 from ._bodies import resendable_as_is
 from ._classify import ASYNC_API, CLASSIFIED
 from ._config import FlowConfig
@@ -101,6 +102,19 @@ class SalesforceAuthMiddleware:
         )
         gate = SendGate(settings.max_in_flight) if settings.max_in_flight else None
         usage = UsageTracker(warn_fraction=settings.usage_warning)
+        budget = None
+        if settings.api_budget is not None:
+            budget = Budget(
+                settings.token_store,
+                settings.api_budget,
+                usage,
+                org=lambda: manager.identity[0] if manager.identity else None,
+            )
+            usage.on_check = budget.publish
+        leases = None
+        if settings.fleet_limit is not None:
+            leases = Leases(settings.token_store, settings.fleet_limit, settings.lease_ttl)
+        self._admission = Admission(leases, budget, settings.fleet_limit_scope == "all")
         manager.telemetry.watch(
             attributes={"sfauth.username": settings.username},
             in_flight=(lambda: gate.in_use) if gate is not None else (lambda: None),
@@ -160,6 +174,15 @@ class SalesforceAuthMiddleware:
         )
 
     @property
+    def admission(self) -> Admission:
+        """The fleet's checks before a marked request is sent.
+
+        ``fleet_limit`` leases and the ``api_budget`` guard; ``AuthSession`` applies them to
+        requests sent with ``long_running=True`` or ``low_priority=True``.
+        """
+        return self._admission
+
+    @property
     def telemetry(self) -> Telemetry:
         """Where this middleware's spans and metrics go (OpenTelemetry; optional)."""
         return self._manager.telemetry
@@ -199,6 +222,7 @@ class SalesforceAuthMiddleware:
         """
         self._engine.manager.close()
         self._engine.usage.flush()  # a crossing seen in the last second is not lost
+        self._admission.close()
         self._engine.manager.telemetry.pause()
 
     async def token(self, http: aiohttp.ClientSession) -> Token:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Generator, Mapping
+from collections.abc import Awaitable, Generator, Mapping
 from types import TracebackType
-from typing import Any, Self, Unpack
+from typing import Any, Self, TypeVar, Unpack
 
 import aiohttp
 from yarl import URL
@@ -23,6 +23,8 @@ from .exceptions import ConfigurationError, RequestTimeoutError, SFAuthError, Tr
 
 __all__ = ["AuthSession"]
 
+
+_T = TypeVar("_T")
 
 _NOT_OPEN = "AuthSession is not open; use `async with AuthSession(...)`"
 
@@ -73,6 +75,9 @@ class AuthSession(QueryMixin):
         #: What a request is: traced only while a recording tracer was configured at open().
         self._context: type[_ResponseContext] = _ResponseContext
         self._api_version = settings.api_version
+        admission = self.auth.admission
+        #: Every request takes a fleet lease (``fleet_limit_scope="all"``).
+        self._admit_all = admission.leases is not None and admission.every_request
         #: ``_views[relative][idempotent]``: the ``middlewares`` argument of each request.
         self._views = tuple(
             tuple((self.auth.for_request(relative=r, idempotent=i),) for i in (False, True))
@@ -238,8 +243,15 @@ class AuthSession(QueryMixin):
         return await self.auth.replace_token(rejected, self.http)
 
     def request(
-        self, method: str, path: str, *, idempotent: bool = False, **kwargs: Any
-    ) -> _ResponseContext:
+        self,
+        method: str,
+        path: str,
+        *,
+        idempotent: bool = False,
+        long_running: bool = False,
+        low_priority: bool = False,
+        **kwargs: Any,
+    ) -> _ResponseContext | _Admitted:
         """Send a request to the org's instance.
 
         Use as ``async with sf.request("GET", path) as resp:`` or ``resp = await ...``
@@ -254,6 +266,12 @@ class AuthSession(QueryMixin):
                 connection (only do this when sending it twice is harmless, e.g. an upsert by
                 external id). GET, HEAD, OPTIONS, PUT and DELETE are always retried; any
                 request that provably never reached the server is retried.
+            long_running: The request may run long (a Bulk result download, a big query):
+                with ``fleet_limit`` it holds one of the org's fleet-wide leases from before
+                it is sent until its response is released (awaited without ``async with``:
+                until its body is read), waiting in line for one within its total timeout.
+            low_priority: With ``api_budget``, raise ``ApiBudgetError`` instead of sending
+                once the org's API usage is past the budget.
             **kwargs: Passed to ``aiohttp.ClientSession.request`` (``params``, ``json``,
                 ``data``, ``headers``, ``timeout``…).
 
@@ -269,28 +287,88 @@ class AuthSession(QueryMixin):
             TransportError: The connection failed or timed out (after allowed retries).
             TokenEndpointError: No token could be obtained.
             CircuitOpenError: Refreshes keep failing; no login is attempted for a while.
+            ApiBudgetError: ``low_priority`` and the org's usage is past ``api_budget``.
+            RequestTimeoutError: Also when no fleet lease was free within the total timeout.
         """
-        return self._context(self, method, path, idempotent, kwargs)
+        context = self._context(self, method, path, idempotent, kwargs)
+        if long_running or low_priority or self._admit_all:
+            return _Admitted(context, long_running, low_priority)
+        return context
 
-    def get(self, path: str, *, idempotent: bool = False, **kwargs: Any) -> _ResponseContext:
+    def get(
+        self,
+        path: str,
+        *,
+        idempotent: bool = False,
+        long_running: bool = False,
+        low_priority: bool = False,
+        **kwargs: Any,
+    ) -> _ResponseContext | _Admitted:
         """``GET`` ``path`` on the instance; see ``request``."""
-        return self._context(self, "GET", path, idempotent, kwargs)
+        context = self._context(self, "GET", path, idempotent, kwargs)
+        if long_running or low_priority or self._admit_all:
+            return _Admitted(context, long_running, low_priority)
+        return context
 
-    def post(self, path: str, *, idempotent: bool = False, **kwargs: Any) -> _ResponseContext:
+    def post(
+        self,
+        path: str,
+        *,
+        idempotent: bool = False,
+        long_running: bool = False,
+        low_priority: bool = False,
+        **kwargs: Any,
+    ) -> _ResponseContext | _Admitted:
         """``POST`` to ``path`` on the instance (not retried unless ``idempotent=True``)."""
-        return self._context(self, "POST", path, idempotent, kwargs)
+        context = self._context(self, "POST", path, idempotent, kwargs)
+        if long_running or low_priority or self._admit_all:
+            return _Admitted(context, long_running, low_priority)
+        return context
 
-    def put(self, path: str, *, idempotent: bool = False, **kwargs: Any) -> _ResponseContext:
+    def put(
+        self,
+        path: str,
+        *,
+        idempotent: bool = False,
+        long_running: bool = False,
+        low_priority: bool = False,
+        **kwargs: Any,
+    ) -> _ResponseContext | _Admitted:
         """``PUT`` ``path`` on the instance; see ``request``."""
-        return self._context(self, "PUT", path, idempotent, kwargs)
+        context = self._context(self, "PUT", path, idempotent, kwargs)
+        if long_running or low_priority or self._admit_all:
+            return _Admitted(context, long_running, low_priority)
+        return context
 
-    def patch(self, path: str, *, idempotent: bool = False, **kwargs: Any) -> _ResponseContext:
+    def patch(
+        self,
+        path: str,
+        *,
+        idempotent: bool = False,
+        long_running: bool = False,
+        low_priority: bool = False,
+        **kwargs: Any,
+    ) -> _ResponseContext | _Admitted:
         """``PATCH`` ``path`` on the instance (not retried unless ``idempotent=True``)."""
-        return self._context(self, "PATCH", path, idempotent, kwargs)
+        context = self._context(self, "PATCH", path, idempotent, kwargs)
+        if long_running or low_priority or self._admit_all:
+            return _Admitted(context, long_running, low_priority)
+        return context
 
-    def delete(self, path: str, *, idempotent: bool = False, **kwargs: Any) -> _ResponseContext:
+    def delete(
+        self,
+        path: str,
+        *,
+        idempotent: bool = False,
+        long_running: bool = False,
+        low_priority: bool = False,
+        **kwargs: Any,
+    ) -> _ResponseContext | _Admitted:
         """``DELETE`` ``path`` on the instance; see ``request``."""
-        return self._context(self, "DELETE", path, idempotent, kwargs)
+        context = self._context(self, "DELETE", path, idempotent, kwargs)
+        if long_running or low_priority or self._admit_all:
+            return _Admitted(context, long_running, low_priority)
+        return context
 
     async def _first_token(self, method: str, path: str, kwargs: dict[str, Any]) -> Token:
         """Log in (or refresh) before a request, within the request's total timeout.
@@ -300,29 +378,35 @@ class AuthSession(QueryMixin):
         Raises:
             RequestTimeoutError: The total timeout ran out first.
         """
-        auth = self.auth
+        what = f"a token from {self.auth.config.token_url}"
+        return await self._before_send(self.auth.token(self.http), what, method, path, kwargs)
+
+    async def _before_send(
+        self, wait: Awaitable[_T], what: str, method: str, path: str, kwargs: dict[str, Any]
+    ) -> _T:
+        """Await ``wait`` within the request's total timeout, and take its time out of it.
+
+        Raises:
+            RequestTimeoutError: The total timeout ran out first (nothing was sent).
+        """
         timeout = kwargs.get("timeout", self._settings.timeout)
         total = _total(timeout)
         started = time.monotonic()
-        token: Token | None = None
         try:
             async with asyncio.timeout(total):
-                token = await auth.token(self.http)
+                result = await wait
         except TimeoutError:
-            pass
-        if token is None:
             raise RequestTimeoutError(
-                f"the request's total timeout ({total} s) ran out while it waited for "
-                f"a token from {auth.config.token_url}",
+                f"the request's total timeout ({total} s) ran out while it waited for {what}",
                 method=method,
                 url=_shown(path),
                 reason="TimeoutError",
                 sent=False,
-            )
+            ) from None
         if total is not None:
             left = max(total - (time.monotonic() - started), 0.001)
             kwargs["timeout"] = _with_total(timeout, left)
-        return token
+        return result
 
 
 def _total(timeout: object) -> float | None:
@@ -459,3 +543,82 @@ class _TracedResponseContext(_ResponseContext):
             span.set_attribute("server.address", response.url.host or "")
             span.set_attribute("http.response.status_code", response.status)
             return response
+
+
+class _Admitted:
+    """A request that passes the fleet's admission first: the API budget, then a lease.
+
+    Awaitable and an async context manager, like the request it wraps. The lease is held
+    from before the request is sent until its response is released; awaited without
+    ``async with``, the body is read before the lease is given back and the response
+    returned.
+    """
+
+    __slots__ = ("_inner", "_lease", "_long_running", "_low_priority", "_org")
+
+    def __init__(self, inner: _ResponseContext, long_running: bool, low_priority: bool) -> None:
+        for name, value in (("long_running", long_running), ("low_priority", low_priority)):
+            if value is not True and value is not False:
+                raise ConfigurationError(f"{name} must be True or False; got {value!r}")
+        self._inner = inner
+        self._long_running = long_running
+        self._low_priority = low_priority
+        self._lease: str | None = None
+        self._org = ""
+
+    def __await__(self) -> Generator[Any, None, aiohttp.ClientResponse]:
+        return self._read_and_release().__await__()
+
+    async def _read_and_release(self) -> aiohttp.ClientResponse:
+        response = await self.__aenter__()
+        if self._lease is not None:
+            try:
+                await response.read()  # the lease covers the body
+            except BaseException:
+                response.release()
+                raise
+            finally:
+                await self._release()
+        return response
+
+    async def __aenter__(self) -> aiohttp.ClientResponse:
+        inner = self._inner
+        session = inner._session
+        method, path, kwargs = inner._method, inner._path, inner._kwargs
+        admission = session.auth.admission
+        token = session.auth.ready_token() or await session._first_token(method, path, kwargs)
+        budget = admission.budget
+        if self._low_priority and budget is not None:
+            await budget.check(token.org_id)
+        leases = admission.leases
+        if leases is not None and (self._long_running or admission.every_request):
+            what = (
+                f"one of the org's fleet_limit={leases.limit} leases (that many requests are "
+                "in flight across the fleet)"
+            )
+            self._lease = await session._before_send(
+                leases.acquire(token.org_id), what, method, path, kwargs
+            )
+            self._org = token.org_id
+        try:
+            return await inner.__aenter__()
+        except BaseException:
+            await self._release()
+            raise
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await self._inner.__aexit__(exc_type, exc, tb)
+        finally:
+            await self._release()
+
+    async def _release(self) -> None:
+        lease, self._lease = self._lease, None
+        leases = self._inner._session.auth.admission.leases
+        if lease is not None and leases is not None:
+            await leases.release(self._org, lease)

@@ -98,6 +98,22 @@ class Settings:
         login_rate_cap: Logins per user per rolling hour past which sfauth raises
             ``LoginRateExceededError`` (``sent=False``) instead of logging in; ``None``
             (default): no cap.
+        fleet_limit: ``AuthSession``: at most this many requests of the org in flight at once
+            across every session sharing ``token_store`` (concurrency leases in Redis, each
+            released when its response is, expiring ``lease_ttl`` seconds after a process
+            dies); for requests sent with ``long_running=True``, or every request with
+            ``fleet_limit_scope="all"``. Salesforce allows 25 concurrent requests running
+            longer than 20 s per org (5 in Developer Edition). Without a shared store the
+            limit is this session's own. ``None`` (default): no limit.
+        fleet_limit_scope: ``"long_running"`` (default: only requests marked
+            ``long_running=True`` take a lease) or ``"all"``.
+        lease_ttl: Seconds a lease outlives a process that stopped renewing it (default 30;
+            live sessions renew theirs every ``lease_ttl / 3`` seconds).
+        api_budget: ``AuthSession``: fraction of the org's daily API allowance requests sent
+            with ``low_priority=True`` may use: past it they raise ``ApiBudgetError`` before
+            sending. The latest ``Sforce-Limit-Info`` any session sharing ``token_store``
+            saw counts (each such session shares its readings, at most once a second).
+            ``None`` (default): no guard.
         limit: ``AuthSession``: simultaneous connections in the pool (``0`` = unlimited;
             default 100).
         limit_per_host: ``AuthSession``: simultaneous connections per host (``0`` =
@@ -147,6 +163,10 @@ class Settings:
     login_backoff: float = 3600.0
     login_rate_warning: float = 0.8
     login_rate_cap: int | None = None
+    fleet_limit: int | None = None
+    fleet_limit_scope: str = "long_running"
+    lease_ttl: float = 30.0
+    api_budget: float | None = None
     limit: int = 100
     limit_per_host: int = 0
     timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT
@@ -189,6 +209,16 @@ class Settings:
         _seconds("login_backoff", self.login_backoff, allow_zero=True)
         if self.login_rate_cap is not None:
             _count("login_rate_cap", self.login_rate_cap, minimum=1)
+        if self.fleet_limit is not None:
+            _count("fleet_limit", self.fleet_limit, minimum=1)
+        if self.fleet_limit_scope not in ("long_running", "all"):
+            raise ConfigurationError(
+                "fleet_limit_scope must be 'long_running' (requests sent with "
+                f"long_running=True) or 'all'; got {self.fleet_limit_scope!r}"
+            )
+        _seconds("lease_ttl", self.lease_ttl, allow_zero=False)
+        if self.api_budget is not None:
+            _fraction("api_budget", self.api_budget)
         _count("failure_threshold", self.failure_threshold, minimum=1)
         _count("max_relogins", self.max_relogins, minimum=1)
         _count("limit", self.limit, minimum=0, unlimited=True)
@@ -254,6 +284,10 @@ class Options(TypedDict, total=False):
     login_backoff: float
     login_rate_warning: float
     login_rate_cap: int | None
+    fleet_limit: int | None
+    fleet_limit_scope: str
+    lease_ttl: float
+    api_budget: float | None
     limit: int
     limit_per_host: int
     timeout: aiohttp.ClientTimeout

@@ -16,8 +16,7 @@
     ├── CircuitOpenError                           refreshes keep failing: no login for a while
     ├── SessionClosedError                         the session was closed mid-request
     ├── TokenStoreError                            the shared token store is unreachable
-    ├── FleetLimitError                            a fleet-wide limit refused a request, unsent
-    │   └── ApiBudgetError                         the daily API budget guard refused it
+    ├── ApiBudgetError                             the API budget guard refused a request, unsent
     ├── APIError                                   the REST API answered with an error
     │   ├── SessionError                           HTTP 401
     │   │   ├── InvalidSessionError                401 that a refresh did not fix
@@ -41,7 +40,6 @@ __all__ = [
     "CircuitOpenError",
     "ConfigurationError",
     "CrossOriginError",
-    "FleetLimitError",
     "InvalidClientError",
     "InvalidGrantError",
     "InvalidSessionError",
@@ -247,15 +245,7 @@ class TokenStoreError(SFAuthError):
     """
 
 
-class FleetLimitError(SFAuthError):
-    """A fleet-wide limit refused a request before any byte of it was sent.
-
-    Raised by the concurrency leases (``fleet_limit``) when no lease was free within the
-    request's timeout.
-    """
-
-
-class ApiBudgetError(FleetLimitError):
+class ApiBudgetError(SFAuthError):
     """The daily API budget guard refused a low-priority request before sending it.
 
     Raised for requests sent with ``low_priority=True`` once the org's API usage, as last

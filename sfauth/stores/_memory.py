@@ -33,6 +33,8 @@ class MemoryTokenStore:
         self._owners = itertools.count(1)
         self._refusals: dict[str, tuple[Refusal, float]] = {}
         self._logins: dict[str, deque[float]] = {}
+        self._leases: dict[str, dict[str, float]] = {}
+        self._usage: dict[str, tuple[int, int, float]] = {}
 
     def __repr__(self) -> str:
         return f"MemoryTokenStore(keys={len(self._tokens)})"
@@ -119,9 +121,55 @@ class MemoryTokenStore:
         now = time.monotonic()
         return sum(1 for at in self._logins.get(user, ()) if at > now - LOGIN_WINDOW)
 
+    async def lease_acquire(self, org: str, ids: list[str], limit: int, ttl: float) -> int:
+        """Grant the first of ``ids`` that fit under ``limit`` live leases of ``org``."""
+        live = self._live(org)
+        granted = max(min(limit - len(live), len(ids)), 0)
+        expiry = time.monotonic() + ttl
+        for lease in ids[:granted]:
+            live[lease] = expiry
+        return granted
+
+    async def lease_renew(self, org: str, ids: list[str], ttl: float) -> int:
+        """Extend the live ones of ``ids`` to ``ttl`` seconds from now; how many were live."""
+        live = self._live(org)
+        expiry = time.monotonic() + ttl
+        kept = [lease for lease in ids if lease in live]
+        for lease in kept:
+            live[lease] = expiry
+        return len(kept)
+
+    async def lease_release(self, org: str, ids: list[str]) -> None:
+        """End the leases ``ids`` of ``org``."""
+        live = self._leases.get(org, {})
+        for lease in ids:
+            live.pop(lease, None)
+
+    async def leases(self, org: str) -> int:
+        """Live leases of ``org`` now."""
+        return len(self._live(org))
+
+    def _live(self, org: str) -> dict[str, float]:
+        now = time.monotonic()
+        live = self._leases.setdefault(org, {})
+        for lease in [lease for lease, expiry in live.items() if expiry <= now]:
+            del live[lease]
+        return live
+
+    async def share_usage(self, org: str, used: int, limit: int) -> None:
+        """Record the org's latest ``Sforce-Limit-Info`` reading."""
+        self._usage[org] = (used, limit, time.monotonic())
+
+    async def shared_usage(self, org: str) -> tuple[int, int, float] | None:
+        """The org's latest shared reading: ``(used, limit, seconds since)``, or ``None``."""
+        found = self._usage.get(org)
+        return None if found is None else (found[0], found[1], time.monotonic() - found[2])
+
     async def close(self) -> None:
         """Forget everything (nothing to release)."""
         self._tokens.clear()
         self._locks.clear()
         self._refusals.clear()
         self._logins.clear()
+        self._leases.clear()
+        self._usage.clear()

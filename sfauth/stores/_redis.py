@@ -8,6 +8,11 @@ Layout, under a configurable prefix (default ``"sfauth:"``):
   the fleet remembers: JSON (no secret), ``SET PX`` with the cooldown; a publish deletes it.
 - ``{prefix}logins:{user}`` — a sorted set of the user's logins in the last hour (score: Redis
   server time in ms), trimmed and counted by a Lua script so the cap is exact fleet-wide.
+- ``{prefix}leases:{org_id}`` — the org's concurrency leases: a sorted set of lease ids scored
+  by their expiry (Redis server time, ms), granted, renewed and trimmed by Lua scripts; the key
+  itself expires with its last lease.
+- ``{prefix}usage:{org_id}`` — the latest ``Sforce-Limit-Info`` reading any process shared:
+  ``used/limit/server-time-ms``, kept 24 hours.
 - ``{prefix}{key}:lock`` — the right to refresh: ``SET NX PX`` with a random owner token,
   released by compare-and-delete (redis-py's ``Lock``), expiring after ``lock_ttl`` seconds (or
   the holder's ``ttl``, when shorter) so a process that dies while holding it blocks the others
@@ -86,6 +91,69 @@ return redis.call('ZCOUNT', KEYS[1], '(' .. (now - tonumber(ARGV[1])), '+inf')
 """
 )
 
+_LEASE_ACQUIRE = (
+    _NOW_MS
+    + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local free = tonumber(ARGV[1]) - redis.call('ZCARD', KEYS[1])
+local n = math.min(free, #ARGV - 2)
+if n <= 0 then
+    return 0
+end
+local ttl = tonumber(ARGV[2])
+for i = 1, n do
+    redis.call('ZADD', KEYS[1], now + ttl, ARGV[i + 2])
+end
+redis.call('PEXPIRE', KEYS[1], ttl)
+return n
+"""
+)
+
+_LEASE_RENEW = (
+    _NOW_MS
+    + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local ttl = tonumber(ARGV[1])
+local n = 0
+for i = 2, #ARGV do
+    if redis.call('ZSCORE', KEYS[1], ARGV[i]) then
+        redis.call('ZADD', KEYS[1], now + ttl, ARGV[i])
+        n = n + 1
+    end
+end
+if n > 0 then
+    redis.call('PEXPIRE', KEYS[1], ttl)
+end
+return n
+"""
+)
+
+_LEASES = (
+    _NOW_MS
+    + """
+return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
+"""
+)
+
+_SHARE_USAGE = (
+    _NOW_MS
+    + """
+redis.call('SET', KEYS[1], ARGV[1] .. '/' .. ARGV[2] .. '/' .. now, 'PX', 86400000)
+return 1
+"""
+)
+
+_SHARED_USAGE = (
+    _NOW_MS
+    + """
+local value = redis.call('GET', KEYS[1])
+if not value then
+    return false
+end
+return {value, now}
+"""
+)
+
 _REFUSAL = """
 local value = redis.call('GET', KEYS[1])
 if not value then
@@ -140,6 +208,8 @@ class RedisTokenStore:
         on_unavailable: ``"fallback"`` (default): when Redis cannot be reached, log
             ``sfauth.store.unavailable`` and mint a token locally so a Redis blip does not stop
             the fleet; ``"raise"``: fail the refresh with ``TokenStoreError``.
+        max_connections: Connections to Redis at most, for clients created from a URL
+            (default 50); a command waits up to ``socket_timeout`` for a free one.
         socket_timeout: Seconds for Redis commands and connects, for clients created from a
             URL (default 2).
 
@@ -158,6 +228,7 @@ class RedisTokenStore:
         token_ttl: float = 12 * 3600.0,
         on_unavailable: Literal["fallback", "raise"] = "fallback",
         socket_timeout: float = 2.0,
+        max_connections: int = 50,
     ) -> None:
         try:
             import redis.asyncio as redis_asyncio
@@ -175,13 +246,25 @@ class RedisTokenStore:
                 raise ConfigurationError(f"{name} must be a number of seconds > 0; got {value!r}")
         self._lock_class = Lock
         self._owns_client = isinstance(redis, str)
+        self._pool: Any = None
         if isinstance(redis, str):
+            if type(max_connections) is not int or max_connections < 1:
+                raise ConfigurationError(
+                    f"max_connections must be an int >= 1; got {max_connections!r}"
+                )
             try:
-                self._redis: redis_asyncio.Redis = redis_asyncio.Redis.from_url(
-                    redis, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
+                # Blocking: a burst of lease calls waits for a connection (up to
+                # socket_timeout) instead of failing with "Too many connections".
+                self._pool = redis_asyncio.BlockingConnectionPool.from_url(
+                    redis,
+                    max_connections=max_connections,
+                    timeout=socket_timeout,
+                    socket_timeout=socket_timeout,
+                    socket_connect_timeout=socket_timeout,
                 )
             except ValueError as exc:
                 raise ConfigurationError(f"invalid Redis URL: {exc}") from None
+            self._redis: redis_asyncio.Redis = redis_asyncio.Redis(connection_pool=self._pool)
         else:
             self._redis = redis
         self._prefix = prefix
@@ -203,6 +286,11 @@ class RedisTokenStore:
         self._count_login = self._redis.register_script(_COUNT_LOGIN)
         self._logins = self._redis.register_script(_LOGINS)
         self._refusal = self._redis.register_script(_REFUSAL)
+        self._lease_acquire = self._redis.register_script(_LEASE_ACQUIRE)
+        self._lease_renew = self._redis.register_script(_LEASE_RENEW)
+        self._leases = self._redis.register_script(_LEASES)
+        self._share_usage = self._redis.register_script(_SHARE_USAGE)
+        self._shared_usage = self._redis.register_script(_SHARED_USAGE)
 
     def __repr__(self) -> str:
         encrypted = "encrypted" if self._fernet else "NOT encrypted"
@@ -422,12 +510,78 @@ class RedisTokenStore:
             return None
         return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
+    async def lease_acquire(self, org: str, ids: list[str], limit: int, ttl: float) -> int:
+        """Grant the first of ``ids`` that fit under ``limit`` live leases of ``org`` (Lua).
+
+        Returns:
+            How many of ``ids``, from the first, were granted.
+
+        Raises:
+            TokenStoreError: Redis is unreachable.
+        """
+        args: list[str | int] = [limit, _ms(ttl), *ids]
+        script = self._lease_acquire(keys=[f"{self._prefix}leases:{org}"], args=args)
+        return int(await self._call("lease", script))
+
+    async def lease_renew(self, org: str, ids: list[str], ttl: float) -> int:
+        """Extend the live ones of ``ids`` to ``ttl`` seconds from now; how many were live.
+
+        Raises:
+            TokenStoreError: Redis is unreachable.
+        """
+        args: list[str | int] = [_ms(ttl), *ids]
+        script = self._lease_renew(keys=[f"{self._prefix}leases:{org}"], args=args)
+        return int(await self._call("lease_renew", script))
+
+    async def lease_release(self, org: str, ids: list[str]) -> None:
+        """End the leases ``ids`` of ``org`` (``ZREM``).
+
+        Raises:
+            TokenStoreError: Redis is unreachable.
+        """
+        await self._call("lease_release", self._redis.zrem(f"{self._prefix}leases:{org}", *ids))
+
+    async def leases(self, org: str) -> int:
+        """Live leases of ``org`` now.
+
+        Raises:
+            TokenStoreError: Redis is unreachable.
+        """
+        script = self._leases(keys=[f"{self._prefix}leases:{org}"])
+        return int(await self._call("leases", script, wrong_type=0))
+
+    async def share_usage(self, org: str, used: int, limit: int) -> None:
+        """Record the org's latest ``Sforce-Limit-Info`` reading (kept 24 hours).
+
+        Raises:
+            TokenStoreError: Redis is unreachable.
+        """
+        script = self._share_usage(keys=[f"{self._prefix}usage:{org}"], args=[used, limit])
+        await self._call("share_usage", script)
+
+    async def shared_usage(self, org: str) -> tuple[int, int, float] | None:
+        """The org's latest shared reading: ``(used, limit, seconds since)``, or ``None``.
+
+        Raises:
+            TokenStoreError: Redis is unreachable.
+        """
+        script = self._shared_usage(keys=[f"{self._prefix}usage:{org}"])
+        found = await self._call("shared_usage", script, wrong_type=False)
+        if not found:
+            return None
+        try:
+            used, limit, at = (int(part) for part in found[0].split(b"/"))
+        except (ValueError, TypeError, AttributeError):
+            return None  # another writer's value: as if none
+        return used, limit, max(int(found[1]) - at, 0) / 1000
+
     async def close(self) -> None:
         """Stop renewing held locks and close the Redis client if this store created it."""
         for _, keeper in self._locks.values():
             keeper.cancel()
         if self._owns_client:
             await self._redis.aclose()
+            await self._pool.disconnect()
 
     async def _call(self, what: str, awaitable: Any, *, wrong_type: object = None) -> Any:
         """Await a Redis command; its failures become ``TokenStoreError``.
@@ -450,6 +604,11 @@ class RedisTokenStore:
         raise TokenStoreError(
             f"Redis {what} failed: {type(problem).__name__}: {str(problem)[:200]}"
         )
+
+
+def _ms(seconds: float) -> int:
+    """Seconds as whole milliseconds, at least 1."""
+    return max(int(seconds * 1000), 1)
 
 
 def _fernet(key: str | bytes | Sequence[str | bytes]) -> Any:

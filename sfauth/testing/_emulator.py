@@ -171,6 +171,13 @@ class Emulator(RestApi):
         self.token_requests: list[TokenRequestRecord] = []
         #: Fault kind → number of requests it hit (see :meth:`inject_faults`); never reset.
         self.faults_injected: collections.Counter[str] = collections.Counter()
+        #: Seconds every REST answer waits before it is sent (long-running requests).
+        self.response_delay = 0.0
+        #: REST requests being answered now, and the most at once since the last
+        #: :meth:`reset_peak` (what the org sees of a client's concurrency).
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self._in_flight_waiters: list[tuple[int, asyncio.Future[None]]] = []
 
         self._versions = frozenset(self.api_versions)
         self._ids = IdFactory()
@@ -585,8 +592,42 @@ class Emulator(RestApi):
 
     @property
     def api_usage(self) -> int:
-        """``N`` of ``Sforce-Limit-Info: api-usage=N/M``: authenticated REST calls so far."""
+        """``N`` of ``Sforce-Limit-Info: api-usage=N/M``: authenticated REST calls so far.
+
+        Settable, to play an org that has already used part of its allowance.
+        """
         return self._api_usage
+
+    @api_usage.setter
+    def api_usage(self, used: int) -> None:
+        if type(used) is not int or used < 0:
+            raise ValueError(f"api_usage must be an int >= 0, got {used!r}")
+        self._api_usage = used
+
+    def _wake_in_flight_waiters(self) -> None:
+        pending = []
+        for count, waiter in self._in_flight_waiters:
+            if self.in_flight >= count and not waiter.done():
+                waiter.set_result(None)
+            elif not waiter.done():
+                pending.append((count, waiter))
+        self._in_flight_waiters = pending
+
+    async def wait_for_in_flight(self, count: int) -> None:
+        """Return once at least ``count`` REST requests are being answered at once.
+
+        Args:
+            count: The number of requests in flight to wait for.
+        """
+        if self.in_flight >= count:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._in_flight_waiters.append((count, waiter))
+        await waiter
+
+    def reset_peak(self) -> None:
+        """Start counting :attr:`peak_in_flight` afresh from the requests in flight now."""
+        self.peak_in_flight = self.in_flight
 
     # ------------------------------------------------------------------ data
 
@@ -676,6 +717,18 @@ class Emulator(RestApi):
         self, name: str, handler: Handler, auth: bool, data_api: bool
     ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def endpoint(request: web.Request) -> web.StreamResponse:
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            if self._in_flight_waiters:
+                self._wake_in_flight_waiters()
+            try:
+                if self.response_delay:
+                    await asyncio.sleep(self.response_delay)
+                return await answer(request)
+            finally:
+                self.in_flight -= 1
+
+        async def answer(request: web.Request) -> web.StreamResponse:
             body = await request.read() if request.body_exists else b""
             status: int
             response: web.StreamResponse

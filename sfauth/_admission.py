@@ -1,0 +1,391 @@
+"""Admission before a request is sent: fleet-wide concurrency leases and the API budget guard.
+
+design.md section 7. An org allows 25 concurrent requests running longer than 20 s (5 in
+Developer Edition), then answers 403 ``REQUEST_LIMIT_EXCEEDED`` ``ConcurrentPerOrgLongTxn``;
+and one daily API allowance (``Sforce-Limit-Info: api-usage=used/limit``) for everybody. Both
+are the org's, not one process's:
+
+- **Leases** (``fleet_limit``): a request marked ``long_running=True`` (or every request, with
+  ``fleet_limit_scope="all"``) holds one of ``fleet_limit`` leases of its org while it is in
+  flight, body included. With a shared store the leases live in Redis as a sorted set per org
+  (member: lease id, score: expiry on Redis's clock), granted and trimmed by a Lua script, so a
+  process killed while holding leases stops renewing them and they expire within
+  ``lease_ttl``. Requests of one process queue locally (FIFO) behind one acquirer, so waiting
+  costs the store a few calls a second, not one per waiting request.
+- **Budget** (``api_budget``): every session that sees ``Sforce-Limit-Info`` shares the latest
+  reading through the store (at most once a second); a request marked ``low_priority=True``
+  raises ``ApiBudgetError`` before sending once the freshest reading, this session's or the
+  fleet's, is at or past ``api_budget`` of the allowance. A reading older than 60 s is not
+  trusted (the 24-hour window rolls; nothing else would refresh it): the request goes out and
+  brings a fresh one.
+
+Without a shared store, or while it cannot be reached (``sfauth.fleet.unavailable``), leases
+are this session's own and the budget uses this session's readings only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import random
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ._fleet import FleetStore
+from ._limits import UsageTracker
+from ._logging import logger
+from .exceptions import ApiBudgetError, TokenStoreError
+
+__all__ = ["Admission", "Budget", "Leases"]
+
+#: Seconds after a failed store call during which the store is not tried again.
+_STORE_PAUSE = 5.0
+#: Seconds a usage reading stays trustworthy.
+STALE_USAGE = 60.0
+#: Seconds between two reads of the fleet's shared usage by one session.
+_USAGE_RECHECK = 1.0
+
+
+@dataclass
+class _Lane:
+    """The leases of one org in this session: who waits, and the one task asking for them."""
+
+    waiters: deque[asyncio.Future[str]] = field(default_factory=deque)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    pump: asyncio.Task[None] | None = None
+    asking: bool = False  # a store call is in flight: one at a time per org
+    local: int = 0  # leases taken from this session's own count (store unreachable)
+
+
+class Leases:
+    """At most ``limit`` requests per org in flight across every session sharing ``store``.
+
+    Args:
+        store: The shared store (a ``FleetStore``), or ``None`` for this session's own count.
+        limit: Leases per org.
+        ttl: Seconds a lease lives unless renewed; a live session renews its leases every
+            ``ttl / 3`` seconds.
+        clock: Monotonic seconds.
+    """
+
+    def __init__(
+        self,
+        store: object | None,
+        limit: int,
+        ttl: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store if isinstance(store, FleetStore) else None
+        self.limit = limit
+        self._ttl = ttl
+        self._clock = clock
+        self._lanes: dict[str, _Lane] = {}
+        self._held: dict[str, str] = {}  # lease id -> org, of the store's leases
+        self._keeper: asyncio.Task[None] | None = None
+        self._paused_until = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._background: set[asyncio.Task[None]] = set()
+
+    @property
+    def held(self) -> int:
+        """Leases this session holds now."""
+        return len(self._held) + sum(lane.local for lane in self._lanes.values())
+
+    async def acquire(self, org: str) -> str:
+        """Wait for a lease of ``org`` (FIFO among this session's requests) and return its id.
+
+        Bound it with a timeout (the caller's); a cancelled wait takes no lease.
+        """
+        lane = self._lane(org)
+        if not lane.waiters and not lane.asking:  # nobody queued or asking: try at once
+            granted = await self._grant(org, lane, 1)
+            if granted:
+                return granted[0]
+        waiter: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        lane.waiters.append(waiter)
+        if lane.pump is None or lane.pump.done():
+            lane.pump = asyncio.get_running_loop().create_task(
+                self._pump(org, lane), name="sfauth-leases"
+            )
+        try:
+            return await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                await self.release(org, waiter.result())  # granted as the wait ended
+            else:
+                waiter.cancel()  # the pump skips it
+            raise
+
+    async def release(self, org: str, lease: str) -> None:
+        """Give ``lease`` back (idempotent); the next waiter here is woken at once."""
+        lane = self._lanes.get(org)
+        if lease.startswith("local:"):
+            if lane is not None and lane.local > 0:
+                lane.local -= 1
+        elif self._held.pop(lease, None) is not None and self._store is not None:
+            # Forgotten first: even if this call is cut short, it is renewed no more.
+            with contextlib.suppress(TokenStoreError):
+                await self._store.lease_release(org, [lease])
+        if lane is not None:
+            lane.wake.set()
+
+    def close(self) -> None:
+        """Stop renewing and asking (the session closed); leases left expire by their TTL."""
+        for lane in self._lanes.values():
+            if lane.pump is not None:
+                lane.pump.cancel()
+            for waiter in lane.waiters:
+                waiter.cancel()
+        if self._keeper is not None:
+            self._keeper.cancel()
+        self._lanes.clear()
+        self._held.clear()
+        self._keeper = None
+
+    def _lane(self, org: str) -> _Lane:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # a session opened again in another loop starts afresh
+            self.close()
+            self._loop = loop
+        lane = self._lanes.get(org)
+        if lane is None:
+            lane = self._lanes[org] = _Lane()
+        return lane
+
+    async def _pump(self, org: str, lane: _Lane) -> None:
+        """Ask for as many leases as there are waiters; wait for a release or a backoff."""
+        delay = 0.005
+        waiters = lane.waiters
+        while True:
+            while waiters and waiters[0].done():  # cancelled while queued
+                del waiters[0]
+            if not waiters:
+                return
+            lane.wake.clear()
+            wanted = min(sum(not w.done() for w in waiters), self.limit)
+            granted = await self._grant(org, lane, wanted)
+            for lease in granted:
+                while waiters and waiters[0].done():
+                    del waiters[0]
+                if waiters:
+                    waiters.popleft().set_result(lease)
+                else:
+                    await self.release(org, lease)
+            if granted:
+                delay = 0.005
+                continue
+            # Woken by a release here, or after a jittered backoff for the others' releases.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay * (0.5 + random.random())):  # noqa: S311
+                    await lane.wake.wait()
+            delay = min(delay * 2, 0.1)
+
+    async def _grant(self, org: str, lane: _Lane, count: int) -> list[str]:
+        store = self._store
+        if store is not None and self._clock() >= self._paused_until:
+            ids = [uuid.uuid4().hex for _ in range(count)]
+            call = asyncio.ensure_future(store.lease_acquire(org, ids, self.limit, self._ttl))
+            lane.asking = True
+            try:
+                # Shielded: a cancelled wait must not lose a grant the store already made.
+                granted = await asyncio.shield(call)
+            except asyncio.CancelledError:
+                lane.asking = False
+                call.add_done_callback(functools.partial(self._give_back, org, ids))
+                raise
+            except TokenStoreError as exc:
+                lane.asking = False
+                if self._clock() >= self._paused_until:  # once per pause, not per request
+                    logger.warning(
+                        "sfauth.fleet.unavailable",
+                        operation="lease",
+                        error=str(exc)[:300],
+                        fallback=f"this session's own {self.limit} leases",
+                    )
+                self._paused_until = self._clock() + _STORE_PAUSE
+            else:
+                lane.asking = False
+                ids = ids[:granted]
+                for lease in ids:
+                    self._held[lease] = org
+                if ids and (self._keeper is None or self._keeper.done()):
+                    self._keeper = asyncio.get_running_loop().create_task(
+                        self._keep(store), name="sfauth-lease-keeper"
+                    )
+                return ids
+        free = max(self.limit - lane.local, 0)
+        taken = min(free, count)
+        lane.local += taken
+        return [f"local:{uuid.uuid4().hex}" for _ in range(taken)]
+
+    def _give_back(self, org: str, ids: list[str], call: asyncio.Future[int]) -> None:
+        """End what a grant whose waiter was cancelled obtained (a done callback)."""
+        if call.cancelled() or call.exception() is not None or not call.result():
+            return
+        store = self._store
+        if store is not None:
+            task = asyncio.get_running_loop().create_task(
+                store.lease_release(org, ids[: call.result()])
+            )
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _keep(self, store: FleetStore) -> None:
+        """Renew the held leases every ``ttl / 3`` seconds while there are any."""
+        while self._held:
+            await asyncio.sleep(self._ttl / 3)
+            by_org: dict[str, list[str]] = {}
+            for lease, org in list(self._held.items()):
+                by_org.setdefault(org, []).append(lease)
+            for org, leases in by_org.items():
+                try:
+                    kept = await store.lease_renew(org, leases, self._ttl)
+                except TokenStoreError:
+                    continue  # unreachable: the TTL decides, as for a dead process
+                if kept < len(leases):
+                    logger.warning(
+                        "sfauth.fleet.lease_lost",
+                        lost=len(leases) - kept,
+                        hint="leases expired before renewal (an event loop blocked for over "
+                        "lease_ttl?): the fleet may exceed fleet_limit until they end",
+                    )
+
+
+class Budget:
+    """Refuses low-priority requests past ``fraction`` of the org's daily API allowance.
+
+    Args:
+        store: The shared store (a ``FleetStore``), or ``None`` for this session's readings.
+        fraction: Share of the allowance low-priority requests may use (``0 < x <= 1``).
+        usage: This session's ``Sforce-Limit-Info`` readings.
+        org: Returns the org id of the session's token, or ``None`` before the first login.
+        clock: Monotonic seconds.
+    """
+
+    def __init__(
+        self,
+        store: object | None,
+        fraction: float,
+        usage: UsageTracker,
+        org: Callable[[], str | None],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store if isinstance(store, FleetStore) else None
+        self.fraction = fraction
+        self._usage = usage
+        self._org = org
+        self._clock = clock
+        #: The fleet's reading: ``(used, limit, monotonic time it was taken)`` and when read.
+        self._shared: tuple[int, int, float] | None = None
+        self._shared_read = -float("inf")
+        self._publishing: asyncio.Task[None] | None = None
+        self._dirty = False
+        self._paused_until = 0.0
+
+    async def check(self, org: str) -> None:
+        """Raise before sending when the freshest reading is past the budget.
+
+        Raises:
+            ApiBudgetError: Usage is at or past ``fraction`` of the allowance.
+        """
+        now = self._clock()
+        reading: tuple[int, int, float] | None = None
+        local = self._usage.snapshot()
+        if local is not None:
+            reading = (local.used, local.limit, now - self._usage.age())
+        if self._store is not None and now - self._shared_read >= _USAGE_RECHECK:
+            await self._read_shared(self._store, org, now)
+        shared = self._shared
+        if shared is not None and (reading is None or shared[2] > reading[2]):
+            reading = shared
+        if reading is None or now - reading[2] > STALE_USAGE:
+            return  # nothing trustworthy: this request brings a reading
+        used, limit, _ = reading
+        if limit > 0 and used >= self.fraction * limit:
+            raise ApiBudgetError(used, limit, self.fraction)
+
+    async def _read_shared(self, store: FleetStore, org: str, now: float) -> None:
+        self._shared_read = now
+        if now < self._paused_until:
+            return
+        try:
+            found = await store.shared_usage(org)
+        except TokenStoreError as exc:
+            self._unavailable(exc, "usage", now)
+            return
+        if found is not None:
+            used, limit, age = found
+            self._shared = (used, limit, self._clock() - age)
+
+    def publish(self) -> None:
+        """Share this session's latest reading (``UsageTracker``'s hook, at most once a second).
+
+        Runs in the background: a store call per second at most, none per request.
+        """
+        if self._store is None or self._clock() < self._paused_until:
+            return
+        if self._publishing is not None and not self._publishing.done():
+            self._dirty = True  # published when the call in flight ends
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # the session's close, outside a loop: nothing to share it with
+        self._publishing = loop.create_task(self._publish(self._store), name="sfauth-usage")
+
+    async def _publish(self, store: FleetStore) -> None:
+        while True:
+            self._dirty = False
+            usage, org = self._usage.snapshot(), self._org()
+            if usage is None or org is None:
+                return
+            try:
+                await store.share_usage(org, usage.used, usage.limit)
+            except TokenStoreError as exc:
+                self._unavailable(exc, "share_usage", self._clock())
+                return
+            if not self._dirty:
+                return
+
+    def _unavailable(self, exc: TokenStoreError, operation: str, now: float) -> None:
+        self._paused_until = now + _STORE_PAUSE
+        logger.warning(
+            "sfauth.fleet.unavailable",
+            operation=operation,
+            error=str(exc)[:300],
+            fallback="this session's own Sforce-Limit-Info readings",
+        )
+
+    def close(self) -> None:
+        """Stop a share in flight (the session closed)."""
+        if self._publishing is not None:
+            self._publishing.cancel()
+            self._publishing = None
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What a session checks before sending a marked request.
+
+    Attributes:
+        leases: The concurrency leases, or ``None`` without ``fleet_limit``.
+        budget: The API budget guard, or ``None`` without ``api_budget``.
+        every_request: Leases apply to every request (``fleet_limit_scope="all"``).
+    """
+
+    leases: Leases | None
+    budget: Budget | None
+    every_request: bool
+
+    def close(self) -> None:
+        """Stop the background work of both (the session closed)."""
+        if self.leases is not None:
+            self.leases.close()
+        if self.budget is not None:
+            self.budget.close()

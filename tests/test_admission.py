@@ -1,0 +1,328 @@
+"""Fleet-wide concurrency leases and the API budget guard (issue 14 parts 5-6).
+
+Server-side counts come from the emulator (``peak_in_flight``: REST requests being answered at
+once), over real sockets; the leases live in the real Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as redis_asyncio
+import structlog
+
+from sfauth import ApiBudgetError, AuthSession, RequestTimeoutError
+from sfauth._admission import STALE_USAGE, Budget
+from sfauth._limits import UsageTracker
+from sfauth.stores import MemoryTokenStore, RedisTokenStore, TokenStore
+from sfauth.testing import Emulator, EmulatorCredentials
+
+from .conftest import REDIS_URL
+from .workers import Worker
+
+QUERY = "/services/data/v62.0/query"
+SOQL = {"q": "SELECT Id FROM Account LIMIT 1"}
+
+
+@pytest.fixture
+async def redis_client() -> AsyncIterator[redis_asyncio.Redis]:
+    client = redis_asyncio.Redis.from_url(REDIS_URL)
+    yield client
+    await client.aclose()
+
+
+def _session(
+    emulator: Emulator, creds: EmulatorCredentials, store: TokenStore | None, **overrides: Any
+) -> AuthSession:
+    return AuthSession(
+        client_id=creds.client_id,
+        username=creds.username,
+        private_key=creds.private_key_pem,
+        login_url=emulator.url,
+        allow_http_loopback=True,
+        token_store=store,
+        api_version="62.0",
+        **overrides,
+    )
+
+
+async def _get(sf: AuthSession, **marks: bool) -> int:
+    async with sf.get(QUERY, params=SOQL, **marks) as resp:
+        await resp.read()
+        return resp.status
+
+
+async def _org(sf: AuthSession) -> str:
+    return (await sf.token()).org_id
+
+
+# --- leases ----------------------------------------------------------------------------------
+
+
+async def test_two_processes_never_exceed_the_fleet_limit(
+    emulator: Emulator, creds: EmulatorCredentials, prefix: str
+) -> None:
+    emulator.response_delay = 0.01
+    async with (
+        RedisTokenStore(REDIS_URL, prefix=prefix) as one,
+        RedisTokenStore(REDIS_URL, prefix=prefix) as two,
+        _session(emulator, creds, one, fleet_limit=3) as first,
+        _session(emulator, creds, two, fleet_limit=3) as second,
+    ):
+        org = await _org(first)
+        emulator.reset_peak()
+        statuses = await asyncio.gather(
+            *(_get(sf, long_running=True) for sf in (first, second) for _ in range(20))
+        )
+        assert statuses == [200] * 40
+        assert emulator.peak_in_flight == 3  # server-side, both processes together
+        assert await one.leases(org) == 0  # every lease given back
+        assert first.auth.admission.leases is not None
+        assert first.auth.admission.leases.held == 0
+
+        emulator.reset_peak()  # unmarked requests take no lease
+        assert await asyncio.gather(*(_get(first) for _ in range(10))) == [200] * 10
+        assert emulator.peak_in_flight == 10
+
+
+async def test_scope_all_puts_every_request_under_the_limit(
+    emulator: Emulator, creds: EmulatorCredentials
+) -> None:
+    emulator.response_delay = 0.01
+    store = MemoryTokenStore()
+    async with (
+        _session(emulator, creds, store, fleet_limit=2, fleet_limit_scope="all") as first,
+        _session(emulator, creds, store, fleet_limit=2, fleet_limit_scope="all") as second,
+    ):
+        await _org(first)
+        emulator.reset_peak()
+        statuses = await asyncio.gather(*(_get(sf) for sf in (first, second) for _ in range(10)))
+        assert statuses == [200] * 20
+        assert emulator.peak_in_flight == 2
+
+
+async def test_an_awaited_request_reads_its_body_before_giving_the_lease_back(
+    emulator: Emulator, creds: EmulatorCredentials, prefix: str
+) -> None:
+    async with (
+        RedisTokenStore(REDIS_URL, prefix=prefix) as store,
+        _session(emulator, creds, store, fleet_limit=1) as sf,
+    ):
+        resp = await sf.get(QUERY, params=SOQL, long_running=True)
+        assert await store.leases(await _org(sf)) == 0
+        assert (await resp.json())["totalSize"] == 1
+        resp.release()
+
+
+async def test_no_lease_within_the_total_timeout_is_a_timeout_before_sending(
+    emulator: Emulator, creds: EmulatorCredentials, prefix: str
+) -> None:
+    async with (
+        RedisTokenStore(REDIS_URL, prefix=prefix) as store,
+        _session(emulator, creds, store, fleet_limit=1) as sf,
+    ):
+        org = await _org(sf)
+        async with sf.get(QUERY, params=SOQL, long_running=True) as held:
+            assert held.status == 200
+            sent = len(emulator.requests)
+            with pytest.raises(RequestTimeoutError) as info:
+                await _get(sf, long_running=True, timeout=0.2)  # type: ignore[arg-type]
+            assert len(emulator.requests) == sent  # nothing went out
+            assert await store.leases(org) == 1
+        assert await store.leases(org) == 0
+        assert await _get(sf, long_running=True) == 200
+    error = info.value
+    assert error.sent is False
+    assert "one of the org's fleet_limit=1 leases" in str(error)
+
+
+async def test_a_cancelled_wait_takes_no_lease(
+    emulator: Emulator, creds: EmulatorCredentials, prefix: str
+) -> None:
+    async with (
+        RedisTokenStore(REDIS_URL, prefix=prefix) as store,
+        _session(emulator, creds, store, fleet_limit=1) as sf,
+    ):
+        org = await _org(sf)
+        async with sf.get(QUERY, params=SOQL, long_running=True):
+            waiting = [asyncio.create_task(_get(sf, long_running=True)) for _ in range(5)]
+            await asyncio.sleep(0)  # queued behind the lease held here
+            for task in waiting:
+                task.cancel()
+            await asyncio.gather(*waiting, return_exceptions=True)
+        assert await store.leases(org) == 0
+        leases = sf.auth.admission.leases
+        assert leases is not None
+        assert leases.held == 0
+        assert await _get(sf, long_running=True) == 200
+
+
+async def test_without_redis_the_limit_is_the_sessions_own(
+    emulator: Emulator, creds: EmulatorCredentials, unused_tcp_port: int
+) -> None:
+    emulator.response_delay = 0.01
+    store = RedisTokenStore(f"redis://127.0.0.1:{unused_tcp_port}/0", socket_timeout=0.5)
+    with structlog.testing.capture_logs() as logs:
+        async with _session(emulator, creds, store, fleet_limit=2) as sf:
+            await _org(sf)
+            emulator.reset_peak()
+            statuses = await asyncio.gather(*(_get(sf, long_running=True) for _ in range(10)))
+    await store.close()
+    assert statuses == [200] * 10
+    assert emulator.peak_in_flight == 2
+    (warning,) = [e for e in logs if e.get("operation") == "lease"]
+    assert warning["event"] == "sfauth.fleet.unavailable"
+    assert warning["fallback"] == "this session's own 2 leases"
+
+
+def test_bad_lease_settings() -> None:
+    from sfauth import ConfigurationError, Settings
+
+    base = {"client_id": "c", "username": "u", "private_key": "k"}
+    with pytest.raises(ConfigurationError, match="fleet_limit must be an int >= 1; got 0"):
+        Settings(**base, fleet_limit=0)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="fleet_limit_scope must be 'long_running'"):
+        Settings(**base, fleet_limit_scope="some")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="api_budget must be in"):
+        Settings(**base, api_budget=1.5)  # type: ignore[arg-type]
+
+
+async def test_marks_must_be_booleans(emulator: Emulator, creds: EmulatorCredentials) -> None:
+    from sfauth import ConfigurationError
+
+    async with _session(emulator, creds, None) as sf:
+        with pytest.raises(ConfigurationError, match="long_running must be True or False"):
+            sf.get(QUERY, long_running="yes")  # type: ignore[arg-type]
+
+
+# --- 8 processes, one Redis ------------------------------------------------------------------
+
+
+async def test_eight_processes_never_exceed_25_long_running_requests(
+    emulator: Emulator, creds: EmulatorCredentials, key_file: Path, prefix: str
+) -> None:
+    emulator.response_delay = 0.01
+    options = ("--requests", "200", "--fleet-limit", "25", "--long-running")
+    workers = [await Worker.start(emulator, creds, key_file, prefix, *options) for _ in range(8)]
+    results = [await w.line() for w in workers]
+    assert [await w.finish() for w in workers] == [0] * 8
+    assert [r["ok"] for r in results] == [200] * 8
+    assert emulator.peak_in_flight == 25  # server-side, the 8 processes together
+    assert emulator.token_request_count == 1
+
+
+async def test_a_killed_process_leases_expire_within_the_ttl(
+    emulator: Emulator,
+    creds: EmulatorCredentials,
+    key_file: Path,
+    prefix: str,
+    redis_client: redis_asyncio.Redis,
+) -> None:
+    emulator.response_delay = 2.0  # the first process's 25 requests hang
+    options = ("--fleet-limit", "25", "--long-running", "--lease-ttl", "1")
+    holder = await Worker.start(emulator, creds, key_file, prefix, "--requests", "25", *options)
+    await emulator.wait_for_in_flight(25)  # its 25 requests reached the server
+    (key,) = [k async for k in redis_client.scan_iter(match=f"{prefix}leases:*")]
+    assert await redis_client.zcard(key) == 25
+    holder.proc.send_signal(signal.SIGKILL)
+    assert await holder.proc.wait() == -signal.SIGKILL
+    emulator.response_delay = 0.0
+    other = await Worker.start(emulator, creds, key_file, prefix, "--requests", "50", *options)
+    # Every lease was the dead process's: the other proceeds once they expired (TTL 1 s).
+    assert await other.line() == {
+        "phase": 0,
+        "ok": 50,
+        "failed": {},
+        "unsent": 0,
+        "token_requests": 0,
+    }
+    assert await other.finish() == 0
+    assert await redis_client.zcard(key) == 0
+
+
+# --- the API budget guard --------------------------------------------------------------------
+
+
+async def test_low_priority_requests_stop_at_the_budget_before_sending() -> None:
+    async with Emulator(daily_api_limit=1000) as emulator:
+        creds = emulator.create_credentials()
+        async with _session(emulator, creds, None, api_budget=0.8) as sf:
+            emulator.api_usage = 789
+            assert await _get(sf) == 200  # api-usage=790/1000: 79 %
+            assert await _get(sf, low_priority=True) == 200  # 791/1000
+            emulator.api_usage = 809
+            assert await _get(sf) == 200  # 810/1000: 81 %
+            sent = len(emulator.requests)
+            with pytest.raises(ApiBudgetError) as info:
+                await _get(sf, low_priority=True)
+            assert len(emulator.requests) == sent  # not a byte sent
+            assert await _get(sf) == 200  # normal requests pass
+    error = info.value
+    assert (error.used, error.limit, error.budget) == (810, 1000, 0.8)
+    assert str(error) == (
+        "low-priority request not sent: the org has used 810 of its 1000 daily API requests "
+        "(81.0%), past api_budget=0.8; it is sent again once the usage Salesforce reports "
+        "falls below that (the 24-hour window rolls), or send it without low_priority=True"
+    )
+
+
+async def test_the_budget_reading_is_shared_by_the_fleet(prefix: str) -> None:
+    async with Emulator(daily_api_limit=1000) as emulator:
+        creds = emulator.create_credentials()
+        async with (
+            RedisTokenStore(REDIS_URL, prefix=prefix) as one,
+            RedisTokenStore(REDIS_URL, prefix=prefix) as two,
+            _session(emulator, creds, one, api_budget=0.8) as busy,
+            _session(emulator, creds, two, api_budget=0.8) as idle,
+        ):
+            emulator.api_usage = 849
+            assert await _get(busy) == 200  # 850/1000, shared by the busy process
+            budget = busy.auth.admission.budget
+            assert budget is not None
+            assert budget._publishing is not None
+            await budget._publishing
+            assert await one.shared_usage(await _org(busy)) is not None
+            sent = len(emulator.requests)
+            with pytest.raises(ApiBudgetError) as info:
+                await _get(idle, low_priority=True)  # it saw no header itself
+            assert len(emulator.requests) == sent
+            assert (info.value.used, info.value.limit) == (850, 1000)
+
+
+async def test_a_stale_reading_is_not_trusted() -> None:
+    now = [1000.0]
+    usage = UsageTracker(warn_fraction=0.9, clock=lambda: now[0])
+    budget = Budget(None, 0.8, usage, lambda: "00D", clock=lambda: now[0])
+    await budget.check("00D")  # no reading at all: the request brings one
+    usage.observe("api-usage=900/1000")
+    with pytest.raises(ApiBudgetError):
+        await budget.check("00D")
+    now[0] += STALE_USAGE + 1
+    await budget.check("00D")  # a minute old: the window may have rolled; it goes out
+
+
+async def test_without_redis_the_budget_uses_the_sessions_readings(
+    unused_tcp_port: int,
+) -> None:
+    store = RedisTokenStore(f"redis://127.0.0.1:{unused_tcp_port}/0", socket_timeout=0.5)
+    async with Emulator(daily_api_limit=100) as emulator:
+        creds = emulator.create_credentials()
+        with structlog.testing.capture_logs() as logs:
+            async with _session(emulator, creds, store, api_budget=0.5) as sf:
+                emulator.api_usage = 60
+                assert await _get(sf) == 200
+                budget = sf.auth.admission.budget
+                assert budget is not None
+                assert budget._publishing is not None
+                await budget._publishing  # sharing the reading fails: the store pauses
+                with pytest.raises(ApiBudgetError):
+                    await _get(sf, low_priority=True)
+    await store.close()
+    operations = {e["operation"] for e in logs if e["event"] == "sfauth.fleet.unavailable"}
+    # The login's refusal check and count, then sharing the reading (no retry for 5 s).
+    assert operations == {"refusal", "count_login", "share_usage"}
