@@ -1,15 +1,18 @@
-"""examples/etl_worker.py as a subprocess: the demo mode, and --from-env against an emulator."""
+"""The examples as subprocesses: etl_worker.py (demo, --from-env) and dask_etl.py (4 workers)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
-from sfauth.testing import Emulator
+from sfauth.testing import Emulator, EmulatorCredentials, ScriptedResponse
+
+from .conftest import REDIS_URL
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "etl_worker.py"
 
@@ -162,3 +165,72 @@ async def test_from_env_against_an_https_org(tmp_path: Path) -> None:
         assert found["failed"] == 1
         assert "  HTTP 300: 1" in out
         assert len(emu.records("Account_Copy__c")) == 251
+
+
+# --- examples/dask_etl.py: an ETL over 4 Dask worker processes -------------------------------
+
+DASK_EXAMPLE = EXAMPLE.parent / "dask_etl.py"
+
+
+def test_dask_demo_shares_one_login_and_one_limit_across_4_workers(prefix: str) -> None:
+    # (prefix: Redis must be up; the demo uses a prefix of its own and deletes its keys.)
+    result = subprocess.run(
+        [sys.executable, str(DASK_EXAMPLE), "--records", "400", "--chunk-size", "50",
+         "--fleet-limit", "6"],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout) == {
+        "records": 400,
+        "chunks": 8,
+        "workers": 4,  # 4 processes, each opening sessions of its own
+        "upserted": 400,
+        "created": 400,
+        "failed": {},
+        "token_requests": 1,  # one login for the whole fleet
+        "emulator": {
+            "token_requests": 1,
+            "accounts": 400,
+            "distinct_external_ids": 400,
+            "peak_in_flight": 6,  # fleet_limit, counted by the org
+        },
+    }
+
+
+async def test_dask_fleet_asks_once_when_the_login_is_refused(
+    emulator: Emulator, creds: EmulatorCredentials, key_file: Path, prefix: str
+) -> None:
+    emulator.script_token_responses(
+        [
+            ScriptedResponse(
+                status=400,
+                json={"error": "invalid_grant", "error_description": "inactive user"},
+            )
+        ]
+    )
+    env = clean_env(
+        SF_CLIENT_ID=creds.client_id,
+        SF_USERNAME=creds.username,
+        SF_JWT_KEY_FILE=str(key_file),
+        SF_LOGIN_URL=emulator.url,
+        SF_ALLOW_HTTP_LOOPBACK="true",
+        SF_REDIS_URL=REDIS_URL,
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(DASK_EXAMPLE), "--from-env", "--prefix", prefix,
+        "--records", "200", "--chunk-size", "25",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    stdout, stderr = await proc.communicate()
+    assert proc.returncode == 1, stdout.decode() + stderr.decode()
+    summary = json.loads(stdout)
+    assert summary["failed"] == {"InvalidGrantError": 200}  # every record, every worker
+    assert summary["upserted"] == 0
+    assert summary["token_requests"] == 1  # the fleet asked once
+    assert emulator.token_request_count == 1
