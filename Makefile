@@ -68,6 +68,7 @@ soak: $(VENV)/.installed-dev
 # (writes benchmarks/RESULTS.md and benchmarks/throughput.png), then logins per expiry for a
 # fleet of processes with and without Redis. About 6 minutes on 2 cores.
 bench: $(VENV)/.installed-dev
+	$(BIN)/python -m benchmarks.leases --write benchmarks/LEASES.md
 	$(BIN)/python -m benchmarks.bench
 	$(BIN)/python -m benchmarks.fleet
 

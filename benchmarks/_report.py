@@ -32,6 +32,9 @@ TIME_BUDGET = 600.0
 #: The committed summary of the million-request soak (``make soak N=1000000``).
 SOAK_SUMMARY = Path(__file__).resolve().parent / "SOAK.md"
 NO_SOAK = "no soak summary recorded yet"
+#: What the fleet features add per request (``python -m benchmarks.leases``, run by make bench
+#: before this report is written).
+LEASES_SUMMARY = Path(__file__).resolve().parent / "LEASES.md"
 
 _VERSIONS = (
     "sfauth",
@@ -515,8 +518,9 @@ def summary(results: Any) -> str:
 def machine() -> dict[str, str]:
     """What this machine is, and which revision of sfauth ran."""
     here = Path(__file__).resolve().parent
-    # The run's own outputs (this report and the plot) do not make the source dirty.
-    outputs = (here / "RESULTS.md", here / "throughput.png")
+    # The run's own outputs (this report, the plot, and LEASES.md that make bench wrote just
+    # before) do not make the source dirty.
+    outputs = (here / "RESULTS.md", here / "throughput.png", LEASES_SUMMARY)
     return {"revision": revision(*outputs), **_provenance_machine(_VERSIONS)}
 
 
@@ -728,6 +732,7 @@ def render(results: Any) -> str:
         out.extend(_profile_section(results.profile))
 
     out.extend(_soak_section(SOAK_SUMMARY))
+    out.extend(_leases_section(LEASES_SUMMARY))
     out.extend(_interference(results))
     add("## Notes\n")
     add(
@@ -900,6 +905,29 @@ def _soak_section(path: Path) -> list[str]:
         "own, stated below).\n"
     )
     for line in text.splitlines():  # its headings one level down, under this section's
+        out.append("#" + line if line.startswith("#") else line)
+    out.append("")
+    return out
+
+
+def _leases_section(path: Path) -> list[str]:
+    """The fleet features' cost per request, from ``benchmarks/LEASES.md``."""
+    out = ["## 7. Fleet leases and the API budget guard\n"]
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        text = ""
+    if not text:
+        out.append(
+            f"No `{path.name}`: `python -m benchmarks.leases --write {path.name}` (run by "
+            "`make bench` before this report) measures it.\n"
+        )
+        return out
+    out.append(
+        f"Embedded from `benchmarks/{path.name}`, which `make bench` wrote just before this "
+        "report (its command and revision are stated in it).\n"
+    )
+    for line in text.splitlines()[1:]:  # its own title is this section's
         out.append("#" + line if line.startswith("#") else line)
     out.append("")
     return out

@@ -159,6 +159,7 @@ def test_the_report_renders(results: Results, tmp_path: Path) -> None:
     assert "### Behind a pool: the session expires mid-burst" in text
     assert "### All in flight: every request meets the expired session" in text
     assert "## 6. Million-request soak" in text
+    assert "## 7. Fleet leases and the API budget guard" in text
     assert "| **median** |" in text
     for client in CLIENTS:
         assert f"| {client} |" in text
@@ -166,6 +167,25 @@ def test_the_report_renders(results: Results, tmp_path: Path) -> None:
     summary = _report.summary(results)
     assert "targets:" in summary
     assert "herd behind a pool: 500 requests, limit 25" in summary
+
+
+async def test_the_leases_benchmark_counts_the_round_trips_it_adds(prefix: str) -> None:
+    from benchmarks import leases
+
+    from .conftest import REDIS_URL
+
+    result = await leases.run(REDIS_URL, requests=20, rounds=1)
+    trips = {mode: result["round_trips"][mode][0] for mode, *_ in leases.MODES}
+    assert trips == {
+        "plain": 0.0,
+        "lease (memory)": 0.0,
+        "lease (redis)": 2.0,  # the Lua grant and the ZREM
+        "low priority (redis)": 0.0,  # the fleet's reading: once a second at most
+        "lease + low priority (redis)": 2.0,
+    }
+    text = leases.render(result, command="python -m benchmarks.leases", seconds=1.0)
+    assert "| lease (redis) |" in text
+    assert text.startswith("## Fleet leases and the API budget guard\n")
 
 
 # ---------------------------------------------------------------------------------- no run
