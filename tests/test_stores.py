@@ -570,3 +570,39 @@ async def test_a_lock_key_that_no_sfauth_process_set_is_cleared(
             await sf.close()
         for store in stores:
             await store.close()
+
+
+# --- cancellation (redis-py can swallow a CancelledError that arrives mid-command) -----------
+
+
+async def test_a_cancelled_redis_call_is_cancelled(prefix: str) -> None:
+    async with RedisTokenStore(REDIS_URL, prefix=prefix) as store:
+        outcomes: list[str] = []
+        for _ in range(30):
+            tasks = [asyncio.create_task(store.get("k")) for _ in range(10)]
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # the commands are on the wire
+            asked = [task.cancel() for task in tasks]
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            pairs = zip(asked, results, strict=True)
+            outcomes += [type(r).__name__ for cancelled, r in pairs if cancelled]
+        assert outcomes
+        assert set(outcomes) == {"CancelledError"}  # none completed as if not cancelled
+
+
+async def test_a_lock_taken_after_its_caller_was_cancelled_is_given_back(prefix: str) -> None:
+    async with RedisTokenStore(REDIS_URL, prefix=prefix) as store:
+        for _ in range(30):
+            task = asyncio.create_task(store.acquire("k", 30.0))
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            if task.cancel():
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+            else:
+                owner = await task
+                assert owner is not None
+                await store.release("k", owner)
+            while store._background:  # the command, then the clean-up of a late grant
+                await asyncio.gather(*list(store._background))
+            assert not await store.locked("k")

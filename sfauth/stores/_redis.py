@@ -31,10 +31,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Self
 
 from .._fleet import LOGIN_WINDOW, Refusal
@@ -280,6 +281,8 @@ class RedisTokenStore:
         self._unreadable_logged = False
         self._clear_logged = False
         self._locks: dict[str, tuple[Any, asyncio.Task[None]]] = {}
+        #: Commands whose caller was cancelled, and the clean-ups of what they took.
+        self._background: set[asyncio.Future[Any]] = set()
         self._invalidate = self._redis.register_script(_INVALIDATE)
         self._publish = self._redis.register_script(_PUBLISH)
         self._clear_stuck_lock = self._redis.register_script(_CLEAR_STUCK_LOCK)
@@ -456,7 +459,9 @@ class RedisTokenStore:
             blocking=False,
             thread_local=False,
         )
-        acquired = await self._call("lock", lock.acquire(blocking=False))
+        # A lock taken after this caller was cancelled is given back, not left to its TTL.
+        undo = functools.partial(_unlock_if, lock)
+        acquired = await self._call("lock", lock.acquire(blocking=False), undo=undo)
         if not acquired:
             # Every lock sfauth takes expires; a value without a TTL (or of another Redis
             # type) under the lock key is not one, and would block every refresh for good.
@@ -464,7 +469,7 @@ class RedisTokenStore:
             if not await self._call("lock", self._clear_stuck_lock(keys=[name])):
                 return None
             logger.warning("sfauth.store.stuck_lock_cleared", prefix=self._prefix)
-            if not await self._call("lock", lock.acquire(blocking=False)):
+            if not await self._call("lock", lock.acquire(blocking=False), undo=undo):
                 return None
         owner = str(id(lock))
         # While this process is alive and refreshing, keep the lock from expiring; a process
@@ -575,6 +580,16 @@ class RedisTokenStore:
             return None  # another writer's value: as if none
         return used, limit, max(int(found[1]) - at, 0) / 1000
 
+    def _after_cancel(
+        self, undo: Callable[[Any], Awaitable[object]] | None, command: asyncio.Future[Any]
+    ) -> None:
+        """A command whose caller was cancelled ended: undo what it took, if it took it."""
+        if command.cancelled() or command.exception() is not None or undo is None:
+            return  # the exception is retrieved: nothing is reported for it
+        task = asyncio.get_running_loop().create_task(_quietly(undo(command.result())))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def close(self) -> None:
         """Stop renewing held locks and close the Redis client if this store created it."""
         for _, keeper in self._locks.values():
@@ -583,17 +598,37 @@ class RedisTokenStore:
             await self._redis.aclose()
             await self._pool.disconnect()
 
-    async def _call(self, what: str, awaitable: Any, *, wrong_type: object = None) -> Any:
+    async def _call(
+        self,
+        what: str,
+        awaitable: Any,
+        *,
+        wrong_type: object = None,
+        undo: Callable[[Any], Awaitable[object]] | None = None,
+    ) -> Any:
         """Await a Redis command; its failures become ``TokenStoreError``.
 
         A ``WRONGTYPE`` answer (another writer left another Redis type under the key) is a
         value this store cannot read, not an unreachable Redis: ``wrong_type`` is returned for
         it when given.
+
+        The command runs in a task of its own that the caller awaits through
+        ``asyncio.shield``: redis-py can swallow a ``CancelledError`` that arrives while it
+        waits for a reply (the command then completes as if nothing happened), and a caller
+        that was cancelled (a timeout, a closed session) must stop at once. The command
+        finishes in the background; when it succeeds after its caller was cancelled,
+        ``undo(result)`` gives back what it took (a lock).
         """
         from redis.exceptions import RedisError, ResponseError
 
+        command = asyncio.ensure_future(awaitable)
         try:
-            return await awaitable
+            return await asyncio.shield(command)
+        except asyncio.CancelledError:
+            self._background.add(command)  # finishing on its own; close() does not wait
+            command.add_done_callback(self._background.discard)
+            command.add_done_callback(functools.partial(self._after_cancel, undo))
+            raise
         except ResponseError as exc:
             if wrong_type is None or "WRONGTYPE" not in str(exc):
                 problem: BaseException = exc
@@ -604,6 +639,19 @@ class RedisTokenStore:
         raise TokenStoreError(
             f"Redis {what} failed: {type(problem).__name__}: {str(problem)[:200]}"
         )
+
+
+async def _unlock_if(lock: Any, acquired: object) -> None:
+    if acquired:
+        await lock.release()
+
+
+async def _quietly(awaitable: Awaitable[object]) -> None:
+    """Await ``awaitable``, ignoring Redis's failures (a clean-up that a TTL also does)."""
+    from redis.exceptions import RedisError
+
+    with contextlib.suppress(RedisError, OSError):
+        await awaitable
 
 
 def _ms(seconds: float) -> int:
