@@ -150,7 +150,8 @@ class Leases:
     def _lane(self, org: str) -> _Lane:
         loop = asyncio.get_running_loop()
         if self._loop is not loop:  # a session opened again in another loop starts afresh
-            self.close()
+            # The old loop's tasks and futures went with it (cancelling them would need it).
+            self._lanes, self._held, self._keeper = {}, {}, None
             self._loop = loop
         lane = self._lanes.get(org)
         if lane is None:
@@ -158,7 +159,21 @@ class Leases:
         return lane
 
     async def _pump(self, org: str, lane: _Lane) -> None:
-        """Ask for as many leases as there are waiters; wait for a release or a backoff."""
+        """Ask for as many leases as there are waiters; wait for a release or a backoff.
+
+        A failure other than the store being unreachable (a bug, a store that breaks its
+        protocol) fails the waiting requests with it rather than leaving them waiting.
+        """
+        try:
+            await self._serve(org, lane)
+        except Exception as exc:
+            logger.error("sfauth.fleet.lease_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+            for waiter in lane.waiters:
+                if not waiter.done():
+                    waiter.set_exception(exc)
+            lane.waiters.clear()
+
+    async def _serve(self, org: str, lane: _Lane) -> None:
         delay = 0.005
         waiters = lane.waiters
         while True:

@@ -326,3 +326,28 @@ async def test_without_redis_the_budget_uses_the_sessions_readings(
     operations = {e["operation"] for e in logs if e["event"] == "sfauth.fleet.unavailable"}
     # The login's refusal check and count, then sharing the reading (no retry for 5 s).
     assert operations == {"refusal", "count_login", "share_usage"}
+
+
+async def test_a_store_that_breaks_fails_the_waiting_requests_not_hangs_them(
+    emulator: Emulator, creds: EmulatorCredentials
+) -> None:
+    class Breaking(MemoryTokenStore):
+        calls = 0
+
+        async def lease_acquire(self, org: str, ids: list[str], limit: int, ttl: float) -> int:
+            self.calls += 1
+            if self.calls > 2:  # the first grant, the second try's refusal, then it breaks
+                raise RuntimeError("the store broke its protocol")
+            return await super().lease_acquire(org, ids, limit, ttl)
+
+    store = Breaking()
+    async with _session(emulator, creds, store, fleet_limit=1) as sf:
+        await _org(sf)
+        async with sf.get(QUERY, params=SOQL, long_running=True):
+            with (
+                structlog.testing.capture_logs() as logs,
+                pytest.raises(RuntimeError, match="the store broke its protocol"),
+            ):
+                await _get(sf, long_running=True)
+    (failed,) = [e for e in logs if e["event"] == "sfauth.fleet.lease_failed"]
+    assert failed["error"] == "RuntimeError: the store broke its protocol"
