@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from ._fleet import FleetStore
 from ._limits import UsageTracker
 from ._logging import logger
-from .exceptions import ApiBudgetError, TokenStoreError
+from .exceptions import ApiBudgetError, SessionClosedError, TokenStoreError
 
 __all__ = ["Admission", "Budget", "Leases"]
 
@@ -58,7 +58,7 @@ class _Lane:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     pump: asyncio.Task[None] | None = None
     asking: bool = False  # a store call is in flight: one at a time per org
-    local: int = 0  # leases taken from this session's own count (store unreachable)
+    local: set[str] = field(default_factory=set)  # leases of this session's own count
 
 
 class Leases:
@@ -94,12 +94,15 @@ class Leases:
     @property
     def held(self) -> int:
         """Leases this session holds now."""
-        return len(self._held) + sum(lane.local for lane in self._lanes.values())
+        return len(self._held) + sum(len(lane.local) for lane in self._lanes.values())
 
     async def acquire(self, org: str) -> str:
         """Wait for a lease of ``org`` (FIFO among this session's requests) and return its id.
 
         Bound it with a timeout (the caller's); a cancelled wait takes no lease.
+
+        Raises:
+            SessionClosedError: The session was closed while the request waited.
         """
         lane = self._lane(org)
         if not lane.waiters and not lane.asking:  # nobody queued or asking: try at once
@@ -115,37 +118,52 @@ class Leases:
         try:
             return await waiter
         except BaseException:
-            if waiter.done() and not waiter.cancelled():
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                 await self.release(org, waiter.result())  # granted as the wait ended
             else:
                 waiter.cancel()  # the pump skips it
             raise
 
     async def release(self, org: str, lease: str) -> None:
-        """Give ``lease`` back (idempotent); the next waiter here is woken at once."""
+        """Give ``lease`` back (idempotent); the next waiter here is woken at once.
+
+        While the store is unreachable (paused), a store lease is left to its TTL: it is no
+        longer renewed, and the request does not wait for Redis to give it back.
+        """
         lane = self._lanes.get(org)
-        if lease.startswith("local:"):
-            if lane is not None and lane.local > 0:
-                lane.local -= 1
-        elif self._held.pop(lease, None) is not None and self._store is not None:
-            # Forgotten first: even if this call is cut short, it is renewed no more.
-            with contextlib.suppress(TokenStoreError):
+        if lane is not None and lease in lane.local:
+            lane.local.discard(lease)
+        elif (
+            self._held.pop(lease, None) is not None  # forgotten first: renewed no more
+            and self._store is not None
+            and self._clock() >= self._paused_until
+        ):
+            try:
                 await self._store.lease_release(org, [lease])
+            except TokenStoreError as exc:
+                self._pause("lease_release", exc, "the lease expires by its TTL")
         if lane is not None:
             lane.wake.set()
 
     def close(self) -> None:
-        """Stop renewing and asking (the session closed); leases left expire by their TTL."""
+        """Stop renewing and asking (the session closed).
+
+        Requests still waiting for a lease get ``SessionClosedError``; requests in flight
+        give theirs back as they end (their connections close with the session), and any
+        left expire by their TTL.
+        """
+        closed = SessionClosedError("the session was closed while the request waited for a lease")
         for lane in self._lanes.values():
             if lane.pump is not None:
                 lane.pump.cancel()
+                lane.pump = None
             for waiter in lane.waiters:
-                waiter.cancel()
+                if not waiter.done():
+                    waiter.set_exception(closed)
+            lane.waiters.clear()
         if self._keeper is not None:
             self._keeper.cancel()
-        self._lanes.clear()
-        self._held.clear()
-        self._keeper = None
+            self._keeper = None
 
     def _lane(self, org: str) -> _Lane:
         loop = asyncio.get_running_loop()
@@ -201,8 +219,17 @@ class Leases:
             delay = min(delay * 2, 0.1)
 
     async def _grant(self, org: str, lane: _Lane, count: int) -> list[str]:
+        """Up to ``count`` leases: the store's, or this session's own while it is paused.
+
+        This session never holds more than ``limit`` leases of ``org`` in all, store and
+        local ones together (a store that fails or comes back mid-run included).
+        """
+        in_store = sum(1 for held in self._held.values() if held == org)
         store = self._store
         if store is not None and self._clock() >= self._paused_until:
+            count = min(count, self.limit - len(lane.local))
+            if count <= 0:
+                return []
             ids = [uuid.uuid4().hex for _ in range(count)]
             call = asyncio.ensure_future(store.lease_acquire(org, ids, self.limit, self._ttl))
             lane.asking = True
@@ -210,21 +237,11 @@ class Leases:
                 # Shielded: a cancelled wait must not lose a grant the store already made.
                 granted = await asyncio.shield(call)
             except asyncio.CancelledError:
-                lane.asking = False
                 call.add_done_callback(functools.partial(self._give_back, org, ids))
                 raise
             except TokenStoreError as exc:
-                lane.asking = False
-                if self._clock() >= self._paused_until:  # once per pause, not per request
-                    logger.warning(
-                        "sfauth.fleet.unavailable",
-                        operation="lease",
-                        error=str(exc)[:300],
-                        fallback=f"this session's own {self.limit} leases",
-                    )
-                self._paused_until = self._clock() + _STORE_PAUSE
+                self._pause("lease", exc, f"this session's own {self.limit} leases")
             else:
-                lane.asking = False
                 ids = ids[:granted]
                 for lease in ids:
                     self._held[lease] = org
@@ -233,10 +250,23 @@ class Leases:
                         self._keep(store), name="sfauth-lease-keeper"
                     )
                 return ids
-        free = max(self.limit - lane.local, 0)
-        taken = min(free, count)
-        lane.local += taken
-        return [f"local:{uuid.uuid4().hex}" for _ in range(taken)]
+            finally:
+                lane.asking = False
+        taken = max(min(self.limit - len(lane.local) - in_store, count), 0)
+        leases = [f"local:{uuid.uuid4().hex}" for _ in range(taken)]
+        lane.local.update(leases)
+        return leases
+
+    def _pause(self, operation: str, exc: TokenStoreError, fallback: str) -> None:
+        """The store failed: warn once per pause, and leave it alone for a few seconds."""
+        if self._clock() >= self._paused_until:
+            logger.warning(
+                "sfauth.fleet.unavailable",
+                operation=operation,
+                error=str(exc)[:300],
+                fallback=fallback,
+            )
+        self._paused_until = self._clock() + _STORE_PAUSE
 
     def _give_back(self, org: str, ids: list[str], call: asyncio.Future[int]) -> None:
         """End what a grant whose waiter was cancelled obtained (a done callback)."""
@@ -254,14 +284,17 @@ class Leases:
         """Renew the held leases every ``ttl / 3`` seconds while there are any."""
         while self._held:
             await asyncio.sleep(self._ttl / 3)
+            if self._clock() < self._paused_until:
+                continue  # unreachable a moment ago: the TTL decides, as for a dead process
             by_org: dict[str, list[str]] = {}
             for lease, org in list(self._held.items()):
                 by_org.setdefault(org, []).append(lease)
             for org, leases in by_org.items():
                 try:
                     kept = await store.lease_renew(org, leases, self._ttl)
-                except TokenStoreError:
-                    continue  # unreachable: the TTL decides, as for a dead process
+                except TokenStoreError as exc:
+                    self._pause("lease_renew", exc, "the leases expire by their TTL")
+                    break
                 if kept < len(leases):
                     logger.warning(
                         "sfauth.fleet.lease_lost",

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Protocol, TypeVar, runtime_checkable
@@ -53,6 +54,8 @@ _T = TypeVar("_T")
 
 #: Seconds a refusal found in the store is raised again without asking the store.
 _RECHECK = 1.0
+#: Seconds the shared store is left alone after it failed.
+_STORE_PAUSE = 5.0
 
 _KINDS: dict[str, type[TokenEndpointError]] = {
     cls.__name__: cls for cls in (InvalidGrantError, InvalidClientError, LoginRateExceededError)
@@ -92,14 +95,20 @@ class Refusal:
         Raises:
             ValueError: ``data`` is not a refusal this version wrote.
         """
-        fields = json.loads(data)
+        try:
+            fields = json.loads(data)
+        except (ValueError, TypeError, RecursionError):
+            raise ValueError("not a refusal") from None
         if not isinstance(fields, dict) or set(fields) != set(cls.__dataclass_fields__):
             raise ValueError("not a refusal")
         kind, error, description = fields["kind"], fields["error"], fields["error_description"]
         status, at = fields["status"], fields["at"]
         if kind not in _KINDS or not isinstance(error, str) or not isinstance(description, str):
             raise ValueError("not a refusal")
-        if not (status is None or type(status) is int) or type(at) not in (int, float):
+        if not (status is None or (type(status) is int and 100 <= status <= 599)):
+            raise ValueError("not a refusal")
+        # Epoch seconds up to the year 5138; also keeps float() of a huge int from raising.
+        if type(at) not in (int, float) or not 0 <= at <= 1e11:
             raise ValueError("not a refusal")
         return cls(kind, error[:100], description[:300], status, float(at))
 
@@ -114,8 +123,11 @@ class Refusal:
 
 
 def user_key(username: str) -> str:
-    """A stable, non-secret key for one Salesforce user's login count (hex SHA-256)."""
-    return hashlib.sha256(b"logins\0" + username.encode()).hexdigest()[:40]
+    """A stable, non-secret key for one Salesforce user's logins (hex SHA-256).
+
+    Salesforce usernames are not case-sensitive: ``Etl@Example.com`` is ``etl@example.com``.
+    """
+    return hashlib.sha256(b"logins\0" + username.lower().encode()).hexdigest()[:40]
 
 
 @runtime_checkable
@@ -140,13 +152,17 @@ class FleetStore(Protocol):
         """Forget the refusal remembered for ``key``; whether there was one."""
         ...
 
-    async def count_login(self, user: str, cap: int | None) -> tuple[int, bool]:
-        """Count one login of ``user`` unless ``cap`` logins were counted in the last hour.
+    async def count_login(self, user: str, cap: int | None, login: str) -> tuple[int, bool]:
+        """Count the login ``login`` (an id) of ``user`` unless ``cap`` were in the last hour.
 
         Returns:
             ``(logins in the last hour, counted)``: ``counted`` is ``False`` when the cap
             refused it (the count is then the logins already counted).
         """
+        ...
+
+    async def uncount_login(self, user: str, login: str) -> None:
+        """Take back the login ``login`` of ``user`` (it never reached Salesforce)."""
         ...
 
     async def logins(self, user: str) -> int:
@@ -222,6 +238,9 @@ class LoginGuard:
         self._local = local
         self._key = key
         self._user = user_key(username)
+        #: Where the user's login-rate back-off is remembered (any app, any integration).
+        self._user_key = f"logins:{self._user}"
+        self._paused_until = 0.0
         self._token_url = token_url
         self._audience = audience
         self._cooldown = refusal_cooldown
@@ -258,6 +277,8 @@ class LoginGuard:
         """
         self.check_seen()
         found = await self._call("refusal", lambda s: s.refusal(self._key))
+        if found is None:  # the user's login-rate back-off, whichever app logs in as them
+            found = await self._call("refusal", lambda s: s.refusal(self._user_key))
         if found is None:
             return
         refusal, left = found
@@ -301,8 +322,9 @@ class LoginGuard:
         if not rate and self._shared is None:
             return  # without a fleet, the circuit breaker stops repeated refusals
         ttl = self._backoff if rate else self._cooldown
+        key = self._user_key if rate else self._key  # Salesforce counts logins per user
         if ttl > 0:
-            await self._call("refuse", lambda s: s.refuse(self._key, refusal, ttl))
+            await self._call("refuse", lambda s: s.refuse(key, refusal, ttl))
             logger.warning(
                 "sfauth.token.refusal_recorded",
                 error=refusal.error,
@@ -310,15 +332,19 @@ class LoginGuard:
                 cooldown=ttl,
             )
 
-    async def count(self) -> None:
+    async def count(self) -> str:
         """Count one login about to be sent; warn near the limit; refuse past the cap.
+
+        Returns:
+            The login's id, for ``uncount`` if it turns out never to reach Salesforce.
 
         Raises:
             LoginRateExceededError: ``login_rate_cap`` logins were counted in the last hour
                 (``sent=False``).
         """
+        login = uuid.uuid4().hex
         count, counted = await self._call(
-            "count_login", lambda s: s.count_login(self._user, self._cap)
+            "count_login", lambda s: s.count_login(self._user, self._cap, login)
         )
         if not counted:
             error = LoginRateExceededError(
@@ -344,6 +370,11 @@ class LoginGuard:
                 hint="Salesforce refuses logins past 3,600 per user per hour; share one token "
                 "through token_store",
             )
+        return login
+
+    async def uncount(self, login: str) -> None:
+        """Take back ``login``: its token request never reached Salesforce (no connection)."""
+        await self._call("uncount_login", lambda s: s.uncount_login(self._user, login))
 
     async def clear(self) -> bool:
         """Forget the remembered refusal, fleet-wide and here; whether there was one.
@@ -352,20 +383,31 @@ class LoginGuard:
             TokenStoreError: The shared store cannot be reached.
         """
         self._seen = None
-        cleared = await self._local.clear_refusal(self._key)
-        if self._shared is not None:
-            cleared = await self._shared.clear_refusal(self._key) or cleared
+        cleared = False
+        for store in (self._local, self._shared):
+            for key in (self._key, self._user_key):
+                if store is not None:
+                    cleared = await store.clear_refusal(key) or cleared
         return cleared
 
     async def succeeded(self) -> None:
-        """A login worked: a refusal kept here (the store clears its own on publish) goes."""
+        """A login worked: the user's login-rate back-off, if any, is over.
+
+        The integration's refusal is cleared by the store's ``publish``; a refusal kept in
+        this session's own bookkeeping goes here.
+        """
         self._seen = None
         await self._local.clear_refusal(self._key)
+        await self._call("clear_refusal", lambda s: s.clear_refusal(self._user_key))
 
     async def _call(self, what: str, op: Callable[[FleetStore], Awaitable[_T]]) -> _T:
-        """Run ``op`` on the shared store; on this session's bookkeeping without one."""
+        """Run ``op`` on the shared store; on this session's bookkeeping without one.
+
+        After the store failed, it is left alone for a few seconds (``_STORE_PAUSE``): a
+        Redis that stops answering costs one ``socket_timeout``, not one per call.
+        """
         store = self._shared
-        if store is not None:
+        if store is not None and self._clock() >= self._paused_until:
             try:
                 return await op(store)
             except TokenStoreError as exc:
@@ -375,4 +417,5 @@ class LoginGuard:
                     error=str(exc)[:300],
                     fallback="this session's own bookkeeping",
                 )
+                self._paused_until = self._clock() + _STORE_PAUSE
         return await op(self._local)

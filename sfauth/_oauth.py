@@ -215,23 +215,29 @@ class TokenClient:
         reason = type(exc).__name__
         detail = scrub(str(exc))[:200] or "timed out"
         log.warning("sfauth.token.failed", error=reason, status=None, duration=duration)
+        error: TokenEndpointError
         if retryable:
-            return self.error(
+            error = self.error(
                 "connection_error",
                 f"{reason}: {detail}",
                 status=None,
                 hint="Check network access to login_url (retried per the RetryPolicy).",
             )
-        return TokenEndpointError(
-            "tls_error",
-            f"{reason}: {detail}",
-            token_url=self.config.token_url,
-            audience=self.config.audience,
-            status=None,
-            hint="TLS verification of the login host failed, which retrying cannot fix: pass "
-            "ssl= an ssl.SSLContext that trusts the host's CA (e.g. "
-            "ssl.create_default_context(cafile=...)), or point SSL_CERT_FILE at your CA bundle.",
-        )
+        else:
+            error = TokenEndpointError(
+                "tls_error",
+                f"{reason}: {detail}",
+                token_url=self.config.token_url,
+                audience=self.config.audience,
+                status=None,
+                hint="TLS verification of the login host failed, which retrying cannot fix: "
+                "pass ssl= an ssl.SSLContext that trusts the host's CA (e.g. "
+                "ssl.create_default_context(cafile=...)), or point SSL_CERT_FILE at your CA "
+                "bundle.",
+            )
+        # No connection (refused, DNS, TLS): this request cannot have been a login.
+        error._no_connection = isinstance(exc, aiohttp.ClientConnectorError)  # type: ignore[attr-defined]
+        return error
 
     def check_instance_url(self, token: Token) -> None:
         """Refuse a token whose ``instance_url`` is not https (loopback http when allowed).

@@ -377,7 +377,7 @@ class TokenManager:
 
         async def attempt() -> Token:
             assertion = await client.assertion()  # a failing signer sends no token request
-            await guard.count()  # may refuse: login_rate_cap
+            login = await guard.count()  # may refuse: login_rate_cap
             self.token_requests += 1
             try:
                 token = await client.fetch(http, assertion)
@@ -386,6 +386,8 @@ class TokenManager:
                 raise
             except BaseException as exc:
                 telemetry.token_request(type(exc).__name__)
+                if getattr(exc, "_no_connection", False):  # never reached Salesforce
+                    await guard.uncount(login)
                 raise
             telemetry.token_request("success")
             return token

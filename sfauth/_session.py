@@ -54,7 +54,10 @@ class AuthSession(QueryMixin):
             ``refresh_timeout``, ``refresh_cooldown``, ``failure_threshold``,
             ``max_token_age``, ``usage_warning``, ``ssl``, ``keepalive_timeout``,
             ``token_store``, ``api_version``, ``max_relogins``, ``relogin_window``,
-            ``max_in_flight``.
+            ``max_in_flight``, ``refusal_cooldown``, ``login_backoff``,
+            ``login_rate_warning``, ``login_rate_cap``, ``fleet_limit``,
+            ``fleet_limit_scope``, ``lease_ttl``, ``api_budget``, ``tracer_provider``,
+            ``meter_provider``.
 
     Raises:
         ConfigurationError: A setting is missing or malformed.
@@ -291,7 +294,7 @@ class AuthSession(QueryMixin):
             RequestTimeoutError: Also when no fleet lease was free within the total timeout.
         """
         context = self._context(self, method, path, idempotent, kwargs)
-        if long_running or low_priority or self._admit_all:
+        if long_running is not False or low_priority is not False or self._admit_all:
             return _Admitted(context, long_running, low_priority)
         return context
 
@@ -306,7 +309,7 @@ class AuthSession(QueryMixin):
     ) -> _ResponseContext | _Admitted:
         """``GET`` ``path`` on the instance; see ``request``."""
         context = self._context(self, "GET", path, idempotent, kwargs)
-        if long_running or low_priority or self._admit_all:
+        if long_running is not False or low_priority is not False or self._admit_all:
             return _Admitted(context, long_running, low_priority)
         return context
 
@@ -321,7 +324,7 @@ class AuthSession(QueryMixin):
     ) -> _ResponseContext | _Admitted:
         """``POST`` to ``path`` on the instance (not retried unless ``idempotent=True``)."""
         context = self._context(self, "POST", path, idempotent, kwargs)
-        if long_running or low_priority or self._admit_all:
+        if long_running is not False or low_priority is not False or self._admit_all:
             return _Admitted(context, long_running, low_priority)
         return context
 
@@ -336,7 +339,7 @@ class AuthSession(QueryMixin):
     ) -> _ResponseContext | _Admitted:
         """``PUT`` ``path`` on the instance; see ``request``."""
         context = self._context(self, "PUT", path, idempotent, kwargs)
-        if long_running or low_priority or self._admit_all:
+        if long_running is not False or low_priority is not False or self._admit_all:
             return _Admitted(context, long_running, low_priority)
         return context
 
@@ -351,7 +354,7 @@ class AuthSession(QueryMixin):
     ) -> _ResponseContext | _Admitted:
         """``PATCH`` ``path`` on the instance (not retried unless ``idempotent=True``)."""
         context = self._context(self, "PATCH", path, idempotent, kwargs)
-        if long_running or low_priority or self._admit_all:
+        if long_running is not False or low_priority is not False or self._admit_all:
             return _Admitted(context, long_running, low_priority)
         return context
 
@@ -366,7 +369,7 @@ class AuthSession(QueryMixin):
     ) -> _ResponseContext | _Admitted:
         """``DELETE`` ``path`` on the instance; see ``request``."""
         context = self._context(self, "DELETE", path, idempotent, kwargs)
-        if long_running or low_priority or self._admit_all:
+        if long_running is not False or low_priority is not False or self._admit_all:
             return _Admitted(context, long_running, low_priority)
         return context
 
@@ -571,15 +574,38 @@ class _Admitted:
 
     async def _read_and_release(self) -> aiohttp.ClientResponse:
         response = await self.__aenter__()
-        if self._lease is not None:
-            try:
-                await response.read()  # the lease covers the body
-            except BaseException:
-                response.release()
-                raise
-            finally:
-                await self._release()
-        return response
+        if self._lease is None:
+            return response
+        url = str(response.url).split("?", 1)[0]
+        failure: TransportError
+        try:
+            await response.read()  # the lease covers the body
+            return response
+        except aiohttp.ClientError as exc:
+            failure = TransportError(
+                scrub(str(exc))[:300] or "no details",
+                method=response.method,
+                url=url,
+                reason=type(exc).__name__,
+                sent=True,
+            )
+        except TimeoutError:
+            failure = RequestTimeoutError(
+                "the request's total timeout ran out while the body was read",
+                method=response.method,
+                url=url,
+                reason="TimeoutError",
+                sent=True,
+            )
+        except BaseException:
+            response.release()
+            raise
+        finally:
+            await self._release()
+        response.release()
+        # Raised outside the except blocks: aiohttp's error (its request_info holds the
+        # Authorization header) must not stay reachable through __context__.
+        raise failure
 
     async def __aenter__(self) -> aiohttp.ClientResponse:
         inner = self._inner

@@ -21,6 +21,9 @@ from .stores._base import TokenStore
 
 __all__ = ["DEFAULT_TIMEOUT", "Options", "Settings", "settings_from"]
 
+#: Seconds in a week: the longest refusal memory or login back-off sfauth keeps.
+_WEEK = 7 * 24 * 3600.0
+
 #: Default per-request timeouts (seconds). ``total`` covers waiting for a pooled connection,
 #: sending and reading; Salesforce REST calls themselves time out after 10 minutes.
 DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=300.0, sock_connect=30.0)
@@ -88,10 +91,11 @@ class Settings:
             refusal (``invalid_grant``, ``invalid_client_id``, ``app_not_found``…) is
             remembered for every session sharing the store, which then raise the same typed
             error (``sent=False``) without calling the token endpoint; a successful login
-            anywhere or ``clear_refusal()`` ends it sooner. ``0`` turns it off. Default 300.
+            anywhere or ``clear_refusal()`` ends it sooner. ``0`` turns it off; at most a
+            week. Default 300.
         login_backoff: Seconds no session logs in after Salesforce answered "login rate
-            exceeded" (``LoginRateExceededError``), fleet-wide with a shared store. Default
-            3600: Salesforce's advice is to wait an hour (Knowledge 000381578).
+            exceeded" (``LoginRateExceededError``), fleet-wide with a shared store (at most a
+            week). Default 3600: Salesforce's advice is to wait an hour (Knowledge 000381578).
         login_rate_warning: Fraction of Salesforce's 3,600 logins per user per hour past which
             ``sfauth.login_rate.high`` is logged (logins counted over a rolling hour, fleet-wide
             with a shared store). Default 0.8.
@@ -107,8 +111,8 @@ class Settings:
             limit is this session's own. ``None`` (default): no limit.
         fleet_limit_scope: ``"long_running"`` (default: only requests marked
             ``long_running=True`` take a lease) or ``"all"``.
-        lease_ttl: Seconds a lease outlives a process that stopped renewing it (default 30;
-            live sessions renew theirs every ``lease_ttl / 3`` seconds).
+        lease_ttl: Seconds a lease outlives a process that stopped renewing it (1 to 3600,
+            default 30; live sessions renew theirs every ``lease_ttl / 3`` seconds).
         api_budget: ``AuthSession``: fraction of the org's daily API allowance requests sent
             with ``low_priority=True`` may use: past it they raise ``ApiBudgetError`` before
             sending. The latest ``Sforce-Limit-Info`` any session sharing ``token_store``
@@ -205,18 +209,20 @@ class Settings:
             _seconds("max_token_age", self.max_token_age, allow_zero=False)
         _seconds("relogin_window", self.relogin_window, allow_zero=False)
         _seconds("keepalive_timeout", self.keepalive_timeout, allow_zero=True)
-        _seconds("refusal_cooldown", self.refusal_cooldown, allow_zero=True)
-        _seconds("login_backoff", self.login_backoff, allow_zero=True)
+        _seconds("refusal_cooldown", self.refusal_cooldown, allow_zero=True, maximum=_WEEK)
+        _seconds("login_backoff", self.login_backoff, allow_zero=True, maximum=_WEEK)
         if self.login_rate_cap is not None:
-            _count("login_rate_cap", self.login_rate_cap, minimum=1)
+            _count("login_rate_cap", self.login_rate_cap, minimum=1, maximum=1_000_000)
         if self.fleet_limit is not None:
-            _count("fleet_limit", self.fleet_limit, minimum=1)
+            _count("fleet_limit", self.fleet_limit, minimum=1, maximum=100_000)
         if self.fleet_limit_scope not in ("long_running", "all"):
             raise ConfigurationError(
                 "fleet_limit_scope must be 'long_running' (requests sent with "
                 f"long_running=True) or 'all'; got {self.fleet_limit_scope!r}"
             )
-        _seconds("lease_ttl", self.lease_ttl, allow_zero=False)
+        # A lease renewed every ttl/3 must outlive a busy event loop's pauses; an hour is
+        # already longer than a killed process should hold the fleet up.
+        _seconds("lease_ttl", self.lease_ttl, allow_zero=False, minimum=1, maximum=3600)
         if self.api_budget is not None:
             _fraction("api_budget", self.api_budget)
         _count("failure_threshold", self.failure_threshold, minimum=1)
@@ -338,15 +344,25 @@ def settings_from(settings: Settings | None, options: Options, *, owner: str) ->
     return settings.replace(**options) if options else settings
 
 
-def _seconds(name: str, value: object, *, allow_zero: bool) -> None:
+def _seconds(
+    name: str,
+    value: object,
+    *,
+    allow_zero: bool,
+    minimum: float | None = None,
+    maximum: float | None = None,
+) -> None:
     ok = (
         isinstance(value, int | float)
         and not isinstance(value, bool)
         and math.isfinite(value)
         and (value >= 0 if allow_zero else value > 0)
+        and (minimum is None or value >= minimum)
+        and (maximum is None or value <= maximum)
     )
     if not ok:
-        bound = ">= 0" if allow_zero else "> 0"
+        low = f">= {minimum:g}" if minimum is not None else (">= 0" if allow_zero else "> 0")
+        bound = f"{low} and <= {maximum:g}" if maximum is not None else low
         raise ConfigurationError(
             f"{name} must be a finite number of seconds {bound}; got {value!r}"
         )
@@ -357,7 +373,15 @@ def _fraction(name: str, value: object) -> None:
         raise ConfigurationError(f"{name} must be in (0, 1]; got {value!r}")
 
 
-def _count(name: str, value: object, *, minimum: int, unlimited: bool = False) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+def _count(
+    name: str, value: object, *, minimum: int, unlimited: bool = False, maximum: int | None = None
+) -> None:
+    if (
+        not isinstance(value, int)
+        or isinstance(value, bool)
+        or value < minimum
+        or (maximum is not None and value > maximum)
+    ):
         hint = " (0 = unlimited)" if unlimited else ""
-        raise ConfigurationError(f"{name} must be an int >= {minimum}{hint}; got {value!r}")
+        top = f" and <= {maximum:,}" if maximum is not None else ""
+        raise ConfigurationError(f"{name} must be an int >= {minimum}{top}{hint}; got {value!r}")

@@ -570,29 +570,37 @@ def _cmd_store(args: argparse.Namespace) -> int:
         )
     key = store_key(config.token_url, config.client_id, config.username, config.audience)
 
+    user = user_key(config.username)
+
+    async def shown(store: RedisTokenStore, where: str) -> dict[str, Any] | None:
+        found = await store.refusal(where)
+        if found is None:
+            return None
+        remembered, left = found
+        return {
+            "error": remembered.error,
+            "error_description": remembered.error_description,
+            "status": remembered.status,
+            "kind": remembered.kind,
+            "age": round(max(time.time() - remembered.at, 0.0), 1),
+            "retry_in": round(left, 1),
+        }
+
     async def run() -> dict[str, Any]:
         async with RedisTokenStore(url, prefix=args.prefix, on_unavailable="raise") as store:
             if args.action == "clear":
-                return {"cleared": await store.clear_refusal(key)}
-            found = await store.refusal(key)
-            refusal: dict[str, Any] | None = None
-            if found is not None:
-                remembered, left = found
-                refusal = {
-                    "error": remembered.error,
-                    "error_description": remembered.error_description,
-                    "status": remembered.status,
-                    "kind": remembered.kind,
-                    "age": round(max(time.time() - remembered.at, 0.0), 1),
-                    "retry_in": round(left, 1),
-                }
+                cleared = await store.clear_refusal(key)
+                cleared = await store.clear_refusal(f"logins:{user}") or cleared
+                return {"cleared": cleared}
             return {
+                "prefix": args.prefix,
                 "token_url": config.token_url,
                 "client_id": config.client_id,
                 "username": config.username,
                 "audience": config.audience,
-                "refusal": refusal,
-                "logins_last_hour": await store.logins(user_key(config.username)),
+                "refusal": await shown(store, key),
+                "login_backoff": await shown(store, f"logins:{user}"),
+                "logins_last_hour": await store.logins(user),
                 "login_rate_limit": LOGINS_PER_HOUR,
                 "refresh_locked": await store.locked(key),
             }

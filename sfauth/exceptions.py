@@ -256,7 +256,10 @@ class ApiBudgetError(SFAuthError):
         used: Requests counted in the org's 24-hour window.
         limit: The org's 24-hour allowance.
         budget: The fraction of ``limit`` low-priority requests may use.
+        sent: Always ``False``: nothing of the request was sent.
     """
+
+    sent = False
 
     def __init__(self, used: int, limit: int, budget: float) -> None:
         self.used = used
@@ -265,9 +268,9 @@ class ApiBudgetError(SFAuthError):
         share = used / limit if limit else 1.0
         super().__init__(
             f"low-priority request not sent: the org has used {used} of its {limit} daily API "
-            f"requests ({share:.1%}), past api_budget={budget:g}; it is sent again once the "
-            "usage Salesforce reports falls below that (the 24-hour window rolls), or send it "
-            "without low_priority=True"
+            f"requests ({share:.1%}), past api_budget={budget:g}; send it again once the "
+            "usage Salesforce reports is below that (the 24-hour window rolls), or without "
+            "low_priority=True"
         )
 
 

@@ -16,7 +16,14 @@ import pytest
 import redis.asyncio as redis_asyncio
 import structlog
 
-from sfauth import ApiBudgetError, AuthSession, RequestTimeoutError
+from sfauth import (
+    ApiBudgetError,
+    AuthSession,
+    RequestTimeoutError,
+    SessionClosedError,
+    SFAuthError,
+    TokenStoreError,
+)
 from sfauth._admission import STALE_USAGE, Budget
 from sfauth._limits import UsageTracker
 from sfauth.stores import MemoryTokenStore, RedisTokenStore, TokenStore
@@ -184,8 +191,19 @@ def test_bad_lease_settings() -> None:
     from sfauth import ConfigurationError, Settings
 
     base = {"client_id": "c", "username": "u", "private_key": "k"}
-    with pytest.raises(ConfigurationError, match="fleet_limit must be an int >= 1; got 0"):
+    with pytest.raises(
+        ConfigurationError, match="fleet_limit must be an int >= 1 and <= 100,000; got 0"
+    ):
         Settings(**base, fleet_limit=0)  # type: ignore[arg-type]
+    with pytest.raises(
+        ConfigurationError,
+        match=r"lease_ttl must be a finite number of seconds >= 1 and <= 3600; got 1e\+300",
+    ):
+        Settings(**base, lease_ttl=1e300)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match=r"lease_ttl .* got 0\.001"):
+        Settings(**base, lease_ttl=0.001)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match=r"refusal_cooldown .* <= 604800"):
+        Settings(**base, refusal_cooldown=1e300)  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="fleet_limit_scope must be 'long_running'"):
         Settings(**base, fleet_limit_scope="some")  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="api_budget must be in"):
@@ -263,11 +281,11 @@ async def test_low_priority_requests_stop_at_the_budget_before_sending() -> None
             assert len(emulator.requests) == sent  # not a byte sent
             assert await _get(sf) == 200  # normal requests pass
     error = info.value
-    assert (error.used, error.limit, error.budget) == (810, 1000, 0.8)
+    assert (error.used, error.limit, error.budget, error.sent) == (810, 1000, 0.8, False)
     assert str(error) == (
         "low-priority request not sent: the org has used 810 of its 1000 daily API requests "
-        "(81.0%), past api_budget=0.8; it is sent again once the usage Salesforce reports "
-        "falls below that (the 24-hour window rolls), or send it without low_priority=True"
+        "(81.0%), past api_budget=0.8; send it again once the usage Salesforce reports is "
+        "below that (the 24-hour window rolls), or without low_priority=True"
     )
 
 
@@ -324,8 +342,8 @@ async def test_without_redis_the_budget_uses_the_sessions_readings(
                     await _get(sf, low_priority=True)
     await store.close()
     operations = {e["operation"] for e in logs if e["event"] == "sfauth.fleet.unavailable"}
-    # The login's refusal check and count, then sharing the reading (no retry for 5 s).
-    assert operations == {"refusal", "count_login", "share_usage"}
+    # The login's refusal check (its guard pauses), then sharing the reading (no retry for 5 s).
+    assert operations == {"refusal", "share_usage"}
 
 
 async def test_a_store_that_breaks_fails_the_waiting_requests_not_hangs_them(
@@ -351,3 +369,87 @@ async def test_a_store_that_breaks_fails_the_waiting_requests_not_hangs_them(
                 await _get(sf, long_running=True)
     (failed,) = [e for e in logs if e["event"] == "sfauth.fleet.lease_failed"]
     assert failed["error"] == "RuntimeError: the store broke its protocol"
+
+
+# --- review fixes ----------------------------------------------------------------------------
+
+
+async def test_closing_the_session_fails_the_waiters_and_frees_the_leases_in_flight(
+    emulator: Emulator, creds: EmulatorCredentials, prefix: str
+) -> None:
+    async with RedisTokenStore(REDIS_URL, prefix=prefix) as store:
+        sf = _session(emulator, creds, store, fleet_limit=1)
+        sf.open()
+        org = await _org(sf)
+        emulator.response_delay = 5.0
+        holder = asyncio.create_task(_get(sf, long_running=True))
+        await emulator.wait_for_in_flight(1)
+        waiter = asyncio.create_task(_get(sf, long_running=True))
+        await asyncio.sleep(0.05)  # queued behind the holder's lease
+        await sf.close()
+        with pytest.raises(SessionClosedError, match="waited for a lease"):
+            await waiter  # not a bare CancelledError in a task nobody cancelled
+        (outcome,) = await asyncio.gather(holder, return_exceptions=True)
+        assert isinstance(outcome, SFAuthError)
+        assert await store.leases(org) == 0  # given back, not left for lease_ttl
+
+
+async def test_sessions_with_different_lease_ttls_keep_each_others_leases(
+    emulator: Emulator, creds: EmulatorCredentials, prefix: str
+) -> None:
+    async with (
+        RedisTokenStore(REDIS_URL, prefix=prefix) as store,
+        _session(emulator, creds, store, fleet_limit=2, lease_ttl=30) as long,
+        _session(emulator, creds, store, fleet_limit=2, lease_ttl=1) as short,
+    ):
+        org = await _org(long)
+        async with long.get(QUERY, params=SOQL, long_running=True):
+            assert await _get(short, long_running=True) == 200
+            key = f"{prefix}leases:{org}"
+            client = redis_asyncio.Redis.from_url(REDIS_URL)
+            try:
+                ttl = await client.pttl(key)
+            finally:
+                await client.aclose()
+            assert 29_000 < ttl <= 30_001  # the set lives as long as its longest lease
+            assert await store.leases(org) == 1
+
+
+async def test_a_store_that_fails_mid_run_never_doubles_the_sessions_leases(
+    emulator: Emulator, creds: EmulatorCredentials
+) -> None:
+    class Flaky(MemoryTokenStore):
+        down = False
+
+        async def lease_acquire(self, org: str, ids: list[str], limit: int, ttl: float) -> int:
+            if self.down:
+                raise TokenStoreError("Redis lease grant failed: ConnectionError: down")
+            return await super().lease_acquire(org, ids, limit, ttl)
+
+        async def lease_release(self, org: str, ids: list[str]) -> None:
+            if not self.down:
+                await super().lease_release(org, ids)
+
+    store = Flaky()
+    emulator.response_delay = 0.05
+    async with _session(emulator, creds, store, fleet_limit=2) as sf:
+        await _org(sf)
+        emulator.reset_peak()
+        first = [asyncio.create_task(_get(sf, long_running=True)) for _ in range(2)]
+        await emulator.wait_for_in_flight(2)  # 2 store leases held
+        store.down = True
+        later = [asyncio.create_task(_get(sf, long_running=True)) for _ in range(4)]
+        assert await asyncio.gather(*first, *later) == [200] * 6
+    assert emulator.peak_in_flight == 2  # store and local leases together
+
+
+async def test_a_lease_no_sfauth_session_granted_is_dropped(
+    emulator: Emulator, creds: EmulatorCredentials, prefix: str, redis_client: redis_asyncio.Redis
+) -> None:
+    async with (
+        RedisTokenStore(REDIS_URL, prefix=prefix) as store,
+        _session(emulator, creds, store, fleet_limit=1) as sf,
+    ):
+        org = await _org(sf)
+        await redis_client.zadd(f"{prefix}leases:{org}", {"left-by-someone": 1e303})
+        assert await _get(sf, long_running=True, timeout=5) == 200  # type: ignore[arg-type]

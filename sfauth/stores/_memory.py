@@ -32,7 +32,7 @@ class MemoryTokenStore:
         self._locks: dict[str, tuple[str, float]] = {}
         self._owners = itertools.count(1)
         self._refusals: dict[str, tuple[Refusal, float]] = {}
-        self._logins: dict[str, deque[float]] = {}
+        self._logins: dict[str, deque[tuple[float, str]]] = {}
         self._leases: dict[str, dict[str, float]] = {}
         self._usage: dict[str, tuple[int, int, float]] = {}
 
@@ -101,25 +101,32 @@ class MemoryTokenStore:
         """Forget the refusal remembered for ``key``; whether one was in force."""
         return await self.refusal(key) is not None and self._refusals.pop(key, None) is not None
 
-    async def count_login(self, user: str, cap: int | None) -> tuple[int, bool]:
-        """Count one login of ``user`` unless ``cap`` were counted in the last hour.
+    async def count_login(self, user: str, cap: int | None, login: str) -> tuple[int, bool]:
+        """Count the login ``login`` of ``user`` unless ``cap`` were counted in the last hour.
 
         Returns:
             ``(logins in the last hour, counted)``.
         """
         now = time.monotonic()
         window = self._logins.setdefault(user, deque())
-        while window and window[0] <= now - LOGIN_WINDOW:
+        while window and window[0][0] <= now - LOGIN_WINDOW:
             window.popleft()
         if cap is not None and len(window) >= cap:
             return len(window), False
-        window.append(now)
+        window.append((now, login))
         return len(window), True
+
+    async def uncount_login(self, user: str, login: str) -> None:
+        """Take back the login ``login`` of ``user``."""
+        window = self._logins.get(user)
+        if window is not None:
+            for entry in [entry for entry in window if entry[1] == login]:
+                window.remove(entry)
 
     async def logins(self, user: str) -> int:
         """Logins of ``user`` counted in the last hour."""
         now = time.monotonic()
-        return sum(1 for at in self._logins.get(user, ()) if at > now - LOGIN_WINDOW)
+        return sum(1 for at, _ in self._logins.get(user, ()) if at > now - LOGIN_WINDOW)
 
     async def lease_acquire(self, org: str, ids: list[str], limit: int, ttl: float) -> int:
         """Grant the first of ``ids`` that fit under ``limit`` live leases of ``org``."""

@@ -34,7 +34,6 @@ import contextlib
 import functools
 import os
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Self
 
@@ -92,10 +91,20 @@ return redis.call('ZCOUNT', KEYS[1], '(' .. (now - tonumber(ARGV[1])), '+inf')
 """
 )
 
+# The set lives as long as its longest lease (sessions may use different lease_ttl values).
+_EXPIRE_WITH_LAST = """
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if last[2] then
+    redis.call('PEXPIREAT', KEYS[1], math.ceil(tonumber(last[2])) + 1)
+end
+"""
+
 _LEASE_ACQUIRE = (
     _NOW_MS
     + """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+-- A lease ending past the longest lease_ttl (an hour) from now is not one sfauth granted.
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '(' .. (now + 3600000), '+inf')
 local free = tonumber(ARGV[1]) - redis.call('ZCARD', KEYS[1])
 local n = math.min(free, #ARGV - 2)
 if n <= 0 then
@@ -105,7 +114,9 @@ local ttl = tonumber(ARGV[2])
 for i = 1, n do
     redis.call('ZADD', KEYS[1], now + ttl, ARGV[i + 2])
 end
-redis.call('PEXPIRE', KEYS[1], ttl)
+"""
+    + _EXPIRE_WITH_LAST
+    + """
 return n
 """
 )
@@ -122,9 +133,9 @@ for i = 2, #ARGV do
         n = n + 1
     end
 end
-if n > 0 then
-    redis.call('PEXPIRE', KEYS[1], ttl)
-end
+"""
+    + _EXPIRE_WITH_LAST
+    + """
 return n
 """
 )
@@ -236,7 +247,8 @@ class RedisTokenStore:
             from redis.asyncio.lock import Lock
         except ImportError:
             raise ConfigurationError(
-                "RedisTokenStore needs redis-py: pip install 'sfauth[redis]'"
+                "RedisTokenStore needs redis-py: install sfauth's redis extra (pip install "
+                "'/path/to/sfauth[redis]' from a checkout) or pip install redis"
             ) from None
         if on_unavailable not in ("fallback", "raise"):
             raise ConfigurationError(
@@ -245,6 +257,11 @@ class RedisTokenStore:
         for name, value in (("lock_ttl", lock_ttl), ("token_ttl", token_ttl)):
             if not isinstance(value, int | float) or not value > 0:
                 raise ConfigurationError(f"{name} must be a number of seconds > 0; got {value!r}")
+        if not isinstance(redis, str | redis_asyncio.Redis):
+            raise ConfigurationError(
+                "redis must be a Redis URL such as 'redis://127.0.0.1:6379/0' or a "
+                f"redis.asyncio.Redis client; got {type(redis).__name__}"
+            )
         self._lock_class = Lock
         self._owns_client = isinstance(redis, str)
         self._pool: Any = None
@@ -377,13 +394,13 @@ class RedisTokenStore:
             TokenStoreError: Redis is unreachable.
         """
         script = self._refusal(keys=[f"{self._prefix}{key}:refusal"])
-        found = await self._call("refusal", script, wrong_type=False)
+        found = await self._call("GET refusal", script, wrong_type=False)
         if not found:
             return None
         try:
             refusal = Refusal.from_json(found[0])
-        except (ValueError, TypeError, UnicodeDecodeError):
-            return None
+        except (ValueError, UnicodeDecodeError):
+            return None  # another writer's value: as if none
         ttl_ms = int(found[1])
         return (refusal, ttl_ms / 1000) if ttl_ms > 0 else None
 
@@ -395,7 +412,7 @@ class RedisTokenStore:
         """
         name = f"{self._prefix}{key}:refusal"
         command = self._redis.set(name, refusal.to_json(), px=max(int(ttl * 1000), 1))
-        await self._call("refuse", command)
+        await self._call("SET refusal", command)
 
     async def clear_refusal(self, key: str) -> bool:
         """Forget the refusal remembered for ``key`` (``sfauth store clear``); whether one was.
@@ -403,11 +420,13 @@ class RedisTokenStore:
         Raises:
             TokenStoreError: Redis is unreachable.
         """
-        deleted = await self._call("DEL", self._redis.delete(f"{self._prefix}{key}:refusal"))
+        deleted = await self._call(
+            "DEL refusal", self._redis.delete(f"{self._prefix}{key}:refusal")
+        )
         return bool(deleted)
 
-    async def count_login(self, user: str, cap: int | None) -> tuple[int, bool]:
-        """Count one login of ``user`` unless ``cap`` were counted in the last hour (Lua, atomic).
+    async def count_login(self, user: str, cap: int | None, login: str) -> tuple[int, bool]:
+        """Count the login ``login`` of ``user`` unless ``cap`` were in the last hour (Lua).
 
         Returns:
             ``(logins in the last hour, counted)``.
@@ -416,13 +435,21 @@ class RedisTokenStore:
             TokenStoreError: Redis is unreachable.
         """
         args: list[str | int] = [
-            uuid.uuid4().hex,
+            login,
             int(LOGIN_WINDOW * 1000),
             -1 if cap is None else cap,
         ]
         script = self._count_login(keys=[f"{self._prefix}logins:{user}"], args=args)
-        count, counted = await self._call("count_login", script)
+        count, counted = await self._call("login count", script)
         return int(count), bool(counted)
+
+    async def uncount_login(self, user: str, login: str) -> None:
+        """Take back the login ``login`` of ``user`` (``ZREM``).
+
+        Raises:
+            TokenStoreError: Redis is unreachable.
+        """
+        await self._call("ZREM login", self._redis.zrem(f"{self._prefix}logins:{user}", login))
 
     async def logins(self, user: str) -> int:
         """Logins of ``user`` counted in the last hour.
@@ -433,7 +460,7 @@ class RedisTokenStore:
         script = self._logins(
             keys=[f"{self._prefix}logins:{user}"], args=[int(LOGIN_WINDOW * 1000)]
         )
-        return int(await self._call("logins", script))
+        return int(await self._call("login count", script))
 
     async def invalidate(self, key: str, token: Token) -> bool:
         """Drop the stored token only if it is still ``token`` (Lua compare-and-delete)."""
@@ -526,7 +553,7 @@ class RedisTokenStore:
         """
         args: list[str | int] = [limit, _ms(ttl), *ids]
         script = self._lease_acquire(keys=[f"{self._prefix}leases:{org}"], args=args)
-        return int(await self._call("lease", script))
+        return int(await self._call("lease grant", script))
 
     async def lease_renew(self, org: str, ids: list[str], ttl: float) -> int:
         """Extend the live ones of ``ids`` to ``ttl`` seconds from now; how many were live.
@@ -536,7 +563,7 @@ class RedisTokenStore:
         """
         args: list[str | int] = [_ms(ttl), *ids]
         script = self._lease_renew(keys=[f"{self._prefix}leases:{org}"], args=args)
-        return int(await self._call("lease_renew", script))
+        return int(await self._call("lease renewal", script))
 
     async def lease_release(self, org: str, ids: list[str]) -> None:
         """End the leases ``ids`` of ``org`` (``ZREM``).
@@ -544,7 +571,7 @@ class RedisTokenStore:
         Raises:
             TokenStoreError: Redis is unreachable.
         """
-        await self._call("lease_release", self._redis.zrem(f"{self._prefix}leases:{org}", *ids))
+        await self._call("ZREM lease", self._redis.zrem(f"{self._prefix}leases:{org}", *ids))
 
     async def leases(self, org: str) -> int:
         """Live leases of ``org`` now.
@@ -553,7 +580,7 @@ class RedisTokenStore:
             TokenStoreError: Redis is unreachable.
         """
         script = self._leases(keys=[f"{self._prefix}leases:{org}"])
-        return int(await self._call("leases", script, wrong_type=0))
+        return int(await self._call("lease count", script, wrong_type=0))
 
     async def share_usage(self, org: str, used: int, limit: int) -> None:
         """Record the org's latest ``Sforce-Limit-Info`` reading (kept 24 hours).
@@ -562,7 +589,7 @@ class RedisTokenStore:
             TokenStoreError: Redis is unreachable.
         """
         script = self._share_usage(keys=[f"{self._prefix}usage:{org}"], args=[used, limit])
-        await self._call("share_usage", script)
+        await self._call("SET usage", script)
 
     async def shared_usage(self, org: str) -> tuple[int, int, float] | None:
         """The org's latest shared reading: ``(used, limit, seconds since)``, or ``None``.
@@ -571,13 +598,18 @@ class RedisTokenStore:
             TokenStoreError: Redis is unreachable.
         """
         script = self._shared_usage(keys=[f"{self._prefix}usage:{org}"])
-        found = await self._call("shared_usage", script, wrong_type=False)
+        found = await self._call("GET usage", script, wrong_type=False)
         if not found:
             return None
-        try:
-            used, limit, at = (int(part) for part in found[0].split(b"/"))
-        except (ValueError, TypeError, AttributeError):
-            return None  # another writer's value: as if none
+        value = found[0]
+        text = value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)
+        parts = text.split("/")
+        # used/limit/at written by share_usage; anything else (another writer) is no reading.
+        if len(parts) != 3 or not all(p.isdigit() and len(p) <= 18 for p in parts):
+            return None
+        used, limit, at = (int(part) for part in parts)
+        if limit == 0:
+            return None
         return used, limit, max(int(found[1]) - at, 0) / 1000
 
     def _after_cancel(
@@ -636,6 +668,11 @@ class RedisTokenStore:
                 return wrong_type
         except (RedisError, OSError) as exc:
             problem = exc
+        except RuntimeError as exc:  # its connections belong to an event loop that is gone
+            raise TokenStoreError(
+                f"Redis {what} failed: RuntimeError: {str(exc)[:200]} (a RedisTokenStore "
+                "belongs to the event loop it was first used in: create one per asyncio.run())"
+            ) from None
         raise TokenStoreError(
             f"Redis {what} failed: {type(problem).__name__}: {str(problem)[:200]}"
         )
