@@ -237,6 +237,16 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.scheduler is not None and not args.from_env:
         parser.error("--scheduler needs --from-env (remote workers cannot reach the demo)")
+    try:
+        import dask.distributed  # noqa: F401
+        import redis  # noqa: F401
+    except ImportError as exc:
+        print(
+            f"dask_etl: error: {exc.name} is not installed: pip install distributed redis "
+            "(make test installs both into .venv)",
+            file=sys.stderr,
+        )
+        return 2
     options = {
         "prefix": args.prefix
         or ("sfauth:" if args.from_env else f"sfauth-dask-{uuid.uuid4().hex[:8]}:"),

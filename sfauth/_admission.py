@@ -10,8 +10,10 @@ are the org's, not one process's:
   flight, body included. With a shared store the leases live in Redis as a sorted set per org
   (member: lease id, score: expiry on Redis's clock), granted and trimmed by a Lua script, so a
   process killed while holding leases stops renewing them and they expire within
-  ``lease_ttl``. Requests of one process queue locally (FIFO) behind one acquirer, so waiting
-  costs the store a few calls a second, not one per waiting request.
+  ``lease_ttl``. Requests of one session queue locally (FIFO) behind one acquirer, so waiting
+  costs the store at most about ten calls a second per session and org (a jittered backoff
+  from 5 to 100 ms, or at once when one of the session's own leases ends), not one per
+  waiting request.
 - **Budget** (``api_budget``): every session that sees ``Sforce-Limit-Info`` shares the latest
   reading through the store (at most once a second); a request marked ``low_priority=True``
   raises ``ApiBudgetError`` before sending once the freshest reading, this session's or the
