@@ -143,9 +143,9 @@ def render(result: dict[str, Any], *, command: str, seconds: float) -> str:
         f"interleaved rounds of {result['requests']} requests each; the median request's "
         "latency per round, and the median over rounds (range in brackets). Round trips are "
         "the commands the session's Redis client sent, counted on the client (a lease is one "
-        "Lua script to take it, which runs TIME, ZREMRANGEBYSCORE, ZCARD, ZADD and PEXPIRE "
-        "inside Redis, and one ZREM to give it back). Once logged in, the token store sends "
-        "none.\n",
+        "Lua script to take it, which runs TIME, ZREMRANGEBYSCORE, ZCARD, ZADD, ZRANGE and "
+        "PEXPIREAT inside Redis, and one ZREM to give it back). Once logged in, the token "
+        "store sends none.\n",
         "| mode | latency per request | added vs plain | Redis round trips per request |",
         "|---|---:|---:|---:|",
     ]

@@ -293,10 +293,7 @@ class AuthSession(QueryMixin):
             ApiBudgetError: ``low_priority`` and the org's usage is past ``api_budget``.
             RequestTimeoutError: Also when no fleet lease was free within the total timeout.
         """
-        context = self._context(self, method, path, idempotent, kwargs)
-        if long_running is not False or low_priority is not False or self._admit_all:
-            return _Admitted(context, long_running, low_priority)
-        return context
+        return self._request(method, path, idempotent, long_running, low_priority, kwargs)
 
     def get(
         self,
@@ -308,10 +305,7 @@ class AuthSession(QueryMixin):
         **kwargs: Any,
     ) -> _ResponseContext | _Admitted:
         """``GET`` ``path`` on the instance; see ``request``."""
-        context = self._context(self, "GET", path, idempotent, kwargs)
-        if long_running is not False or low_priority is not False or self._admit_all:
-            return _Admitted(context, long_running, low_priority)
-        return context
+        return self._request("GET", path, idempotent, long_running, low_priority, kwargs)
 
     def post(
         self,
@@ -323,10 +317,7 @@ class AuthSession(QueryMixin):
         **kwargs: Any,
     ) -> _ResponseContext | _Admitted:
         """``POST`` to ``path`` on the instance (not retried unless ``idempotent=True``)."""
-        context = self._context(self, "POST", path, idempotent, kwargs)
-        if long_running is not False or low_priority is not False or self._admit_all:
-            return _Admitted(context, long_running, low_priority)
-        return context
+        return self._request("POST", path, idempotent, long_running, low_priority, kwargs)
 
     def put(
         self,
@@ -338,10 +329,7 @@ class AuthSession(QueryMixin):
         **kwargs: Any,
     ) -> _ResponseContext | _Admitted:
         """``PUT`` ``path`` on the instance; see ``request``."""
-        context = self._context(self, "PUT", path, idempotent, kwargs)
-        if long_running is not False or low_priority is not False or self._admit_all:
-            return _Admitted(context, long_running, low_priority)
-        return context
+        return self._request("PUT", path, idempotent, long_running, low_priority, kwargs)
 
     def patch(
         self,
@@ -353,10 +341,7 @@ class AuthSession(QueryMixin):
         **kwargs: Any,
     ) -> _ResponseContext | _Admitted:
         """``PATCH`` ``path`` on the instance (not retried unless ``idempotent=True``)."""
-        context = self._context(self, "PATCH", path, idempotent, kwargs)
-        if long_running is not False or low_priority is not False or self._admit_all:
-            return _Admitted(context, long_running, low_priority)
-        return context
+        return self._request("PATCH", path, idempotent, long_running, low_priority, kwargs)
 
     def delete(
         self,
@@ -368,9 +353,21 @@ class AuthSession(QueryMixin):
         **kwargs: Any,
     ) -> _ResponseContext | _Admitted:
         """``DELETE`` ``path`` on the instance; see ``request``."""
-        context = self._context(self, "DELETE", path, idempotent, kwargs)
+        return self._request("DELETE", path, idempotent, long_running, low_priority, kwargs)
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        idempotent: bool,
+        long_running: bool,
+        low_priority: bool,
+        kwargs: dict[str, Any],
+    ) -> _ResponseContext | _Admitted:
+        """The request object: plain, or first through the fleet's admission when marked."""
+        context = self._context(self, method, path, idempotent, kwargs)
         if long_running is not False or low_priority is not False or self._admit_all:
-            return _Admitted(context, long_running, low_priority)
+            return _Admitted(context, long_running, low_priority)  # it checks the marks' types
         return context
 
     async def _first_token(self, method: str, path: str, kwargs: dict[str, Any]) -> Token:

@@ -55,6 +55,16 @@ def creds(emulator: Emulator) -> EmulatorCredentials:
 
 
 @pytest.fixture
+async def redis_client(prefix: str) -> AsyncIterator[Any]:
+    """A ``redis.asyncio`` client of the shared Redis, for tests that look at its keys."""
+    import redis.asyncio as redis_asyncio
+
+    client = redis_asyncio.Redis.from_url(REDIS_URL)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
 def key_file(tmp_path: Path, creds: EmulatorCredentials) -> Path:
     """``creds``' private key written to a PEM file (for worker processes and the CLI)."""
     return creds.write_private_key(tmp_path / "key.pem")

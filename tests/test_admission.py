@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -30,38 +29,13 @@ from sfauth.stores import MemoryTokenStore, RedisTokenStore, TokenStore
 from sfauth.testing import Emulator, EmulatorCredentials
 
 from .conftest import REDIS_URL
-from .workers import Worker
-
-QUERY = "/services/data/v62.0/query"
-SOQL = {"q": "SELECT Id FROM Account LIMIT 1"}
-
-
-@pytest.fixture
-async def redis_client() -> AsyncIterator[redis_asyncio.Redis]:
-    client = redis_asyncio.Redis.from_url(REDIS_URL)
-    yield client
-    await client.aclose()
+from .fleet import QUERY, SOQL, Worker, query_status, store_session
 
 
 def _session(
     emulator: Emulator, creds: EmulatorCredentials, store: TokenStore | None, **overrides: Any
 ) -> AuthSession:
-    return AuthSession(
-        client_id=creds.client_id,
-        username=creds.username,
-        private_key=creds.private_key_pem,
-        login_url=emulator.url,
-        allow_http_loopback=True,
-        token_store=store,
-        api_version="62.0",
-        **overrides,
-    )
-
-
-async def _get(sf: AuthSession, **marks: bool) -> int:
-    async with sf.get(QUERY, params=SOQL, **marks) as resp:
-        await resp.read()
-        return resp.status
+    return store_session(emulator, creds, store, api_version="62.0", **overrides)
 
 
 async def _org(sf: AuthSession) -> str:
@@ -84,7 +58,7 @@ async def test_two_processes_never_exceed_the_fleet_limit(
         org = await _org(first)
         emulator.reset_peak()
         statuses = await asyncio.gather(
-            *(_get(sf, long_running=True) for sf in (first, second) for _ in range(20))
+            *(query_status(sf, long_running=True) for sf in (first, second) for _ in range(20))
         )
         assert statuses == [200] * 40
         assert emulator.peak_in_flight == 3  # server-side, both processes together
@@ -93,7 +67,7 @@ async def test_two_processes_never_exceed_the_fleet_limit(
         assert first.auth.admission.leases.held == 0
 
         emulator.reset_peak()  # unmarked requests take no lease
-        assert await asyncio.gather(*(_get(first) for _ in range(10))) == [200] * 10
+        assert await asyncio.gather(*(query_status(first) for _ in range(10))) == [200] * 10
         assert emulator.peak_in_flight == 10
 
 
@@ -108,7 +82,9 @@ async def test_scope_all_puts_every_request_under_the_limit(
     ):
         await _org(first)
         emulator.reset_peak()
-        statuses = await asyncio.gather(*(_get(sf) for sf in (first, second) for _ in range(10)))
+        statuses = await asyncio.gather(
+            *(query_status(sf) for sf in (first, second) for _ in range(10))
+        )
         assert statuses == [200] * 20
         assert emulator.peak_in_flight == 2
 
@@ -138,11 +114,11 @@ async def test_no_lease_within_the_total_timeout_is_a_timeout_before_sending(
             assert held.status == 200
             sent = len(emulator.requests)
             with pytest.raises(RequestTimeoutError) as info:
-                await _get(sf, long_running=True, timeout=0.2)  # type: ignore[arg-type]
+                await query_status(sf, long_running=True, timeout=0.2)  # type: ignore[arg-type]
             assert len(emulator.requests) == sent  # nothing went out
             assert await store.leases(org) == 1
         assert await store.leases(org) == 0
-        assert await _get(sf, long_running=True) == 200
+        assert await query_status(sf, long_running=True) == 200
     error = info.value
     assert error.sent is False
     assert "one of the org's fleet_limit=1 leases" in str(error)
@@ -157,7 +133,7 @@ async def test_a_cancelled_wait_takes_no_lease(
     ):
         org = await _org(sf)
         async with sf.get(QUERY, params=SOQL, long_running=True):
-            waiting = [asyncio.create_task(_get(sf, long_running=True)) for _ in range(5)]
+            waiting = [asyncio.create_task(query_status(sf, long_running=True)) for _ in range(5)]
             await asyncio.sleep(0)  # queued behind the lease held here
             for task in waiting:
                 task.cancel()
@@ -166,7 +142,7 @@ async def test_a_cancelled_wait_takes_no_lease(
         leases = sf.auth.admission.leases
         assert leases is not None
         assert leases.held == 0
-        assert await _get(sf, long_running=True) == 200
+        assert await query_status(sf, long_running=True) == 200
 
 
 async def test_without_redis_the_limit_is_the_sessions_own(
@@ -178,7 +154,9 @@ async def test_without_redis_the_limit_is_the_sessions_own(
         async with _session(emulator, creds, store, fleet_limit=2) as sf:
             await _org(sf)
             emulator.reset_peak()
-            statuses = await asyncio.gather(*(_get(sf, long_running=True) for _ in range(10)))
+            statuses = await asyncio.gather(
+                *(query_status(sf, long_running=True) for _ in range(10))
+            )
     await store.close()
     assert statuses == [200] * 10
     assert emulator.peak_in_flight == 2
@@ -271,15 +249,15 @@ async def test_low_priority_requests_stop_at_the_budget_before_sending() -> None
         creds = emulator.create_credentials()
         async with _session(emulator, creds, None, api_budget=0.8) as sf:
             emulator.api_usage = 789
-            assert await _get(sf) == 200  # api-usage=790/1000: 79 %
-            assert await _get(sf, low_priority=True) == 200  # 791/1000
+            assert await query_status(sf) == 200  # api-usage=790/1000: 79 %
+            assert await query_status(sf, low_priority=True) == 200  # 791/1000
             emulator.api_usage = 809
-            assert await _get(sf) == 200  # 810/1000: 81 %
+            assert await query_status(sf) == 200  # 810/1000: 81 %
             sent = len(emulator.requests)
             with pytest.raises(ApiBudgetError) as info:
-                await _get(sf, low_priority=True)
+                await query_status(sf, low_priority=True)
             assert len(emulator.requests) == sent  # not a byte sent
-            assert await _get(sf) == 200  # normal requests pass
+            assert await query_status(sf) == 200  # normal requests pass
     error = info.value
     assert (error.used, error.limit, error.budget, error.sent) == (810, 1000, 0.8, False)
     assert str(error) == (
@@ -299,7 +277,7 @@ async def test_the_budget_reading_is_shared_by_the_fleet(prefix: str) -> None:
             _session(emulator, creds, two, api_budget=0.8) as idle,
         ):
             emulator.api_usage = 849
-            assert await _get(busy) == 200  # 850/1000, shared by the busy process
+            assert await query_status(busy) == 200  # 850/1000, shared by the busy process
             budget = busy.auth.admission.budget
             assert budget is not None
             assert budget._publishing is not None
@@ -307,7 +285,7 @@ async def test_the_budget_reading_is_shared_by_the_fleet(prefix: str) -> None:
             assert await one.shared_usage(await _org(busy)) is not None
             sent = len(emulator.requests)
             with pytest.raises(ApiBudgetError) as info:
-                await _get(idle, low_priority=True)  # it saw no header itself
+                await query_status(idle, low_priority=True)  # it saw no header itself
             assert len(emulator.requests) == sent
             assert (info.value.used, info.value.limit) == (850, 1000)
 
@@ -333,13 +311,13 @@ async def test_without_redis_the_budget_uses_the_sessions_readings(
         with structlog.testing.capture_logs() as logs:
             async with _session(emulator, creds, store, api_budget=0.5) as sf:
                 emulator.api_usage = 60
-                assert await _get(sf) == 200
+                assert await query_status(sf) == 200
                 budget = sf.auth.admission.budget
                 assert budget is not None
                 assert budget._publishing is not None
                 await budget._publishing  # sharing the reading fails: the store pauses
                 with pytest.raises(ApiBudgetError):
-                    await _get(sf, low_priority=True)
+                    await query_status(sf, low_priority=True)
     await store.close()
     operations = {e["operation"] for e in logs if e["event"] == "sfauth.fleet.unavailable"}
     # The login's refusal check (its guard pauses), then sharing the reading (no retry for 5 s).
@@ -366,7 +344,7 @@ async def test_a_store_that_breaks_fails_the_waiting_requests_not_hangs_them(
                 structlog.testing.capture_logs() as logs,
                 pytest.raises(RuntimeError, match="the store broke its protocol"),
             ):
-                await _get(sf, long_running=True)
+                await query_status(sf, long_running=True)
     (failed,) = [e for e in logs if e["event"] == "sfauth.fleet.lease_failed"]
     assert failed["error"] == "RuntimeError: the store broke its protocol"
 
@@ -382,9 +360,9 @@ async def test_closing_the_session_fails_the_waiters_and_frees_the_leases_in_fli
         sf.open()
         org = await _org(sf)
         emulator.response_delay = 5.0
-        holder = asyncio.create_task(_get(sf, long_running=True))
+        holder = asyncio.create_task(query_status(sf, long_running=True))
         await emulator.wait_for_in_flight(1)
-        waiter = asyncio.create_task(_get(sf, long_running=True))
+        waiter = asyncio.create_task(query_status(sf, long_running=True))
         await asyncio.sleep(0.05)  # queued behind the holder's lease
         await sf.close()
         with pytest.raises(SessionClosedError, match="waited for a lease"):
@@ -404,7 +382,7 @@ async def test_sessions_with_different_lease_ttls_keep_each_others_leases(
     ):
         org = await _org(long)
         async with long.get(QUERY, params=SOQL, long_running=True):
-            assert await _get(short, long_running=True) == 200
+            assert await query_status(short, long_running=True) == 200
             key = f"{prefix}leases:{org}"
             client = redis_asyncio.Redis.from_url(REDIS_URL)
             try:
@@ -435,10 +413,10 @@ async def test_a_store_that_fails_mid_run_never_doubles_the_sessions_leases(
     async with _session(emulator, creds, store, fleet_limit=2) as sf:
         await _org(sf)
         emulator.reset_peak()
-        first = [asyncio.create_task(_get(sf, long_running=True)) for _ in range(2)]
+        first = [asyncio.create_task(query_status(sf, long_running=True)) for _ in range(2)]
         await emulator.wait_for_in_flight(2)  # 2 store leases held
         store.down = True
-        later = [asyncio.create_task(_get(sf, long_running=True)) for _ in range(4)]
+        later = [asyncio.create_task(query_status(sf, long_running=True)) for _ in range(4)]
         assert await asyncio.gather(*first, *later) == [200] * 6
     assert emulator.peak_in_flight == 2  # store and local leases together
 
@@ -452,4 +430,4 @@ async def test_a_lease_no_sfauth_session_granted_is_dropped(
     ):
         org = await _org(sf)
         await redis_client.zadd(f"{prefix}leases:{org}", {"left-by-someone": 1e303})
-        assert await _get(sf, long_running=True, timeout=5) == 200  # type: ignore[arg-type]
+        assert await query_status(sf, long_running=True, timeout=5) == 200  # type: ignore[arg-type]

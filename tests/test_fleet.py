@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +26,11 @@ from sfauth import (
 )
 from sfauth._fleet import Refusal, user_key
 from sfauth.cli import main
-from sfauth.stores import MemoryTokenStore, RedisTokenStore, TokenStore
-from sfauth.stores._base import store_key
+from sfauth.stores import MemoryTokenStore, RedisTokenStore
 from sfauth.testing import Emulator, EmulatorCredentials, ScriptedResponse
 
 from .conftest import REDIS_URL
-from .workers import Worker
-
-QUERY = "/services/data/v62.0/query"
-SOQL = {"q": "SELECT Id FROM Account LIMIT 1"}
+from .fleet import Worker, integration_key, query_status, store_session
 
 NOT_APPROVED = ScriptedResponse(
     status=400,
@@ -44,37 +39,6 @@ NOT_APPROVED = ScriptedResponse(
 RATE = ScriptedResponse(
     status=400, json={"error": "invalid_grant", "error_description": "login rate exceeded"}
 )
-
-
-@pytest.fixture
-async def redis_client() -> AsyncIterator[redis_asyncio.Redis]:
-    client = redis_asyncio.Redis.from_url(REDIS_URL)
-    yield client
-    await client.aclose()
-
-
-def _key(emulator: Emulator, creds: EmulatorCredentials) -> str:
-    token_url = f"{emulator.url}/services/oauth2/token"
-    return store_key(token_url, creds.client_id, creds.username, creds.audience)
-
-
-def _session(
-    emulator: Emulator, creds: EmulatorCredentials, store: TokenStore | None, **overrides: Any
-) -> AuthSession:
-    return AuthSession(
-        client_id=creds.client_id,
-        username=creds.username,
-        private_key=creds.private_key_pem,
-        login_url=emulator.url,
-        allow_http_loopback=True,
-        token_store=store,
-        **overrides,
-    )
-
-
-async def _get(sf: AuthSession) -> int:
-    async with sf.get(QUERY, params=SOQL) as resp:
-        return resp.status
 
 
 # --- refusal memory --------------------------------------------------------------------------
@@ -87,18 +51,18 @@ async def test_a_refusal_is_remembered_for_the_fleet_until_cleared(
     async with (
         RedisTokenStore(REDIS_URL, prefix=prefix) as one,
         RedisTokenStore(REDIS_URL, prefix=prefix) as two,
-        _session(emulator, creds, one) as first,
-        _session(emulator, creds, two) as second,
+        store_session(emulator, creds, one) as first,
+        store_session(emulator, creds, two) as second,
     ):
         with pytest.raises(InvalidGrantError) as sent:
-            await _get(first)
+            await query_status(first)
         assert sent.value.sent is True
         assert emulator.token_request_count == 1
 
         with structlog.testing.capture_logs() as logs:
             for _ in range(3):  # every request of the other process, without a login
                 with pytest.raises(InvalidGrantError) as remembered:
-                    await _get(second)
+                    await query_status(second)
         assert emulator.token_request_count == 1
         error = remembered.value
         assert type(error) is InvalidGrantError
@@ -120,7 +84,7 @@ async def test_a_refusal_is_remembered_for_the_fleet_until_cleared(
 
         assert await second.clear_refusal() is True
         assert await second.clear_refusal() is False
-        assert await _get(second) == 200  # the script is spent: the login works
+        assert await query_status(second) == 200  # the script is spent: the login works
         assert emulator.token_request_count == 2
 
 
@@ -136,21 +100,21 @@ async def test_a_session_asks_the_store_for_the_refusal_at_most_once_a_second(
 
     store = Counting()
     refusal = Refusal("InvalidClientError", "app_not_found", "app not installed", 400, 0.0)
-    await store.refuse(_key(emulator, creds), refusal, 60)
-    async with _session(emulator, creds, store) as sf:
+    await store.refuse(integration_key(emulator, creds), refusal, 60)
+    async with store_session(emulator, creds, store) as sf:
         for _ in range(50):
             with pytest.raises(InvalidClientError, match="app not installed"):
-                await _get(sf)
+                await query_status(sf)
         assert store.asked == 1  # then raised from memory for a second
         assert await sf.clear_refusal() is True
-        assert await _get(sf) == 200  # clearing also forgets what this session saw
+        assert await query_status(sf) == 200  # clearing also forgets what this session saw
     assert emulator.token_request_count == 1
 
 
 async def test_a_login_anywhere_ends_the_refusal(
     emulator: Emulator, creds: EmulatorCredentials, prefix: str
 ) -> None:
-    key = _key(emulator, creds)
+    key = integration_key(emulator, creds)
     async with RedisTokenStore(REDIS_URL, prefix=prefix) as store:
         refusal = Refusal("InvalidGrantError", "invalid_grant", "inactive user", 400, 0.0)
         await store.refuse(key, refusal, 60)
@@ -158,18 +122,18 @@ async def test_a_login_anywhere_ends_the_refusal(
         assert found is not None
         assert found[0] == refusal
         assert 59 < found[1] <= 60
-        async with _session(emulator, creds, store, refusal_cooldown=0) as sf:
+        async with store_session(emulator, creds, store, refusal_cooldown=0) as sf:
             with pytest.raises(InvalidGrantError, match="inactive user"):
-                await _get(sf)  # remembered, whatever this session's own cooldown
+                await query_status(sf)  # remembered, whatever this session's own cooldown
             await store.clear_refusal(key)
             await store.refuse(key, refusal, 60)
             # A process whose login was already on its way publishes: that clears it.
-            token = await _session(emulator, creds, None).__aenter__()
+            token = await store_session(emulator, creds, None).__aenter__()
             published = await token.token()
             await token.close()
             await store.publish(key, published)
             assert await store.refusal(key) is None
-            assert await _get(sf) == 200
+            assert await query_status(sf) == 200
     assert emulator.token_request_count == 1
 
 
@@ -179,16 +143,16 @@ async def test_the_refusal_lapses_after_the_cooldown(
     emulator.script_token_responses([NOT_APPROVED])
     async with (
         RedisTokenStore(REDIS_URL, prefix=prefix) as store,
-        _session(emulator, creds, store, refusal_cooldown=0.3) as sf,
+        store_session(emulator, creds, store, refusal_cooldown=0.3) as sf,
     ):
         with pytest.raises(InvalidGrantError):
-            await _get(sf)
+            await query_status(sf)
         with pytest.raises(InvalidGrantError) as remembered:
-            await _get(sf)
+            await query_status(sf)
         assert remembered.value.sent is False
         assert remembered.value.retry_in is not None
         await asyncio.sleep(remembered.value.retry_in)  # Redis's own TTL decides
-        assert await _get(sf) == 200
+        assert await query_status(sf) == 200
     assert emulator.token_request_count == 2
 
 
@@ -209,11 +173,14 @@ async def test_every_permanent_refusal_is_remembered_with_its_class(
 ) -> None:
     store = MemoryTokenStore()  # sessions of one process share the memory too
     emulator.script_token_responses([ScriptedResponse(status=400, json=body)])
-    async with _session(emulator, creds, store) as one, _session(emulator, creds, store) as two:
+    async with (
+        store_session(emulator, creds, store) as one,
+        store_session(emulator, creds, store) as two,
+    ):
         with pytest.raises(error_class):
-            await _get(one)
+            await query_status(one)
         with pytest.raises(error_class) as remembered:
-            await _get(two)
+            await query_status(two)
     assert remembered.value.error == body["error"]  # type: ignore[attr-defined]
     assert remembered.value.sent is False  # type: ignore[attr-defined]
     assert emulator.token_request_count == 1
@@ -240,27 +207,27 @@ async def test_what_is_not_the_fleets_problem_is_not_remembered(
     store = MemoryTokenStore()
     emulator.script_token_responses([response] * 10)
     async with (
-        _session(emulator, creds, store, retry=None, refresh_timeout=0.5) as one,
-        _session(emulator, creds, store) as two,
+        store_session(emulator, creds, store, retry=None, refresh_timeout=0.5) as one,
+        store_session(emulator, creds, store) as two,
     ):
         with pytest.raises((InvalidGrantError, TransientTokenError)):
-            await _get(one)
+            await query_status(one)
         emulator.clear_scripts()
-        assert await _get(two) == 200
-    assert await store.refusal(_key(emulator, creds)) is None
+        assert await query_status(two) == 200
+    assert await store.refusal(integration_key(emulator, creds)) is None
 
 
 async def test_without_a_store_a_refusal_is_the_circuit_breakers(
     emulator: Emulator, creds: EmulatorCredentials
 ) -> None:
     emulator.script_token_responses([NOT_APPROVED] * 3)
-    async with _session(emulator, creds, None, failure_threshold=3) as sf:
+    async with store_session(emulator, creds, None, failure_threshold=3) as sf:
         for _ in range(3):  # each is a real login (no fleet to share the memory with)
             with pytest.raises(InvalidGrantError) as info:
-                await _get(sf)
+                await query_status(sf)
             assert info.value.sent is True
         with pytest.raises(CircuitOpenError):
-            await _get(sf)
+            await query_status(sf)
     assert emulator.token_request_count == 3
 
 
@@ -274,15 +241,15 @@ async def test_login_rate_exceeded_backs_the_fleet_off(
     async with (
         RedisTokenStore(REDIS_URL, prefix=prefix) as one,
         RedisTokenStore(REDIS_URL, prefix=prefix) as two,
-        _session(emulator, creds, one) as first,
-        _session(emulator, creds, two) as second,
+        store_session(emulator, creds, one) as first,
+        store_session(emulator, creds, two) as second,
     ):
         with pytest.raises(LoginRateExceededError) as sent:
-            await _get(first)
+            await query_status(first)
         assert sent.value.sent is True
         assert "3,600 times in an hour" in str(sent.value)
         with pytest.raises(LoginRateExceededError) as backed_off:
-            await _get(second)
+            await query_status(second)
         assert backed_off.value.sent is False
         assert backed_off.value.retry_in is not None
         assert 3595 < backed_off.value.retry_in <= 3600  # login_backoff's default: an hour
@@ -295,16 +262,16 @@ async def test_without_a_store_login_rate_exceeded_backs_this_session_off(
     emulator: Emulator, creds: EmulatorCredentials
 ) -> None:
     emulator.script_token_responses([RATE])
-    async with _session(emulator, creds, None, login_backoff=120) as sf:
+    async with store_session(emulator, creds, None, login_backoff=120) as sf:
         with pytest.raises(LoginRateExceededError):
-            await _get(sf)
+            await query_status(sf)
         with pytest.raises(LoginRateExceededError) as backed_off:
-            await _get(sf)
+            await query_status(sf)
         assert backed_off.value.sent is False
         assert backed_off.value.retry_in is not None
         assert backed_off.value.retry_in <= 120
         assert await sf.clear_refusal() is True
-        assert await _get(sf) == 200
+        assert await query_status(sf) == 200
     assert emulator.token_request_count == 2
 
 
@@ -314,18 +281,18 @@ async def test_logins_are_counted_per_user_fleet_wide_and_capped(
     async with (
         RedisTokenStore(REDIS_URL, prefix=prefix) as one,
         RedisTokenStore(REDIS_URL, prefix=prefix) as two,
-        _session(emulator, creds, one, login_rate_cap=3) as first,
-        _session(emulator, creds, two, login_rate_cap=3, max_relogins=10) as second,
+        store_session(emulator, creds, one, login_rate_cap=3) as first,
+        store_session(emulator, creds, two, login_rate_cap=3, max_relogins=10) as second,
     ):
-        assert await _get(first) == 200  # login 1
+        assert await query_status(first) == 200  # login 1
         for _ in range(2):  # logins 2 and 3, in the other process
             emulator.expire_all_sessions()
-            await one.invalidate(_key(emulator, creds), await second.token())
-            assert await _get(second) == 200
+            await one.invalidate(integration_key(emulator, creds), await second.token())
+            assert await query_status(second) == 200
         assert await two.logins(user_key(creds.username)) == 3
         emulator.expire_all_sessions()
         with pytest.raises(LoginRateExceededError) as capped:
-            await _get(first)
+            await query_status(first)
     error = capped.value
     assert (error.error, error.sent, error.status) == ("login_rate_cap", False, None)
     assert "3 logins of this user in the last hour reached login_rate_cap=3" in str(error)
@@ -338,23 +305,23 @@ async def test_a_warning_past_the_login_rate_fraction(
     async with RedisTokenStore(REDIS_URL, prefix=prefix) as store:
         with structlog.testing.capture_logs() as logs:
             # 1 of 3,600 is past a fraction of 1/7200: the very first login warns.
-            async with _session(emulator, creds, store, login_rate_warning=1 / 7200) as sf:
-                assert await _get(sf) == 200
+            async with store_session(emulator, creds, store, login_rate_warning=1 / 7200) as sf:
+                assert await query_status(sf) == 200
     (high,) = [e for e in logs if e["event"] == "sfauth.login_rate.high"]
     assert (high["logins_last_hour"], high["limit"], high["cap"]) == (1, 3600, None)
 
 
-async def test_an_unreachable_store_falls_back_to_this_session(
+async def test_an_unreachable_store_falls_back_to_thisstore_session(
     emulator: Emulator, creds: EmulatorCredentials, unused_tcp_port: int
 ) -> None:
     emulator.script_token_responses([RATE])
     store = RedisTokenStore(f"redis://127.0.0.1:{unused_tcp_port}/0", socket_timeout=0.5)
     with structlog.testing.capture_logs() as logs:
-        async with _session(emulator, creds, store, login_rate_cap=5) as sf:
+        async with store_session(emulator, creds, store, login_rate_cap=5) as sf:
             with pytest.raises(LoginRateExceededError):
-                await _get(sf)
+                await query_status(sf)
             with pytest.raises(LoginRateExceededError) as local:
-                await _get(sf)  # the back-off is this session's own now
+                await query_status(sf)  # the back-off is this session's own now
             assert local.value.sent is False
     await store.close()
     assert emulator.token_request_count == 1
@@ -387,10 +354,10 @@ async def test_sfauth_store_status_and_clear(
     emulator.script_token_responses([RATE])
     async with (
         RedisTokenStore(REDIS_URL, prefix=prefix) as store,
-        _session(emulator, creds, store) as sf,
+        store_session(emulator, creds, store) as sf,
     ):
         with pytest.raises(LoginRateExceededError):
-            await _get(sf)
+            await query_status(sf)
         status = await asyncio.to_thread(main, _cli(emulator, creds, prefix, "status"))
         assert status == 0
         shown = json.loads(capsys.readouterr().out)
@@ -416,7 +383,7 @@ async def test_sfauth_store_status_and_clear(
         }
         assert await asyncio.to_thread(main, _cli(emulator, creds, prefix, "clear")) == 0
         assert json.loads(capsys.readouterr().out) == {"cleared": True}
-        assert await _get(sf) == 200  # no back-off any more
+        assert await query_status(sf) == 200  # no back-off any more
     assert emulator.token_request_count == 2
 
 
@@ -465,7 +432,7 @@ async def test_eight_processes_one_invalid_grant(
     assert sorted(r["unsent"] for r in results) == [0] + [20] * 7
 
     # The cooldown ends (Redis expires the key): one process tries again, and logs in.
-    refusal_key = f"{prefix}{_key(emulator, creds)}:refusal"
+    refusal_key = f"{prefix}{integration_key(emulator, creds)}:refusal"
     assert 290_000 < await redis_client.pttl(refusal_key) <= 300_000
     assert await redis_client.pexpire(refusal_key, 1)
     await asyncio.sleep(0.01)  # Redis's clock, not one this test could await
@@ -502,7 +469,7 @@ async def test_the_login_rate_back_off_is_the_users_whichever_app_logs_in(
     emulator.script_token_responses([RATE])
     async with (
         RedisTokenStore(REDIS_URL, prefix=prefix) as store,
-        _session(emulator, creds, store) as first,
+        store_session(emulator, creds, store) as first,
         AuthSession(
             client_id=other_app.client_id,
             username=other_app.username,
@@ -513,12 +480,12 @@ async def test_the_login_rate_back_off_is_the_users_whichever_app_logs_in(
         ) as second,
     ):
         with pytest.raises(LoginRateExceededError):
-            await _get(first)
+            await query_status(first)
         with pytest.raises(LoginRateExceededError) as backed_off:
-            await _get(second)  # another connected app, the same user (any case)
+            await query_status(second)  # another connected app, the same user (any case)
         assert backed_off.value.sent is False
         assert await second.clear_refusal() is True
-        assert await _get(second) == 200
+        assert await query_status(second) == 200
     assert emulator.token_request_count == 2
 
 
@@ -540,8 +507,8 @@ async def test_a_login_that_never_connected_is_not_counted(
             with pytest.raises(TransientTokenError, match="connection_error"):
                 await dead.token()  # 3 attempts, none reached a server
         assert await store.logins(user_key(creds.username)) == 0
-        async with _session(emulator, creds, store, login_rate_cap=2) as sf:
-            assert await _get(sf) == 200  # the cap was not spent by the outage
+        async with store_session(emulator, creds, store, login_rate_cap=2) as sf:
+            assert await query_status(sf) == 200  # the cap was not spent by the outage
         assert await store.logins(user_key(creds.username)) == 1
 
 
@@ -564,8 +531,8 @@ async def test_an_unreadable_refusal_is_no_refusal(
     redis_client: redis_asyncio.Redis,
     value: bytes,
 ) -> None:
-    await redis_client.set(f"{prefix}{_key(emulator, creds)}:refusal", value, px=60_000)
+    await redis_client.set(f"{prefix}{integration_key(emulator, creds)}:refusal", value, px=60_000)
     async with RedisTokenStore(REDIS_URL, prefix=prefix) as store:
-        assert await store.refusal(_key(emulator, creds)) is None
-        async with _session(emulator, creds, store) as sf:
-            assert await _get(sf) == 200
+        assert await store.refusal(integration_key(emulator, creds)) is None
+        async with store_session(emulator, creds, store) as sf:
+            assert await query_status(sf) == 200

@@ -29,18 +29,11 @@ from sfauth.stores import MemoryTokenStore, RedisTokenStore, TokenStore
 from sfauth.testing import Emulator, EmulatorCredentials, ScriptedResponse
 
 from .conftest import REDIS_URL
-from .workers import Worker
+from .fleet import Worker, integration_key, query_status, store_session
 
 QUERY = "/services/data/v62.0/query"
 SOQL = {"q": "SELECT Id FROM Account LIMIT 1"}
 ROOT = Path(__file__).parent.parent
-
-
-@pytest.fixture
-async def redis_client(prefix: str) -> AsyncIterator[redis_asyncio.Redis]:
-    client = redis_asyncio.Redis.from_url(REDIS_URL)
-    yield client
-    await client.aclose()
 
 
 def token(n: int) -> Token:
@@ -128,7 +121,7 @@ async def test_a_new_lock_holder_gets_a_new_allowance_from_the_waiters(
     monkeypatch.setattr(TokenClient, "fetch", slow)
     store = MemoryTokenStore()
     sessions = [
-        _session(emulator, creds, store, refresh_timeout=0.6, failure_threshold=1)
+        store_session(emulator, creds, store, refresh_timeout=0.6, failure_threshold=1)
         for _ in range(3)
     ]
     key = sessions[0].auth._engine.manager._store_key
@@ -136,7 +129,7 @@ async def test_a_new_lock_holder_gets_a_new_allowance_from_the_waiters(
     try:
         for sf in sessions:
             sf.open()
-        assert await asyncio.gather(*(_get(sf) for sf in sessions)) == [200, 200, 200]
+        assert await asyncio.gather(*(query_status(sf) for sf in sessions)) == [200, 200, 200]
         assert emulator.token_request_count == 1
     finally:
         for sf in sessions:
@@ -172,34 +165,18 @@ async def test_a_redis_lock_is_renewed_while_held_and_expires_when_its_holder_di
 # --- sessions sharing a store in one process -------------------------------------------------
 
 
-def _session(
-    emulator: Emulator, creds: EmulatorCredentials, store: TokenStore, **overrides: Any
-) -> AuthSession:
-    return AuthSession(
-        client_id=creds.client_id,
-        username=creds.username,
-        private_key=creds.private_key_pem,
-        login_url=emulator.url,
-        allow_http_loopback=True,
-        token_store=store,
-        **overrides,
-    )
-
-
-async def _get(sf: AuthSession) -> int:
-    async with sf.get(QUERY, params=SOQL) as resp:
-        return resp.status
-
-
 async def test_sessions_sharing_a_store_log_in_once(
     store: TokenStore, emulator: Emulator, creds: EmulatorCredentials
 ) -> None:
-    async with _session(emulator, creds, store) as a, _session(emulator, creds, store) as b:
-        results = await asyncio.gather(*(_get(s) for s in [a, b] * 250))
+    async with (
+        store_session(emulator, creds, store) as a,
+        store_session(emulator, creds, store) as b,
+    ):
+        results = await asyncio.gather(*(query_status(s) for s in [a, b] * 250))
         assert results == [200] * 500
         assert emulator.token_request_count == 1
         emulator.expire_all_sessions()
-        results = await asyncio.gather(*(_get(s) for s in [a, b] * 250))
+        results = await asyncio.gather(*(query_status(s) for s in [a, b] * 250))
         assert results == [200] * 500
         assert emulator.token_request_count == 2
 
@@ -208,15 +185,18 @@ async def test_stale_401_after_another_session_refreshed_makes_no_token_request(
     store: TokenStore, emulator: Emulator, creds: EmulatorCredentials
 ) -> None:
     # Two sessions sharing nothing but the store stand for two processes.
-    async with _session(emulator, creds, store) as a, _session(emulator, creds, store) as b:
-        assert await _get(a) == 200
-        assert await _get(b) == 200
+    async with (
+        store_session(emulator, creds, store) as a,
+        store_session(emulator, creds, store) as b,
+    ):
+        assert await query_status(a) == 200
+        assert await query_status(b) == 200
         first = await a.token()
         assert (await b.token()).access_token == first.access_token
         emulator.expire_all_sessions()
-        assert await _get(b) == 200  # B: 401, refresh, publish
+        assert await query_status(b) == 200  # B: 401, refresh, publish
         assert emulator.token_request_count == 2
-        assert await _get(a) == 200  # A: 401 for the old token, adopts B's
+        assert await query_status(a) == 200  # A: 401 for the old token, adopts B's
         assert emulator.token_request_count == 2
         assert (await a.token()).access_token == (await b.token()).access_token
 
@@ -230,7 +210,7 @@ async def test_encrypted_tokens_do_not_appear_in_redis(
     key = Fernet.generate_key()
     async with RedisTokenStore(REDIS_URL, prefix=prefix, encryption_key=key) as store:
         assert repr(store) == f"RedisTokenStore(prefix={prefix!r}, encrypted)"
-        async with _session(emulator, creds, store) as sf:
+        async with store_session(emulator, creds, store) as sf:
             access = (await sf.token()).access_token
         # The token (under a hex key) and the user's login count: nothing else.
         name, logins = sorted([k async for k in redis_client.scan_iter(match=prefix + "*")])
@@ -311,19 +291,19 @@ async def test_redis_stopped_mid_run(
 ) -> None:
     url, proc = private_redis
     store = RedisTokenStore(url, on_unavailable=on_unavailable, socket_timeout=0.5)  # type: ignore[arg-type]
-    async with store, _session(emulator, creds, store) as sf:
-        assert await asyncio.gather(*(_get(sf) for _ in range(50))) == [200] * 50
+    async with store, store_session(emulator, creds, store) as sf:
+        assert await asyncio.gather(*(query_status(sf) for _ in range(50))) == [200] * 50
         proc.kill()
         proc.wait()
-        assert await _get(sf) == 200  # the token in hand needs no Redis
+        assert await query_status(sf) == 200  # the token in hand needs no Redis
         emulator.expire_all_sessions()  # now a refresh needs the store
         with structlog.testing.capture_logs() as logs:
             if on_unavailable == "fallback":
-                assert await asyncio.gather(*(_get(sf) for _ in range(50))) == [200] * 50
+                assert await asyncio.gather(*(query_status(sf) for _ in range(50))) == [200] * 50
                 assert emulator.token_request_count == 2
             else:
                 with pytest.raises(TokenStoreError, match=r"Redis \S+ failed"):
-                    await _get(sf)
+                    await query_status(sf)
                 assert emulator.token_request_count == 1
     events = [e["event"] for e in logs]
     assert ("sfauth.store.unavailable" in events) is (on_unavailable == "fallback")
@@ -374,14 +354,6 @@ async def test_killed_lock_holder_blocks_the_others_only_for_the_lock_ttl(
 # --- what another writer left under the key (trust issue items 5-7) --------------------------
 
 
-def _key(emulator: Emulator, creds: EmulatorCredentials) -> str:
-    """The store key of the sessions ``_session`` makes."""
-    from sfauth.stores._base import store_key
-
-    token_url = f"{emulator.url}/services/oauth2/token"
-    return store_key(token_url, creds.client_id, creds.username, creds.audience)
-
-
 @pytest.mark.parametrize(
     "garbage",
     [b"not a token", b"gAAAAABlZm9yZWlnbi1mZXJuZXQ=", json.dumps({"v": 2}).encode()],
@@ -397,11 +369,11 @@ async def test_an_unreadable_shared_value_is_overwritten_not_a_fleet_of_solo_log
     # The value has no TTL: only an overwrite can ever remove it.
     async def spoil() -> None:
         mapping = {"fp": "x", "data": garbage}
-        await redis_client.hset(prefix + _key(emulator, creds), mapping=mapping)  # type: ignore[arg-type]
+        await redis_client.hset(prefix + integration_key(emulator, creds), mapping=mapping)  # type: ignore[arg-type]
 
     await spoil()
     stores = [RedisTokenStore(REDIS_URL, prefix=prefix) for _ in range(4)]
-    sessions = [_session(emulator, creds, store) for store in stores]
+    sessions = [store_session(emulator, creds, store) for store in stores]
     try:
         with structlog.testing.capture_logs() as events:
             for sf in sessions:
@@ -410,11 +382,11 @@ async def test_an_unreadable_shared_value_is_overwritten_not_a_fleet_of_solo_log
                 if round_:
                     emulator.expire_all_sessions()
                 for sf in sessions:  # one "process" after another
-                    assert await _get(sf) == 200
+                    assert await query_status(sf) == 200
             assert emulator.token_request_count == 4  # 1 + 3, not 4 + 12
             await spoil()
             emulator.expire_all_sessions()
-            assert await _get(sessions[0]) == 200
+            assert await query_status(sessions[0]) == 200
         assert emulator.token_request_count == 5
         unreadable = [e for e in events if e["event"] == "sfauth.store.unreadable"]
         assert len(unreadable) == 1  # once per store (per process), not once per refresh
@@ -459,20 +431,20 @@ async def test_waiting_for_a_dead_lock_holder_is_not_a_failed_login(
 ) -> None:
     # A holder with the default refresh_timeout (30 s) and lock_ttl=1 died mid-refresh: its
     # lock lives 1 s more. These sessions may spend only 0.6 s on a login of their own.
-    await redis_client.set(prefix + _key(emulator, creds) + ":lock", "dead", px=1000)
+    await redis_client.set(prefix + integration_key(emulator, creds) + ":lock", "dead", px=1000)
     stores = [RedisTokenStore(REDIS_URL, prefix=prefix, lock_ttl=1.0) for _ in range(3)]
     # failure_threshold=1: a single failed login would open the circuit.
     sessions = [
-        _session(emulator, creds, store, refresh_timeout=0.6, failure_threshold=1)
+        store_session(emulator, creds, store, refresh_timeout=0.6, failure_threshold=1)
         for store in stores
     ]
     try:
         for sf in sessions:
             sf.open()
-        results = await asyncio.gather(*(_get(sf) for sf in sessions))
+        results = await asyncio.gather(*(query_status(sf) for sf in sessions))
         assert results == [200, 200, 200]
         assert emulator.token_request_count == 1  # the others adopted it
-        assert await _get(sessions[0]) == 200  # and the circuit is closed
+        assert await query_status(sessions[0]) == 200  # and the circuit is closed
     finally:
         for sf in sessions:
             await sf.close()
@@ -494,12 +466,12 @@ async def test_redis_lock_lives_at_most_the_ttl_asked_for(prefix: str) -> None:
 async def test_a_shared_token_of_another_org_is_never_adopted(
     store: TokenStore, emulator: Emulator, creds: EmulatorCredentials
 ) -> None:
-    async with _session(emulator, creds, store) as sf:
-        assert await _get(sf) == 200
+    async with store_session(emulator, creds, store) as sf:
+        assert await query_status(sf) == 200
         mine = await sf.token()
         foreign = token(9)  # another org, another user, another instance
         assert (foreign.org_id, foreign.instance_url) != (mine.org_id, mine.instance_url)
-        key = _key(emulator, creds)
+        key = integration_key(emulator, creds)
         await store.publish(key, foreign)
         emulator.expire_all_sessions()
         with structlog.testing.capture_logs() as events:
@@ -526,14 +498,14 @@ async def test_another_redis_type_under_the_token_key_is_overwritten(
     emulator: Emulator,
     creds: EmulatorCredentials,
 ) -> None:
-    name = prefix + _key(emulator, creds)
+    name = prefix + integration_key(emulator, creds)
     await redis_client.set(name, "garbage")  # a string, no TTL: HGET answers WRONGTYPE
     stores = [RedisTokenStore(REDIS_URL, prefix=prefix, on_unavailable="raise") for _ in range(3)]
-    sessions = [_session(emulator, creds, store) for store in stores]
+    sessions = [store_session(emulator, creds, store) for store in stores]
     try:
         for sf in sessions:
             sf.open()
-            assert await _get(sf) == 200
+            assert await query_status(sf) == 200
         assert emulator.token_request_count == 1
         assert await redis_client.type(name) == b"hash"
     finally:
@@ -551,18 +523,18 @@ async def test_a_lock_key_that_no_sfauth_process_set_is_cleared(
     emulator: Emulator,
     creds: EmulatorCredentials,
 ) -> None:
-    name = prefix + _key(emulator, creds) + ":lock"
+    name = prefix + integration_key(emulator, creds) + ":lock"
     if kind == "list":
         await redis_client.rpush(name, "x")  # type: ignore[misc]
     else:
         await redis_client.set(name, "stuck")
     stores = [RedisTokenStore(REDIS_URL, prefix=prefix, on_unavailable="raise") for _ in range(2)]
-    sessions = [_session(emulator, creds, store) for store in stores]
+    sessions = [store_session(emulator, creds, store) for store in stores]
     try:
         with structlog.testing.capture_logs() as events:
             for sf in sessions:
                 sf.open()
-                assert await _get(sf) == 200
+                assert await query_status(sf) == 200
         assert emulator.token_request_count == 1  # logged in once, and shared
         assert [e["event"] for e in events].count("sfauth.store.stuck_lock_cleared") == 1
     finally:

@@ -1,4 +1,4 @@
-"""Worker processes of a fleet (``benchmarks/fleet_worker.py``), driven by the fleet tests."""
+"""What the fleet tests share: sessions on a store, and worker processes (fleet_worker.py)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,44 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sfauth import AuthSession
+from sfauth.stores import TokenStore
+from sfauth.stores._base import store_key
 from sfauth.testing import Emulator, EmulatorCredentials
 
 from .conftest import REDIS_URL
 
 ROOT = Path(__file__).parent.parent
+QUERY = "/services/data/v62.0/query"
+SOQL = {"q": "SELECT Id FROM Account LIMIT 1"}
+
+
+def store_session(
+    emulator: Emulator, creds: EmulatorCredentials, store: TokenStore | None, **overrides: Any
+) -> AuthSession:
+    """A session of ``creds`` on ``emulator`` sharing ``store`` (not opened)."""
+    return AuthSession(
+        client_id=creds.client_id,
+        username=creds.username,
+        private_key=creds.private_key_pem,
+        login_url=emulator.url,
+        allow_http_loopback=True,
+        token_store=store,
+        **overrides,
+    )
+
+
+async def query_status(sf: AuthSession, **options: Any) -> int:
+    """Send the test query (``options``: marks, timeout...), read the body; the status."""
+    async with sf.get(QUERY, params=SOQL, **options) as resp:
+        await resp.read()
+        return resp.status
+
+
+def integration_key(emulator: Emulator, creds: EmulatorCredentials) -> str:
+    """The store key of the sessions ``store_session`` makes."""
+    token_url = f"{emulator.url}/services/oauth2/token"
+    return store_key(token_url, creds.client_id, creds.username, creds.audience)
 
 
 class Worker:
