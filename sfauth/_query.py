@@ -129,7 +129,12 @@ class QueryMixin:
         return await _resolve_version(self)
 
     def query(
-        self: _Session, soql: str, *, batch_size: int | None = None
+        self: _Session,
+        soql: str,
+        *,
+        batch_size: int | None = None,
+        long_running: bool = False,
+        low_priority: bool = False,
     ) -> AsyncIterator[dict[str, Any]]:
         """Iterate over the records a SOQL query matches, page by page.
 
@@ -144,6 +149,9 @@ class QueryMixin:
             batch_size: Records per page to ask for (``Sforce-Query-Options: batchSize=N``),
                 200 to 2000; ``None`` leaves Salesforce's default (2000). Salesforce may
                 return pages of another size when that serves it better.
+            long_running: Send each page as a long-running request (one of the org's
+                ``fleet_limit`` leases while it is fetched); see ``AuthSession.request``.
+            low_priority: Send each page as a low-priority request (``api_budget``).
 
         Returns:
             An async iterator of records: dicts as Salesforce sends them, including their
@@ -156,10 +164,16 @@ class QueryMixin:
                 ``MALFORMED_QUERY``, ``INVALID_FIELD``, ``INVALID_TYPE`` or
                 ``INVALID_QUERY_LOCATOR`` (a cursor that expired); raised while iterating.
         """
-        return _records(self, "query", _check_soql(soql), _check_batch_size(batch_size))
+        marks = {"long_running": long_running, "low_priority": low_priority}
+        return _records(self, "query", _check_soql(soql), _check_batch_size(batch_size), marks)
 
     def query_all(
-        self: _Session, soql: str, *, batch_size: int | None = None
+        self: _Session,
+        soql: str,
+        *,
+        batch_size: int | None = None,
+        long_running: bool = False,
+        low_priority: bool = False,
     ) -> AsyncIterator[dict[str, Any]]:
         """Like ``query``, but including deleted and archived records (``/queryAll``).
 
@@ -168,6 +182,8 @@ class QueryMixin:
         Args:
             soql: The SOQL statement, e.g. ``"SELECT Id, IsDeleted FROM Account"``.
             batch_size: Records per page to ask for, 200 to 2000; ``None`` for the default.
+            long_running: As for ``query``.
+            low_priority: As for ``query``.
 
         Returns:
             An async iterator of records, as for ``query``.
@@ -176,7 +192,8 @@ class QueryMixin:
             ConfigurationError: ``soql`` is empty or ``batch_size`` is out of range.
             APIError: Salesforce answered a page with an error; raised while iterating.
         """
-        return _records(self, "queryAll", _check_soql(soql), _check_batch_size(batch_size))
+        marks = {"long_running": long_running, "low_priority": low_priority}
+        return _records(self, "queryAll", _check_soql(soql), _check_batch_size(batch_size), marks)
 
     async def limits(self: _Session) -> dict[str, Any]:
         """Return the org's limits: ``GET /services/data/vXX.X/limits``.
@@ -265,7 +282,7 @@ async def _lookup_latest(session: _Session) -> str:
 
 
 async def _records(
-    session: _Session, resource: str, soql: str, batch_size: int | None
+    session: _Session, resource: str, soql: str, batch_size: int | None, marks: dict[str, bool]
 ) -> AsyncIterator[dict[str, Any]]:
     version = await _resolve_version(session)
     what = "SOQL queryAll" if resource == "queryAll" else "SOQL query"
@@ -274,7 +291,7 @@ async def _records(
     if batch_size is not None:
         kwargs["headers"] = {"Sforce-Query-Options": f"batchSize={batch_size}"}
     while path is not None:
-        page, url = await _get_json(session, path, what=what, **kwargs)
+        page, url = await _get_json(session, path, what=what, **marks, **kwargs)
         kwargs = {}
         records = page.get("records") if isinstance(page, dict) else None
         if not isinstance(records, list):

@@ -431,3 +431,22 @@ async def test_a_lease_no_sfauth_session_granted_is_dropped(
         org = await _org(sf)
         await redis_client.zadd(f"{prefix}leases:{org}", {"left-by-someone": 1e303})
         assert await query_status(sf, long_running=True, timeout=5) == 200  # type: ignore[arg-type]
+
+
+async def test_query_pages_take_the_marks(prefix: str) -> None:
+    async with Emulator(page_size=10, daily_api_limit=1000) as emulator:
+        creds = emulator.create_credentials()
+        emulator.response_delay = 0.01
+        async with _session(emulator, creds, None, fleet_limit=2, api_budget=0.5) as sf:
+
+            async def count() -> int:
+                soql = "SELECT Id FROM Account"
+                return len([r async for r in sf.query(soql, long_running=True)])
+
+            emulator.reset_peak()
+            assert await asyncio.gather(*(count() for _ in range(4))) == [250] * 4
+            assert emulator.peak_in_flight == 2  # 4 queries x 25 pages, 2 pages at a time
+            emulator.api_usage = 600
+            assert await query_status(sf) == 200  # 601/1000: past the budget
+            with pytest.raises(ApiBudgetError):
+                await anext(sf.query_all("SELECT Id FROM Account", low_priority=True))
