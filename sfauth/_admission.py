@@ -59,7 +59,9 @@ class _Lane:
     waiters: deque[asyncio.Future[str]] = field(default_factory=deque)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     pump: asyncio.Task[None] | None = None
-    asking: bool = False  # a store call is in flight: one at a time per org
+    #: One store call at a time per org: what a failed call may take locally depends on
+    #: what the others were granted.
+    granting: asyncio.Lock = field(default_factory=asyncio.Lock)
     local: set[str] = field(default_factory=set)  # leases of this session's own count
 
 
@@ -92,6 +94,14 @@ class Leases:
         self._paused_until = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._background: set[asyncio.Task[None]] = set()
+        #: Store leases given back while the store could not be reached: lease id -> org.
+        self._orphans: dict[str, str] = {}
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """Whether the session closed (requests get ``SessionClosedError``)."""
+        return self._closed
 
     @property
     def held(self) -> int:
@@ -107,8 +117,13 @@ class Leases:
             SessionClosedError: The session was closed while the request waited.
         """
         lane = self._lane(org)
-        if not lane.waiters and not lane.asking:  # nobody queued or asking: try at once
+        if self._closed:
+            raise _closed_error()
+        if not lane.waiters and not lane.granting.locked():  # nobody queued or asking
             granted = await self._grant(org, lane, 1)
+            if granted and self.closed:  # the session closed during the store call
+                await self.release(org, granted[0])
+                raise _closed_error()
             if granted:
                 return granted[0]
         waiter: asyncio.Future[str] = asyncio.get_running_loop().create_future()
@@ -135,15 +150,12 @@ class Leases:
         lane = self._lanes.get(org)
         if lane is not None and lease in lane.local:
             lane.local.discard(lease)
-        elif (
-            self._held.pop(lease, None) is not None  # forgotten first: renewed no more
-            and self._store is not None
-            and self._clock() >= self._paused_until
-        ):
-            try:
-                await self._store.lease_release(org, [lease])
-            except TokenStoreError as exc:
-                self._pause("lease_release", exc, "the lease expires by its TTL")
+        elif self._held.pop(lease, None) is not None and self._store is not None:
+            # Forgotten first: renewed no more. While the store is paused, or if this call
+            # fails, it is given back with the next call that reaches the store.
+            self._orphans[lease] = org
+            if self._clock() >= self._paused_until:
+                await self._give_orphans_back(self._store)
         if lane is not None:
             lane.wake.set()
 
@@ -154,18 +166,22 @@ class Leases:
         give theirs back as they end (their connections close with the session), and any
         left expire by their TTL.
         """
-        closed = SessionClosedError("the session was closed while the request waited for a lease")
+        self._closed = True
         for lane in self._lanes.values():
             if lane.pump is not None:
                 lane.pump.cancel()
                 lane.pump = None
             for waiter in lane.waiters:
                 if not waiter.done():
-                    waiter.set_exception(closed)
+                    waiter.set_exception(_closed_error())
             lane.waiters.clear()
         if self._keeper is not None:
             self._keeper.cancel()
             self._keeper = None
+
+    def open(self) -> None:
+        """Serve leases again after ``close`` (the session was opened again)."""
+        self._closed = False
 
     def _lane(self, org: str) -> _Lane:
         loop = asyncio.get_running_loop()
@@ -226,38 +242,52 @@ class Leases:
         This session never holds more than ``limit`` leases of ``org`` in all, store and
         local ones together (a store that fails or comes back mid-run included).
         """
-        in_store = sum(1 for held in self._held.values() if held == org)
-        store = self._store
-        if store is not None and self._clock() >= self._paused_until:
-            count = min(count, self.limit - len(lane.local))
-            if count <= 0:
-                return []
-            ids = [uuid.uuid4().hex for _ in range(count)]
-            call = asyncio.ensure_future(store.lease_acquire(org, ids, self.limit, self._ttl))
-            lane.asking = True
+        async with lane.granting:
+            store = self._store
+            if store is not None and self._clock() >= self._paused_until:
+                count = min(count, self.limit - len(lane.local))
+                if count <= 0:
+                    return []
+                if self._orphans:
+                    await self._give_orphans_back(store)
+                ids = [uuid.uuid4().hex for _ in range(count)]
+                call = asyncio.ensure_future(store.lease_acquire(org, ids, self.limit, self._ttl))
+                try:
+                    # Shielded: a cancelled wait must not lose a grant the store made.
+                    granted = await asyncio.shield(call)
+                except asyncio.CancelledError:
+                    call.add_done_callback(functools.partial(self._give_back, org, ids))
+                    raise
+                except TokenStoreError as exc:
+                    self._pause("lease", exc, f"this session's own {self.limit} leases")
+                else:
+                    ids = ids[:granted]
+                    for lease in ids:
+                        self._held[lease] = org
+                    if ids and (self._keeper is None or self._keeper.done()):
+                        self._keeper = asyncio.get_running_loop().create_task(
+                            self._keep(store), name="sfauth-lease-keeper"
+                        )
+                    return ids
+            in_store = sum(1 for held in self._held.values() if held == org)
+            taken = max(min(self.limit - len(lane.local) - in_store, count), 0)
+            leases = [f"local:{uuid.uuid4().hex}" for _ in range(taken)]
+            lane.local.update(leases)
+            return leases
+
+    async def _give_orphans_back(self, store: FleetStore) -> None:
+        """End the store leases released while the store could not be reached."""
+        by_org: dict[str, list[str]] = {}
+        for lease, org in self._orphans.items():
+            by_org.setdefault(org, []).append(lease)
+        for org, leases in by_org.items():
             try:
-                # Shielded: a cancelled wait must not lose a grant the store already made.
-                granted = await asyncio.shield(call)
-            except asyncio.CancelledError:
-                call.add_done_callback(functools.partial(self._give_back, org, ids))
-                raise
+                await store.lease_release(org, leases)
             except TokenStoreError as exc:
-                self._pause("lease", exc, f"this session's own {self.limit} leases")
-            else:
-                ids = ids[:granted]
-                for lease in ids:
-                    self._held[lease] = org
-                if ids and (self._keeper is None or self._keeper.done()):
-                    self._keeper = asyncio.get_running_loop().create_task(
-                        self._keep(store), name="sfauth-lease-keeper"
-                    )
-                return ids
-            finally:
-                lane.asking = False
-        taken = max(min(self.limit - len(lane.local) - in_store, count), 0)
-        leases = [f"local:{uuid.uuid4().hex}" for _ in range(taken)]
-        lane.local.update(leases)
-        return leases
+                self._pause("lease_release", exc, "the lease is given back later, or expires")
+                return
+            for lease in leases:
+                self._orphans.pop(lease, None)
 
     def _pause(self, operation: str, exc: TokenStoreError, fallback: str) -> None:
         """The store failed: warn once per pause, and leave it alone for a few seconds."""
@@ -274,35 +304,41 @@ class Leases:
         """End what a grant whose waiter was cancelled obtained (a done callback)."""
         if call.cancelled() or call.exception() is not None or not call.result():
             return
+        for lease in ids[: call.result()]:
+            self._orphans[lease] = org  # given back with the next call that reaches the store
         store = self._store
         if store is not None:
-            task = asyncio.get_running_loop().create_task(
-                store.lease_release(org, ids[: call.result()])
-            )
+            task = asyncio.get_running_loop().create_task(self._give_orphans_back(store))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
     async def _keep(self, store: FleetStore) -> None:
-        """Renew the held leases every ``ttl / 3`` seconds while there are any."""
+        """Renew the held leases every ``ttl / 3`` seconds while there are any.
+
+        It tries even while requests leave the store alone (a pause): it waits for Redis in
+        the background, and a lease not renewed in time would let the fleet exceed the limit.
+        """
         while self._held:
             await asyncio.sleep(self._ttl / 3)
-            if self._clock() < self._paused_until:
-                continue  # unreachable a moment ago: the TTL decides, as for a dead process
             by_org: dict[str, list[str]] = {}
             for lease, org in list(self._held.items()):
                 by_org.setdefault(org, []).append(lease)
             for org, leases in by_org.items():
                 try:
-                    kept = await store.lease_renew(org, leases, self._ttl)
+                    live = set(await store.lease_renew(org, leases, self._ttl))
                 except TokenStoreError as exc:
                     self._pause("lease_renew", exc, "the leases expire by their TTL")
                     break
-                if kept < len(leases):
+                lost = [lease for lease in leases if lease not in live]
+                for lease in lost:
+                    self._held.pop(lease, None)  # gone from the store: nothing to renew
+                if lost:
                     logger.warning(
                         "sfauth.fleet.lease_lost",
-                        lost=len(leases) - kept,
-                        hint="leases expired before renewal (an event loop blocked for over "
-                        "lease_ttl?): the fleet may exceed fleet_limit until they end",
+                        lost=len(lost),
+                        hint="leases expired before they were renewed (the store was "
+                        "unreachable, or the event loop blocked, for longer than lease_ttl): "
+                        "the fleet may exceed fleet_limit until these requests end",
                     )
 
 
@@ -433,9 +469,18 @@ class Admission:
     budget: Budget | None
     every_request: bool
 
+    def open(self) -> None:
+        """Serve again after ``close`` (the session was opened again)."""
+        if self.leases is not None:
+            self.leases.open()
+
     def close(self) -> None:
         """Stop the background work of both (the session closed)."""
         if self.leases is not None:
             self.leases.close()
         if self.budget is not None:
             self.budget.close()
+
+
+def _closed_error() -> SessionClosedError:
+    return SessionClosedError("the session was closed while the request waited for a lease")

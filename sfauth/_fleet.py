@@ -180,8 +180,8 @@ class FleetStore(Protocol):
         """
         ...
 
-    async def lease_renew(self, org: str, ids: list[str], ttl: float) -> int:
-        """Extend the live ones of ``ids`` to ``ttl`` seconds from now; how many were live."""
+    async def lease_renew(self, org: str, ids: list[str], ttl: float) -> list[str]:
+        """Extend the live ones of ``ids`` to ``ttl`` seconds from now; return those."""
         ...
 
     async def lease_release(self, org: str, ids: list[str]) -> None:
@@ -276,8 +276,12 @@ class LoginGuard:
                 ``retry_in``.
         """
         self.check_seen()
-        found = await self._call("refusal", lambda s: s.refusal(self._key))
-        if found is None:  # the user's login-rate back-off, whichever app logs in as them
+        # This session's own memory first (what it recorded while the store failed), then
+        # the fleet's: the integration's refusal, then the user's login-rate back-off.
+        found = await self._local.refusal(self._key) or await self._local.refusal(self._user_key)
+        if found is None:
+            found = await self._call("refusal", lambda s: s.refusal(self._key))
+        if found is None:
             found = await self._call("refusal", lambda s: s.refusal(self._user_key))
         if found is None:
             return
@@ -323,8 +327,8 @@ class LoginGuard:
             return  # without a fleet, the circuit breaker stops repeated refusals
         ttl = self._backoff if rate else self._cooldown
         key = self._user_key if rate else self._key  # Salesforce counts logins per user
-        if ttl > 0:
-            await self._call("refuse", lambda s: s.refuse(key, refusal, ttl))
+        if ttl > 0:  # asked of the store even in a pause: it is rare and it matters
+            await self._call("refuse", lambda s: s.refuse(key, refusal, ttl), always=True)
             logger.warning(
                 "sfauth.token.refusal_recorded",
                 error=refusal.error,
@@ -398,16 +402,20 @@ class LoginGuard:
         """
         self._seen = None
         await self._local.clear_refusal(self._key)
+        await self._local.clear_refusal(self._user_key)
         await self._call("clear_refusal", lambda s: s.clear_refusal(self._user_key))
 
-    async def _call(self, what: str, op: Callable[[FleetStore], Awaitable[_T]]) -> _T:
+    async def _call(
+        self, what: str, op: Callable[[FleetStore], Awaitable[_T]], *, always: bool = False
+    ) -> _T:
         """Run ``op`` on the shared store; on this session's bookkeeping without one.
 
         After the store failed, it is left alone for a few seconds (``_STORE_PAUSE``): a
-        Redis that stops answering costs one ``socket_timeout``, not one per call.
+        Redis that stops answering costs one ``socket_timeout``, not one per call. An
+        ``always`` call is tried even then.
         """
         store = self._shared
-        if store is not None and self._clock() >= self._paused_until:
+        if store is not None and (always or self._clock() >= self._paused_until):
             try:
                 return await op(store)
             except TokenStoreError as exc:

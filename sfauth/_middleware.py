@@ -213,6 +213,7 @@ class SalesforceAuthMiddleware:
         """
         self._engine.manager.open()
         self._engine.manager.telemetry.resume()
+        self._admission.open()
 
     def close(self) -> None:
         """Stop the token refresh in flight; its waiters get ``SessionClosedError``.

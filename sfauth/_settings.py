@@ -111,7 +111,7 @@ class Settings:
             limit is this session's own. ``None`` (default): no limit.
         fleet_limit_scope: ``"long_running"`` (default: only requests marked
             ``long_running=True`` take a lease) or ``"all"``.
-        lease_ttl: Seconds a lease outlives a process that stopped renewing it (1 to 3600,
+        lease_ttl: Seconds a lease outlives a process that stopped renewing it (5 to 3600,
             default 30; live sessions renew theirs every ``lease_ttl / 3`` seconds).
         api_budget: ``AuthSession``: fraction of the org's daily API allowance requests sent
             with ``low_priority=True`` may use: past it they raise ``ApiBudgetError`` before
@@ -220,9 +220,10 @@ class Settings:
                 "fleet_limit_scope must be 'long_running' (requests sent with "
                 f"long_running=True) or 'all'; got {self.fleet_limit_scope!r}"
             )
-        # A lease renewed every ttl/3 must outlive a busy event loop's pauses; an hour is
+        # A lease renewed every ttl/3 must outlive a slow store call and a busy event loop's
+        # pauses; an hour is
         # already longer than a killed process should hold the fleet up.
-        _seconds("lease_ttl", self.lease_ttl, allow_zero=False, minimum=1, maximum=3600)
+        _seconds("lease_ttl", self.lease_ttl, allow_zero=False, minimum=5, maximum=3600)
         if self.api_budget is not None:
             _fraction("api_budget", self.api_budget)
         _count("failure_threshold", self.failure_threshold, minimum=1)

@@ -175,7 +175,7 @@ def test_bad_lease_settings() -> None:
         Settings(**base, fleet_limit=0)  # type: ignore[arg-type]
     with pytest.raises(
         ConfigurationError,
-        match=r"lease_ttl must be a finite number of seconds >= 1 and <= 3600; got 1e\+300",
+        match=r"lease_ttl must be a finite number of seconds >= 5 and <= 3600; got 1e\+300",
     ):
         Settings(**base, lease_ttl=1e300)  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match=r"lease_ttl .* got 0\.001"):
@@ -220,7 +220,7 @@ async def test_a_killed_process_leases_expire_within_the_ttl(
     redis_client: redis_asyncio.Redis,
 ) -> None:
     emulator.response_delay = 2.0  # the first process's 25 requests hang
-    options = ("--fleet-limit", "25", "--long-running", "--lease-ttl", "1")
+    options = ("--fleet-limit", "25", "--long-running", "--lease-ttl", "5")
     holder = await Worker.start(emulator, creds, key_file, prefix, "--requests", "25", *options)
     await emulator.wait_for_in_flight(25)  # its 25 requests reached the server
     (key,) = [k async for k in redis_client.scan_iter(match=f"{prefix}leases:*")]
@@ -378,7 +378,7 @@ async def test_sessions_with_different_lease_ttls_keep_each_others_leases(
     async with (
         RedisTokenStore(REDIS_URL, prefix=prefix) as store,
         _session(emulator, creds, store, fleet_limit=2, lease_ttl=30) as long,
-        _session(emulator, creds, store, fleet_limit=2, lease_ttl=1) as short,
+        _session(emulator, creds, store, fleet_limit=2, lease_ttl=5) as short,
     ):
         org = await _org(long)
         async with long.get(QUERY, params=SOQL, long_running=True):
@@ -450,3 +450,81 @@ async def test_query_pages_take_the_marks(prefix: str) -> None:
             assert await query_status(sf) == 200  # 601/1000: past the budget
             with pytest.raises(ApiBudgetError):
                 await anext(sf.query_all("SELECT Id FROM Account", low_priority=True))
+
+
+# --- second review -----------------------------------------------------------------------------
+
+
+class _Gated(MemoryTokenStore):
+    """A store whose first lease grant waits for ``gate``; later ones fail when ``down``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.grants = 0
+        self.down = False
+        self.release_failures = 0
+
+    async def lease_acquire(self, org: str, ids: list[str], limit: int, ttl: float) -> int:
+        self.grants += 1
+        if self.grants == 1:
+            await self.gate.wait()
+        elif self.down:
+            raise TokenStoreError("Redis lease grant failed: ConnectionError: down")
+        return await super().lease_acquire(org, ids, limit, ttl)
+
+    async def lease_release(self, org: str, ids: list[str]) -> None:
+        if self.release_failures:
+            self.release_failures -= 1
+            raise TokenStoreError("Redis ZREM lease failed: ConnectionError: blip")
+        await super().lease_release(org, ids)
+
+
+async def test_a_grant_that_fails_while_another_succeeds_never_exceeds_the_limit(
+    emulator: Emulator, creds: EmulatorCredentials
+) -> None:
+    store = _Gated()
+    emulator.response_delay = 0.05
+    async with _session(emulator, creds, store, fleet_limit=2) as sf:
+        await _org(sf)
+        emulator.reset_peak()
+        first = asyncio.create_task(query_status(sf, long_running=True))  # its grant waits
+        await asyncio.sleep(0.01)
+        store.down = True  # the next grant fails: local leases, but only what is left
+        others = [asyncio.create_task(query_status(sf, long_running=True)) for _ in range(3)]
+        await asyncio.sleep(0.01)
+        store.gate.set()
+        assert await asyncio.gather(first, *others) == [200] * 4
+    assert emulator.peak_in_flight == 2
+
+
+async def test_a_release_that_fails_is_given_back_later(
+    emulator: Emulator, creds: EmulatorCredentials, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sfauth._admission._STORE_PAUSE", 0.05)
+    store = _Gated()
+    store.gate.set()
+    async with _session(emulator, creds, store, fleet_limit=2) as sf:
+        org = await _org(sf)
+        store.release_failures = 1
+        assert await query_status(sf, long_running=True) == 200  # its release fails
+        assert await store.leases(org) == 1  # left in the store for now
+        await asyncio.sleep(0.1)  # the pause after the failure (the store is left alone)
+        assert await query_status(sf, long_running=True) == 200
+        assert await store.leases(org) == 0  # the next call to the store gave it back
+
+
+async def test_closing_while_the_first_grant_is_in_flight_is_session_closed(
+    emulator: Emulator, creds: EmulatorCredentials
+) -> None:
+    store = _Gated()
+    sf = _session(emulator, creds, store, fleet_limit=1)
+    sf.open()
+    org = await _org(sf)
+    request = asyncio.create_task(query_status(sf, long_running=True))
+    await asyncio.sleep(0.01)  # its grant waits at the gate
+    await sf.close()
+    store.gate.set()
+    with pytest.raises(SessionClosedError, match="waited for a lease"):
+        await request
+    assert await store.leases(org) == 0

@@ -22,6 +22,7 @@ from sfauth import (
     InvalidGrantError,
     LoginRateExceededError,
     RetryPolicy,
+    TokenStoreError,
     TransientTokenError,
 )
 from sfauth._fleet import Refusal, user_key
@@ -311,7 +312,7 @@ async def test_a_warning_past_the_login_rate_fraction(
     assert (high["logins_last_hour"], high["limit"], high["cap"]) == (1, 3600, None)
 
 
-async def test_an_unreachable_store_falls_back_to_thisstore_session(
+async def test_an_unreachable_store_falls_back_to_this_session(
     emulator: Emulator, creds: EmulatorCredentials, unused_tcp_port: int
 ) -> None:
     emulator.script_token_responses([RATE])
@@ -326,8 +327,9 @@ async def test_an_unreachable_store_falls_back_to_thisstore_session(
     await store.close()
     assert emulator.token_request_count == 1
     fallbacks = [e["operation"] for e in logs if e["event"] == "sfauth.fleet.unavailable"]
-    # One failed call, then the store is left alone for a few seconds (no timeout per call).
-    assert fallbacks == ["refusal"]
+    # One failed read, then reads leave the store alone for a few seconds (no timeout per
+    # call); recording the back-off is tried all the same, and falls back too.
+    assert fallbacks == ["refusal", "refuse"]
 
 
 # --- the CLI ---------------------------------------------------------------------------------
@@ -536,3 +538,30 @@ async def test_an_unreadable_refusal_is_no_refusal(
         assert await store.refusal(integration_key(emulator, creds)) is None
         async with store_session(emulator, creds, store) as sf:
             assert await query_status(sf) == 200
+
+
+async def test_a_back_off_is_shared_even_right_after_a_store_failure(
+    emulator: Emulator, creds: EmulatorCredentials, prefix: str
+) -> None:
+    class Blip(RedisTokenStore):
+        failures = 1
+
+        async def refusal(self, key: str) -> tuple[Refusal, float] | None:
+            if self.failures:
+                self.failures -= 1
+                raise TokenStoreError("Redis GET refusal failed: ConnectionError: blip")
+            return await super().refusal(key)
+
+    emulator.script_token_responses([RATE])
+    async with (
+        Blip(REDIS_URL, prefix=prefix) as blipping,
+        RedisTokenStore(REDIS_URL, prefix=prefix) as other,
+        store_session(emulator, creds, blipping) as first,
+        store_session(emulator, creds, other) as second,
+    ):
+        with pytest.raises(LoginRateExceededError):
+            await query_status(first)  # its guard paused the store after the blip
+        with pytest.raises(LoginRateExceededError) as backed_off:
+            await query_status(second)  # yet the back-off reached Redis
+        assert backed_off.value.sent is False
+    assert emulator.token_request_count == 1

@@ -137,14 +137,14 @@ class MemoryTokenStore:
             live[lease] = expiry
         return granted
 
-    async def lease_renew(self, org: str, ids: list[str], ttl: float) -> int:
-        """Extend the live ones of ``ids`` to ``ttl`` seconds from now; how many were live."""
+    async def lease_renew(self, org: str, ids: list[str], ttl: float) -> list[str]:
+        """Extend the live ones of ``ids`` to ``ttl`` seconds from now; return those."""
         live = self._live(org)
         expiry = time.monotonic() + ttl
         kept = [lease for lease in ids if lease in live]
         for lease in kept:
             live[lease] = expiry
-        return len(kept)
+        return kept
 
     async def lease_release(self, org: str, ids: list[str]) -> None:
         """End the leases ``ids`` of ``org``."""

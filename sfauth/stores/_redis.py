@@ -126,17 +126,17 @@ _LEASE_RENEW = (
     + """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local ttl = tonumber(ARGV[1])
-local n = 0
+local kept = {}
 for i = 2, #ARGV do
     if redis.call('ZSCORE', KEYS[1], ARGV[i]) then
         redis.call('ZADD', KEYS[1], now + ttl, ARGV[i])
-        n = n + 1
+        kept[#kept + 1] = ARGV[i]
     end
 end
 """
     + _EXPIRE_WITH_LAST
     + """
-return n
+return kept
 """
 )
 
@@ -254,9 +254,15 @@ class RedisTokenStore:
             raise ConfigurationError(
                 f"on_unavailable must be 'fallback' or 'raise'; got {on_unavailable!r}"
             )
-        for name, value in (("lock_ttl", lock_ttl), ("token_ttl", token_ttl)):
-            if not isinstance(value, int | float) or not value > 0:
-                raise ConfigurationError(f"{name} must be a number of seconds > 0; got {value!r}")
+        for name, value, top in (("lock_ttl", lock_ttl, 3600), ("token_ttl", token_ttl, 604800)):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not 0 < value <= top  # NaN and infinity too
+            ):
+                raise ConfigurationError(
+                    f"{name} must be a number of seconds > 0 and <= {top}; got {value!r}"
+                )
         if not isinstance(redis, str | redis_asyncio.Redis):
             raise ConfigurationError(
                 "redis must be a Redis URL such as 'redis://127.0.0.1:6379/0' or a "
@@ -298,8 +304,6 @@ class RedisTokenStore:
         self._unreadable_logged = False
         self._clear_logged = False
         self._locks: dict[str, tuple[Any, asyncio.Task[None]]] = {}
-        #: Commands whose caller was cancelled, and the clean-ups of what they took.
-        self._background: set[asyncio.Future[Any]] = set()
         self._invalidate = self._redis.register_script(_INVALIDATE)
         self._publish = self._redis.register_script(_PUBLISH)
         self._clear_stuck_lock = self._redis.register_script(_CLEAR_STUCK_LOCK)
@@ -555,15 +559,16 @@ class RedisTokenStore:
         script = self._lease_acquire(keys=[f"{self._prefix}leases:{org}"], args=args)
         return int(await self._call("lease grant", script))
 
-    async def lease_renew(self, org: str, ids: list[str], ttl: float) -> int:
-        """Extend the live ones of ``ids`` to ``ttl`` seconds from now; how many were live.
+    async def lease_renew(self, org: str, ids: list[str], ttl: float) -> list[str]:
+        """Extend the live ones of ``ids`` to ``ttl`` seconds from now; return those.
 
         Raises:
             TokenStoreError: Redis is unreachable.
         """
         args: list[str | int] = [_ms(ttl), *ids]
         script = self._lease_renew(keys=[f"{self._prefix}leases:{org}"], args=args)
-        return int(await self._call("lease renewal", script))
+        kept = await self._call("lease renewal", script)
+        return [k.decode() if isinstance(k, bytes) else str(k) for k in kept]
 
     async def lease_release(self, org: str, ids: list[str]) -> None:
         """End the leases ``ids`` of ``org`` (``ZREM``).
@@ -605,22 +610,12 @@ class RedisTokenStore:
         text = value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)
         parts = text.split("/")
         # used/limit/at written by share_usage; anything else (another writer) is no reading.
-        if len(parts) != 3 or not all(p.isdigit() and len(p) <= 18 for p in parts):
+        if len(parts) != 3 or not all(p.isascii() and p.isdigit() and len(p) <= 18 for p in parts):
             return None
         used, limit, at = (int(part) for part in parts)
         if limit == 0:
             return None
         return used, limit, max(int(found[1]) - at, 0) / 1000
-
-    def _after_cancel(
-        self, undo: Callable[[Any], Awaitable[object]] | None, command: asyncio.Future[Any]
-    ) -> None:
-        """A command whose caller was cancelled ended: undo what it took, if it took it."""
-        if command.cancelled() or command.exception() is not None or undo is None:
-            return  # the exception is retrieved: nothing is reported for it
-        task = asyncio.get_running_loop().create_task(_quietly(undo(command.result())))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
 
     async def close(self) -> None:
         """Stop renewing held locks and close the Redis client if this store created it."""
@@ -644,23 +639,24 @@ class RedisTokenStore:
         value this store cannot read, not an unreachable Redis: ``wrong_type`` is returned for
         it when given.
 
-        The command runs in a task of its own that the caller awaits through
-        ``asyncio.shield``: redis-py can swallow a ``CancelledError`` that arrives while it
-        waits for a reply (the command then completes as if nothing happened), and a caller
-        that was cancelled (a timeout, a closed session) must stop at once. The command
-        finishes in the background; when it succeeds after its caller was cancelled,
-        ``undo(result)`` gives back what it took (a lock).
+        redis-py can swallow a ``CancelledError`` that arrives while it waits for a reply
+        (the command then returns as if nothing happened); a caller that was cancelled (a
+        timeout, a closed session) must stop. So when the task's pending cancellations grew
+        during the command, ``CancelledError`` is raised here after all, once ``undo(result)``
+        has given back what the command took (a lock). The command itself is cancelled as
+        redis-py does it, so its connection goes back to the pool at once.
         """
         from redis.exceptions import RedisError, ResponseError
 
-        command = asyncio.ensure_future(awaitable)
+        task = asyncio.current_task()
+        pending = task.cancelling() if task is not None else 0
         try:
-            return await asyncio.shield(command)
-        except asyncio.CancelledError:
-            self._background.add(command)  # finishing on its own; close() does not wait
-            command.add_done_callback(self._background.discard)
-            command.add_done_callback(functools.partial(self._after_cancel, undo))
-            raise
+            result = await awaitable
+            if task is not None and task.cancelling() > pending:  # swallowed by redis-py
+                if undo is not None:
+                    await _quietly(undo(result))
+                raise asyncio.CancelledError
+            return result
         except ResponseError as exc:
             if wrong_type is None or "WRONGTYPE" not in str(exc):
                 problem: BaseException = exc
