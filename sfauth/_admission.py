@@ -126,6 +126,8 @@ class Leases:
                 raise _closed_error()
             if granted:
                 return granted[0]
+        if self.closed:  # closed during the try: no waiting in line for a closed session
+            raise _closed_error()
         waiter: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         lane.waiters.append(waiter)
         if lane.pump is None or lane.pump.done():
@@ -144,8 +146,9 @@ class Leases:
     async def release(self, org: str, lease: str) -> None:
         """Give ``lease`` back (idempotent); the next waiter here is woken at once.
 
-        While the store is unreachable (paused), a store lease is left to its TTL: it is no
-        longer renewed, and the request does not wait for Redis to give it back.
+        A store lease is no longer renewed from here on; while the store cannot be reached
+        (paused), or if this call fails, it is given back with the next call that reaches
+        the store (or it expires by its TTL), and the request does not wait for Redis.
         """
         lane = self._lanes.get(org)
         if lane is not None and lease in lane.local:
