@@ -519,9 +519,9 @@ def _flow_kwargs(args: argparse.Namespace, *, key: bool = True) -> dict[str, Any
     return settings
 
 
-def _cmd_assertion(args: argparse.Namespace) -> int:
-    kwargs = _flow_kwargs(args)
-    config = FlowConfig.create(
+def _flow_config(kwargs: Mapping[str, Any]) -> FlowConfig:
+    """The validated login settings of ``_flow_kwargs``' result (no key needed)."""
+    return FlowConfig.create(
         client_id=kwargs["client_id"],
         username=kwargs["username"],
         login_url=kwargs.get("login_url", DEFAULT_LOGIN_URL),
@@ -529,6 +529,11 @@ def _cmd_assertion(args: argparse.Namespace) -> int:
         site=kwargs.get("site", ""),
         allow_http_loopback=kwargs["allow_http_loopback"],
     )
+
+
+def _cmd_assertion(args: argparse.Namespace) -> int:
+    kwargs = _flow_kwargs(args)
+    config = _flow_config(kwargs)
     signer = AssertionSigner(
         client_id=config.client_id,
         username=config.username,
@@ -555,14 +560,7 @@ def _cmd_store(args: argparse.Namespace) -> int:
     from .stores._base import store_key
 
     kwargs = _flow_kwargs(args, key=False)
-    config = FlowConfig.create(
-        client_id=kwargs["client_id"],
-        username=kwargs["username"],
-        login_url=kwargs.get("login_url", DEFAULT_LOGIN_URL),
-        audience=kwargs.get("audience"),
-        site=kwargs.get("site", ""),
-        allow_http_loopback=kwargs["allow_http_loopback"],
-    )
+    config = _flow_config(kwargs)
     url = args.redis or os.environ.get("SF_REDIS_URL", "").strip()
     if not url:
         raise ConfigurationError(
