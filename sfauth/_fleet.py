@@ -12,8 +12,10 @@ per hour (Knowledge 000381578). With a shared store (``RedisTokenStore``, or a
 - every login is counted per user over a rolling hour; ``sfauth.login_rate.high`` is logged
   past ``login_rate_warning`` of 3,600, and ``login_rate_cap`` refuses before sending.
 
-Without a shared store, or when the store cannot be reached (logged as
-``sfauth.fleet.unavailable``), the same bookkeeping runs in this session only.
+Without a shared store, the login-rate back-off and the login count are this session's own,
+and other refusals are left to its circuit breaker. When the store cannot be reached (logged
+as ``sfauth.fleet.unavailable``), this session's own bookkeeping stands in, and the store is
+left alone for a few seconds (a refusal is still offered to it: it is rare and it matters).
 """
 
 from __future__ import annotations
