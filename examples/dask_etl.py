@@ -165,6 +165,10 @@ async def demo(args: argparse.Namespace, options: dict[str, Any]) -> dict[str, A
     from sfauth.testing import Emulator
 
     async with Emulator(default_accounts=0) as emulator:
+        # Account's external id, as an admin would add it in the org.
+        emulator.schema.add_field(
+            "Account", "External_Id__c", "string", external_id=True, unique=True
+        )
         emulator.response_delay = 0.002  # answers take a moment, as an org's do
         creds = emulator.create_credentials()
         with tempfile.TemporaryDirectory() as tmp:

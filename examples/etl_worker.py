@@ -213,6 +213,10 @@ async def run_demo(args: argparse.Namespace) -> int:
         The exit status.
     """
     async with Emulator(default_accounts=args.accounts) as emu:
+        # The target object, as an admin would create it in the org (an external id field
+        # makes the PATCH .../Source_Id__c/{Id} upserts possible).
+        emu.schema.add_object("Account_Copy__c", {"Industry__c": "string"})
+        emu.schema.add_field("Account_Copy__c", "Source_Id__c", "string", external_id=True)
         creds = emu.create_credentials()
         print(
             f"etl_worker: Salesforce emulator at {emu.url} with {args.accounts} Accounts; "

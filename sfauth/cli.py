@@ -222,6 +222,16 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         "stops; an existing file is refused (default: a temporary file, deleted when the "
         "emulator stops)",
     )
+    emulator.add_argument(
+        "--describe",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="load an object's describe JSON captured from your org (the REST "
+        "/sobjects/{name}/describe body or `sf sobject describe --json` output) into the "
+        "emulator's schema; repeatable",
+    )
     emulator.set_defaults(func=_cmd_emulator)
 
     request = sub.add_parser(
@@ -655,8 +665,12 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
         os.close(fd)
         key_file = Path(name)
 
+    from .testing import SchemaError
+
     async def serve() -> None:
         async with Emulator(host=args.host, port=args.port) as emu:
+            for describe in args.describe:
+                emu.schema.load_describe(describe)
             creds = emu.create_credentials()
             try:
                 creds.write_private_key(key_file)
@@ -685,7 +699,7 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
         asyncio.run(serve())
     except KeyboardInterrupt:
         pass
-    except _KeyFileError as exc:
+    except (_KeyFileError, SchemaError) as exc:
         print(f"sfauth: error: {exc}", file=sys.stderr)
         return 1
     except BrokenPipeError:

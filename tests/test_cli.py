@@ -624,3 +624,65 @@ def test_a_reader_that_goes_away_ends_the_output_quietly(
         os.close(write)
     assert result.stderr == b""
     assert result.returncode == 141
+
+
+def test_emulator_serves_a_loaded_describe(tmp_path: Path) -> None:
+    describe = {
+        "name": "Invoice__c",
+        "keyPrefix": "a0X",
+        "custom": True,
+        "fields": [
+            {"name": "Id", "type": "id", "nillable": False, "createable": False},
+            {"name": "Name", "type": "string", "length": 80, "defaultedOnCreate": True},
+            {"name": "Amount__c", "type": "currency", "nillable": False, "precision": 18},
+        ],
+    }
+    path = tmp_path / "Invoice__c.json"
+    path.write_text(json.dumps({"status": 0, "result": describe}))
+
+    async def create(url: str, token: str) -> list[tuple[int, object]]:
+        answers: list[tuple[int, object]] = []
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
+            for body in ({"Name": "INV-1"}, {"Name": "INV-1", "Amount__c": 5}):
+                async with http.post(url, json=body) as resp:
+                    answers.append((resp.status, await resp.json()))
+        return answers
+
+    command = [sys.executable, "-m", "sfauth", "emulator", "--describe", str(path)]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    ) as proc:
+        assert proc.stdout is not None
+        info = json.loads(proc.stdout.readline())
+        try:
+            done = _run("token", *_flags(info), "--show-token")
+            assert done.returncode == 0, done.stderr
+            token = json.loads(done.stdout)["access_token"]
+            url = f"{info['url']}/services/data/v62.0/sobjects/Invoice__c"
+            missing, created = asyncio.run(create(url, token))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+            Path(info["private_key_file"]).unlink(missing_ok=True)
+    assert missing == (
+        400,
+        [
+            {
+                "message": "Required fields are missing: [Amount__c]",
+                "errorCode": "REQUIRED_FIELD_MISSING",
+                "fields": ["Amount__c"],
+            }
+        ],
+    )
+    assert created[0] == 201
+    assert isinstance(created[1], dict)
+    assert created[1]["id"].startswith("a0X")
+
+
+def test_emulator_describe_that_is_not_json(tmp_path: Path) -> None:
+    path = tmp_path / "broken.json"
+    path.write_text("{not json")
+    done = _run("emulator", "--describe", str(path))
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr.startswith(f"sfauth: error: describe file {path} is not JSON: ")

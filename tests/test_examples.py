@@ -126,6 +126,9 @@ async def run_example(env: dict[str, str], *args: str) -> tuple[int, str, str]:
 
 async def test_from_env_against_an_https_org(tmp_path: Path) -> None:
     async with Emulator(tls=True) as emu:
+        # The org has the target object, as an admin would have created it.
+        emu.schema.add_object("Account_Copy__c", {"Industry__c": "string"})
+        emu.schema.add_field("Account_Copy__c", "Source_Id__c", "string", external_id=True)
         creds = emu.create_credentials()
         ca_file = tmp_path / "ca.pem"
         ca_file.write_bytes(emu.ca_pem)

@@ -201,7 +201,13 @@ async def test_unknown_sobject_raises_invalid_type(make_query_session: Factory) 
         _ = [r async for r in sf.query("SELECT Id FROM Nope__c")]
     assert caught.value.status == 400
     assert caught.value.error_code == "INVALID_TYPE"
-    assert caught.value.message == "sObject type 'Nope__c' is not supported."
+    # Salesforce's message: the query, a caret under the object, the position, the text.
+    assert caught.value.message == (
+        "\nSELECT Id FROM Nope__c\n               ^\nERROR at Row:1:Column:16\n"
+        "sObject type 'Nope__c' is not supported. If you are attempting to use a custom object, "
+        "be sure to append the '__c' after the entity name. Please reference your WSDL or the "
+        "describe call for the appropriate names."
+    )
 
 
 async def test_a_non_json_200_page_is_an_api_error(

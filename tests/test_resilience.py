@@ -296,6 +296,7 @@ async def _get(sf: AuthSession) -> int:
 async def test_401_replay_resends_identical_body_and_headers(
     make_session: SessionFactory, emulator: Emulator
 ) -> None:
+    emulator.schema.add_field("Account", "ExtId__c", "string", external_id=True)
     sf = make_session()
     await sf.token()
     emulator.expire_all_sessions()

@@ -2,8 +2,10 @@
 
 :class:`Emulator` serves, on real sockets (HTTP or HTTPS), the OAuth 2.0 JWT Bearer token
 endpoint, verifying RS256 assertions against registered certificates with Salesforce's exact
-error bodies, and a slice of the REST API: versions, SOQL query with ``nextRecordsUrl`` paging,
-sObject CRUD and upsert in memory, limits, userinfo and revoke. Sessions expire after inactivity
+error bodies, and a slice of the REST API: versions, SOQL query and queryAll with
+``nextRecordsUrl`` paging, sObject CRUD and upsert validated against a :class:`Schema` (standard
+objects, plus custom ones added in code or loaded from an org's describe JSON), describe and
+describe global, limits, userinfo and revoke. Sessions expire after inactivity
 or on demand; token and REST answers can be scripted to inject faults, or replaced at random
 (seeded, reproducible) by the transient faults of :data:`FAULT_KINDS` for soak tests; everything
 is counted.
@@ -39,12 +41,17 @@ if _typing.TYPE_CHECKING:
         ScriptedResponse,
         TokenRequestRecord,
     )
+    from sfauth.testing._schema import FieldSchema, Schema, SchemaError, SObjectSchema
 
 __all__ = [
     "FAULT_KINDS",
     "Emulator",
     "EmulatorCredentials",
+    "FieldSchema",
     "RequestRecord",
+    "SObjectSchema",
+    "Schema",
+    "SchemaError",
     "ScriptedResponse",
     "TokenRequestRecord",
     "no_backoff",
@@ -59,6 +66,10 @@ _LAZY = {
     "RequestRecord": ("sfauth.testing._models", "RequestRecord"),
     "ScriptedResponse": ("sfauth.testing._models", "ScriptedResponse"),
     "TokenRequestRecord": ("sfauth.testing._models", "TokenRequestRecord"),
+    "FieldSchema": ("sfauth.testing._schema", "FieldSchema"),
+    "SObjectSchema": ("sfauth.testing._schema", "SObjectSchema"),
+    "Schema": ("sfauth.testing._schema", "Schema"),
+    "SchemaError": ("sfauth.testing._schema", "SchemaError"),
     "no_backoff": ("sfauth._retry", "backoff_disabled"),
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import datetime as dt
 import secrets
 import socket
 import ssl
@@ -33,8 +34,9 @@ from sfauth.testing._models import (
     TokenRequestRecord,
 )
 from sfauth.testing._rest import RestApi
+from sfauth.testing._schema import Schema
 from sfauth.testing._state import Cursor, Handler, Session, User, json_response, serve_script
-from sfauth.testing._store import SObjectStore
+from sfauth.testing._store import DmlError, RecordStore
 from sfauth.testing._token import (
     LOGIN_AUDIENCE,
     TEST_AUDIENCE,
@@ -114,6 +116,11 @@ class Emulator(RestApi):
         default_accounts: Number of ``Account`` records seeded at construction.
         sandbox: Play a sandbox: accept ``aud=https://test.salesforce.com`` instead of
             ``https://login.salesforce.com`` (the emulator's own URL is accepted either way).
+        schema: The objects and fields writes and SOQL are checked against (default: a new
+            :class:`Schema` with the standard objects); also reachable as :attr:`schema`.
+        now: Wall clock returning an aware datetime, for ``CreatedDate``/``LastModifiedDate``
+            and the relative date literals of SOQL (``TODAY``…; the org's users are in UTC).
+            Defaults to the real time.
 
     Raises:
         ValueError: If ``page_size`` or ``session_timeout`` is not positive or ``api_versions``
@@ -134,6 +141,8 @@ class Emulator(RestApi):
         clock: Callable[[], float] = time.monotonic,
         default_accounts: int = 250,
         sandbox: bool = False,
+        schema: Schema | None = None,
+        now: Callable[[], dt.datetime] | None = None,
     ) -> None:
         if page_size < 1:
             raise ValueError("page_size must be positive")
@@ -181,7 +190,9 @@ class Emulator(RestApi):
 
         self._versions = frozenset(self.api_versions)
         self._ids = IdFactory()
-        self._store = SObjectStore(self._ids)
+        #: The sObjects and fields this emulator knows (add custom ones, or load a describe).
+        self.schema = schema if schema is not None else Schema()
+        self._store = RecordStore(self.schema, self._ids, now or (lambda: dt.datetime.now(dt.UTC)))
         self._default_org_id = self._ids.new("00D")
         self._apps: dict[str, rsa.RSAPublicKey] = {}
         self._users: dict[str, User] = {}
@@ -200,6 +211,23 @@ class Emulator(RestApi):
         self._runner: web.AppRunner | None = None
         self._started = False
         self._tls: TlsMaterial | None = None
+        #: Id of the built-in ``User`` that owns and created what :meth:`seed` adds.
+        self.admin_user_id = self._store.insert(
+            self.schema.get("User"),  # type: ignore[arg-type]
+            {
+                "Username": "admin@emulator.invalid",
+                "LastName": "Admin",
+                "FirstName": "Emulator",
+                "Email": "admin@emulator.invalid",
+                "Alias": "eadmin",
+            },
+            "",
+            system=True,
+        )
+        user_record = self._store.find(self.schema.get("User"), self.admin_user_id)  # type: ignore[arg-type]
+        assert user_record is not None
+        for name in ("OwnerId", "CreatedById", "LastModifiedById"):
+            user_record[name] = self.admin_user_id
         if default_accounts:
             self.seed(
                 "Account",
@@ -396,12 +424,13 @@ class Emulator(RestApi):
         """
         user = self._users.get(username)
         if user is None:
+            display = name or username.partition("@")[0]
             user = User(
                 username=username,
-                user_id=user_id or self._ids.new("005"),
+                user_id=user_id or self._user_record(username, display, active),
                 org_id=org_id or self._default_org_id,
                 active=active,
-                name=name or username.partition("@")[0],
+                name=display,
             )
             self._users[username] = user
         else:
@@ -413,6 +442,27 @@ class Emulator(RestApi):
             user.approved.add(client_id)
         else:
             user.approved.discard(client_id)
+
+    def _user_record(self, username: str, name: str, active: bool) -> str:
+        """Insert the ``User`` record of a registered user; return its id."""
+        first, _, last = name.rpartition(" ")
+        values: dict[str, object] = {
+            "Username": username[:80],
+            "LastName": (last or name or "User")[:80],
+            "Email": username if "@" in username else f"{username}@emulator.invalid",
+            "IsActive": active,
+        }
+        if first:
+            values["FirstName"] = first[:40]
+        try:
+            return self._store.insert(
+                self.schema.get("User"),  # type: ignore[arg-type]
+                values,
+                self.admin_user_id,
+                system=True,
+            )
+        except DmlError:  # a username or e-mail the User object refuses: no record for it
+            return self._ids.new("005")
 
     def create_credentials(
         self, username: str = "etl@example.com", client_id: str | None = None
@@ -632,38 +682,55 @@ class Emulator(RestApi):
     # ------------------------------------------------------------------ data
 
     def seed(self, sobject: str, records: Iterable[Mapping[str, object]]) -> list[str]:
-        """Add records to an sObject (registering the type if new).
+        """Insert records as the built-in admin user, validated like REST API inserts.
 
-        Ids are 18-character Salesforce-shaped: prefix ``001`` for Account, ``003`` for
-        Contact, other standard prefixes for Lead/Opportunity/Case/…, ``a00``, ``a01``, … for
-        other types. ``Id`` and ``attributes`` keys in the input are ignored.
+        Ids are 18-character with the object's key prefix and the case-safe checksum. Unlike
+        a REST insert, seeding may set read-only system fields (``CreatedDate``, ``OwnerId``,
+        ``IsDeleted``, …) so tests can build history; ``Id`` may not be set.
 
         Args:
-            sobject: sObject API name, e.g. ``"Account"`` or ``"Invoice__c"``.
+            sobject: sObject API name, e.g. ``"Account"``; a custom object must be in
+                :attr:`schema` first (``emu.schema.add_object("Invoice__c", {...})``).
             records: Field values of each record.
 
         Returns:
             The new ids, in input order.
 
         Raises:
-            ValueError: If ``sobject`` is not a valid API name.
+            ValueError: If the object is unknown, or a record is one Salesforce would refuse
+                (the message has Salesforce's error code and text, and the record's index).
         """
-        sobject_type = self._store.ensure(sobject)
-        return [self._store.insert(sobject_type, record) for record in records]
+        target = self.schema.get(sobject)
+        if target is None:
+            raise ValueError(
+                f"no sObject named {sobject!r} in the emulator's schema: add it with "
+                f"emu.schema.add_object({sobject!r}, {{field: type}}) or "
+                "emu.schema.load_describe()"
+            )
+        ids = []
+        for index, record in enumerate(records):
+            try:
+                ids.append(self._store.insert(target, record, self.admin_user_id, system=True))
+            except DmlError as exc:
+                raise ValueError(
+                    f"{target.name} record {index}: {exc.error_code}: {exc.message}"
+                ) from None
+        return ids
 
-    def records(self, sobject: str) -> list[dict[str, object]]:
-        """Return copies of an sObject's records, including ``Id``.
+    def records(self, sobject: str, *, include_deleted: bool = False) -> list[dict[str, object]]:
+        """Return copies of an object's records, with ``Id`` and the system fields.
 
         Args:
             sobject: sObject API name (case-insensitive).
+            include_deleted: Also return records in the recycle bin (``IsDeleted`` true).
 
         Returns:
-            The records in insertion order (empty for unknown types).
+            The records in insertion order (empty for unknown objects).
         """
-        sobject_type = self._store.get(sobject)
-        if sobject_type is None:
+        target = self.schema.get(sobject)
+        if target is None:
             return []
-        return [dict(record) for record in sobject_type.records.values()]
+        return [dict(r) for r in self._store.rows(target, deleted=include_deleted)]
 
     # ------------------------------------------------------------------ routing
 
@@ -689,11 +756,16 @@ class Emulator(RestApi):
             ("GET", data + "/query", "query", self._query, True, True),
             ("GET", data + "/query/", "query", self._query, True, True),
             ("GET", data + "/query/{locator}", "query_more", self._query_more, True, True),
-            # No record is ever deleted or archived here, so queryAll answers like query.
-            ("GET", data + "/queryAll", "query_all", self._query, True, True),
-            ("GET", data + "/queryAll/", "query_all", self._query, True, True),
+            ("GET", data + "/queryAll", "query_all", self._query_all, True, True),
+            ("GET", data + "/queryAll/", "query_all", self._query_all, True, True),
+            ("GET", data + "/queryAll/{locator}", "query_more", self._query_more, True, True),
             ("GET", data + "/limits", "limits", self._limits, True, True),
             ("GET", data + "/limits/", "limits", self._limits, True, True),
+            ("GET", data + "/sobjects", "describe_global", self._describe_global, True, True),
+            ("GET", data + "/sobjects/", "describe_global", self._describe_global, True, True),
+            ("GET", sobjects + "/describe", "describe", self._describe, True, True),
+            ("GET", sobjects + "/describe/", "describe", self._describe, True, True),
+            ("GET", sobjects, "sobject_info", self._sobject_info, True, True),
             ("POST", sobjects, "sobject_create", self._sobject_create, True, True),
             ("POST", sobjects + "/", "sobject_create", self._sobject_create, True, True),
             ("GET", sobjects + "/{id}", "sobject_get", self._sobject_get, True, True),

@@ -8,6 +8,8 @@ import string
 __all__ = [
     "BASE62",
     "IdFactory",
+    "canonical_id",
+    "is_valid_id",
     "random_base62",
     "random_consumer_key",
     "to_18",
@@ -15,6 +17,7 @@ __all__ = [
 
 BASE62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
 _SUFFIX_ALPHABET = string.ascii_uppercase + "012345"
+_BASE62_SET = frozenset(BASE62)
 
 
 def to_18(id15: str) -> str:
@@ -39,6 +42,48 @@ def to_18(id15: str) -> str:
                 bits |= 1 << position
         suffix.append(_SUFFIX_ALPHABET[bits])
     return id15 + "".join(suffix)
+
+
+def canonical_id(value: str) -> str | None:
+    """Return the canonical 18-character form of a Salesforce id, or ``None`` if malformed.
+
+    A 15-character id is case-sensitive and gets its checksum. An 18-character id is
+    case-insensitive, as Salesforce treats it: the 3-character checksum says which of the first
+    15 characters are upper-case, so ``001em0000000005iaa`` and ``001Em0000000005IAA`` are the
+    same id.
+
+    Args:
+        value: The candidate id.
+    """
+    if len(value) not in (15, 18) or any(c not in _BASE62_SET for c in value):
+        return None
+    if len(value) == 15:
+        return to_18(value)
+    restored = []
+    for chunk, flag in enumerate(value[15:].upper()):
+        bits = _SUFFIX_ALPHABET.find(flag)
+        if bits < 0:
+            return None
+        for position, char in enumerate(value[chunk * 5 : chunk * 5 + 5]):
+            if bits & (1 << position):
+                if not char.isalpha():
+                    return None
+                restored.append(char.upper())
+            else:
+                restored.append(char.lower() if char.isalpha() else char)
+    return to_18("".join(restored))
+
+
+def is_valid_id(value: str) -> bool:
+    """Return whether ``value`` is a well-formed Salesforce id.
+
+    A well-formed id is 15 base-62 characters, or 18 whose last 3 are the case-safe checksum of
+    the first 15 (any casing of an 18-character id is the same id, see :func:`canonical_id`).
+
+    Args:
+        value: The candidate id.
+    """
+    return canonical_id(value) is not None
 
 
 def random_base62(length: int) -> str:

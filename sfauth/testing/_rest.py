@@ -7,10 +7,11 @@ import json
 
 from aiohttp import web
 
-from sfauth.testing._ids import IdFactory
-from sfauth.testing._soql import SoqlError, filter_records, parse, sort_records
+from sfauth.testing._ids import IdFactory, is_valid_id
+from sfauth.testing._schema import Schema, SObjectSchema
+from sfauth.testing._soql import SoqlError, compile_query
 from sfauth.testing._state import NOT_FOUND, Cursor, Session, json_response, rest_error
-from sfauth.testing._store import SObjectStore, SObjectType
+from sfauth.testing._store import DmlError, RecordStore
 
 __all__ = ["RestApi", "release_label"]
 
@@ -36,6 +37,10 @@ def release_label(version: str) -> str:
     return f"{season} '{year:02d}"
 
 
+def _attributes(name: str, record: dict[str, object], version: str) -> dict[str, object]:
+    return {"type": name, "url": f"/services/data/v{version}/sobjects/{name}/{record['Id']}"}
+
+
 class RestApi:
     """Handlers of the REST endpoints; the state they use lives on the emulator."""
 
@@ -44,7 +49,8 @@ class RestApi:
     daily_api_limit: int
     _versions: frozenset[str]
     _ids: IdFactory
-    _store: SObjectStore
+    schema: Schema
+    _store: RecordStore
     _sessions: dict[str, Session]
     _cursors: collections.OrderedDict[str, Cursor]
     _api_usage: int
@@ -104,6 +110,16 @@ class RestApi:
     async def _query(
         self, request: web.Request, session: Session | None, body: bytes
     ) -> web.Response:
+        return self._run_query(request, session, deleted=False)
+
+    async def _query_all(
+        self, request: web.Request, session: Session | None, body: bytes
+    ) -> web.Response:
+        return self._run_query(request, session, deleted=True)
+
+    def _run_query(
+        self, request: web.Request, session: Session | None, *, deleted: bool
+    ) -> web.Response:
         version = self._version(request)
         if version is None:
             return json_response(404, NOT_FOUND)
@@ -111,36 +127,14 @@ class RestApi:
         if not soql:
             return rest_error(400, "MALFORMED_QUERY", "A query string has to be specified")
         try:
-            query = parse(soql)
+            result = compile_query(soql, self.schema).run(self._store, version, deleted=deleted)
         except SoqlError as exc:
-            return rest_error(400, "MALFORMED_QUERY", str(exc))
-        sobject = self._store.get(query.sobject)
-        if sobject is None:
-            return rest_error(
-                400, "INVALID_TYPE", f"sObject type '{query.sobject}' is not supported."
-            )
-        canonical = sobject.canonical
-        matched = filter_records(sobject.records.values(), query.where, canonical)
-        if query.order_by:
-            matched = sort_records(matched, query.order_by, canonical)
-        if query.offset:
-            matched = matched[query.offset :]
-        if query.limit is not None:
-            matched = matched[: query.limit]
-        fields = list(dict.fromkeys(canonical(f) for f in query.fields))
-        url_prefix = f"/services/data/v{version}/sobjects/{sobject.name}/"
-        records: list[dict[str, object]] = []
-        for record in matched:
-            projected: dict[str, object] = {
-                "attributes": {"type": sobject.name, "url": url_prefix + str(record["Id"])}
-            }
-            for name in fields:
-                projected[name] = record.get(name)
-            records.append(projected)
+            return rest_error(400, exc.error_code, exc.message)
+        records = result.records
         batch = self._batch_size(request)
         if len(records) <= batch:
             return json_response(
-                200, {"totalSize": len(records), "done": True, "records": records}
+                200, {"totalSize": result.total_size, "done": True, "records": records}
             )
         locator = self._ids.new("01g")
         self._cursors[locator] = Cursor(records, batch)
@@ -201,20 +195,57 @@ class RestApi:
             },
         )
 
-    def _sobject_type(self, request: web.Request, *, create: bool = False) -> SObjectType | None:
-        name = request.match_info["sobject"]
-        sobject = self._store.get(name)
-        if sobject is None and create and name.lower().endswith("__c"):
-            try:
-                sobject = self._store.ensure(name)
-            except ValueError:
-                return None
-        return sobject
+    def _sobject_type(self, request: web.Request) -> SObjectSchema | None:
+        if self._version(request) is None:
+            return None
+        return self.schema.get(request.match_info["sobject"])
+
+    async def _describe_global(
+        self, request: web.Request, session: Session | None, body: bytes
+    ) -> web.Response:
+        version = self._version(request)
+        if version is None:
+            return json_response(404, NOT_FOUND)
+        return json_response(
+            200,
+            {
+                "encoding": "UTF-8",
+                "maxBatchSize": 200,
+                "sobjects": [
+                    self.schema.get(name).describe_global(version)  # type: ignore[union-attr]
+                    for name in self.schema.names()
+                ],
+            },
+        )
+
+    async def _describe(
+        self, request: web.Request, session: Session | None, body: bytes
+    ) -> web.Response:
+        sobject = self._sobject_type(request)
+        if sobject is None:
+            return json_response(404, NOT_FOUND)
+        return json_response(200, sobject.describe(request.match_info["ver"][1:]))
+
+    async def _sobject_info(
+        self, request: web.Request, session: Session | None, body: bytes
+    ) -> web.Response:
+        sobject = self._sobject_type(request)
+        if sobject is None:
+            return json_response(404, NOT_FOUND)
+        version = request.match_info["ver"][1:]
+        recent = [
+            {"attributes": _attributes(sobject.name, r, version), "Id": r["Id"]}
+            for r in list(self._store.rows(sobject))[-20:]
+        ]
+        return json_response(
+            200, {"objectDescribe": sobject.describe_global(version), "recentItems": recent}
+        )
 
     @staticmethod
-    def _json_object(body: bytes) -> dict[str, object] | web.Response:
+    def _json_object(body: bytes) -> tuple[dict[str, object], str] | web.Response:
         try:
-            value = json.loads(body)
+            text = body.decode()
+            value = json.loads(text)
         except UnicodeDecodeError:
             return rest_error(400, "JSON_PARSER_ERROR", "Invalid UTF-8 in the request body")
         except json.JSONDecodeError as exc:
@@ -242,29 +273,58 @@ class RestApi:
                     }
                 ],
             )
-        return value
+        return value, text
 
     async def _sobject_create(
         self, request: web.Request, session: Session | None, body: bytes
     ) -> web.Response:
-        sobject = self._sobject_type(request, create=True)
-        if self._version(request) is None or sobject is None:
+        sobject = self._sobject_type(request)
+        if sobject is None:
             return json_response(404, NOT_FOUND)
-        values = self._json_object(body)
-        if isinstance(values, web.Response):
-            return values
-        record_id = self._store.insert(sobject, values)
+        parsed = self._json_object(body)
+        if isinstance(parsed, web.Response):
+            return parsed
+        assert session is not None
+        try:
+            record_id = self._store.insert(sobject, parsed[0], session.user.user_id, raw=parsed[1])
+        except DmlError as exc:
+            return json_response(exc.status, exc.body)
         return json_response(201, {"id": record_id, "success": True, "errors": []})
 
     def _record(
-        self, request: web.Request
-    ) -> tuple[SObjectType, dict[str, object]] | web.Response:
+        self, request: web.Request, *, deleted_ok: bool = False
+    ) -> tuple[SObjectSchema, dict[str, object]] | web.Response:
         sobject = self._sobject_type(request)
-        if self._version(request) is None or sobject is None:
+        if sobject is None:
             return json_response(404, NOT_FOUND)
-        record = self._store.find(sobject, request.match_info["id"])
+        record_id = request.match_info["id"]
+        if not is_valid_id(record_id):
+            return json_response(
+                404,
+                [
+                    {
+                        "errorCode": "NOT_FOUND",
+                        "message": "Provided external ID field does not exist or is not "
+                        f"accessible: {record_id}",
+                    }
+                ],
+            )
+        record = self._store.find(sobject, record_id)
         if record is None:
+            if self._store.by_id(record_id) is not None or self.schema.by_prefix(
+                record_id[:3]
+            ) not in (None, sobject):
+                return rest_error(
+                    400,
+                    "MALFORMED_ID",
+                    f"{sobject.label} ID: id value of incorrect type: {record_id}",
+                )
             return json_response(404, NOT_FOUND)
+        if record["IsDeleted"] and not deleted_ok:
+            return json_response(
+                404,
+                [{"errorCode": "ENTITY_IS_DELETED", "message": "entity is deleted", "fields": []}],
+            )
         return sobject, record
 
     async def _sobject_get(
@@ -274,19 +334,22 @@ class RestApi:
         if isinstance(found, web.Response):
             return found
         sobject, record = found
-        version = request.match_info["ver"]
-        result: dict[str, object] = {
-            "attributes": {
-                "type": sobject.name,
-                "url": f"/services/data/{version}/sobjects/{sobject.name}/{record['Id']}",
-            }
-        }
+        version = request.match_info["ver"][1:]
+        result: dict[str, object] = {"attributes": _attributes(sobject.name, record, version)}
         wanted = request.query.get("fields")
         if wanted:
-            for name in (sobject.canonical(f.strip()) for f in wanted.split(",") if f.strip()):
-                result[name] = record.get(name)
+            for name in (f.strip() for f in wanted.split(",") if f.strip()):
+                definition = sobject.field(name)
+                if definition is None:
+                    return rest_error(
+                        400,
+                        "INVALID_FIELD",
+                        f"No such column '{name}' on sobject of type {sobject.name}",
+                    )
+                result[definition.name] = record.get(definition.name)
         else:
-            result.update(record)
+            for definition in sobject.fields.values():
+                result[definition.name] = record.get(definition.name)
         return json_response(200, result)
 
     async def _sobject_update(
@@ -296,10 +359,14 @@ class RestApi:
         if isinstance(found, web.Response):
             return found
         sobject, record = found
-        values = self._json_object(body)
-        if isinstance(values, web.Response):
-            return values
-        sobject.apply(record, values)
+        parsed = self._json_object(body)
+        if isinstance(parsed, web.Response):
+            return parsed
+        assert session is not None
+        try:
+            self._store.update(sobject, record, parsed[0], session.user.user_id, raw=parsed[1])
+        except DmlError as exc:
+            return json_response(exc.status, exc.body)
         return web.Response(status=204)
 
     async def _sobject_delete(
@@ -309,45 +376,64 @@ class RestApi:
         if isinstance(found, web.Response):
             return found
         sobject, record = found
-        del sobject.records[str(record["Id"])]
+        assert session is not None
+        self._store.delete(sobject, record, session.user.user_id)
         return web.Response(status=204)
 
     async def _sobject_upsert(
         self, request: web.Request, session: Session | None, body: bytes
     ) -> web.Response:
-        sobject = self._sobject_type(request, create=True)
+        sobject = self._sobject_type(request)
         version = request.match_info["ver"]
-        if self._version(request) is None or sobject is None:
+        if sobject is None:
             return json_response(404, NOT_FOUND)
-        field_name = sobject.canonical(request.match_info["field"])
+        name = request.match_info["field"]
+        key_field = sobject.field(name)
+        if key_field is None or not (key_field.id_lookup or key_field.external_id):
+            return json_response(
+                404,
+                [
+                    {
+                        "errorCode": "NOT_FOUND",
+                        "message": "Provided external ID field does not exist or is not "
+                        f"accessible: {name}",
+                    }
+                ],
+            )
         key = request.match_info["value"]
-        values = self._json_object(body)
-        if isinstance(values, web.Response):
-            return values
-        if field_name == "Id":
-            record = self._store.find(sobject, key)
-            matches = [record] if record is not None else []
-            if not matches:
+        parsed = self._json_object(body)
+        if isinstance(parsed, web.Response):
+            return parsed
+        values, raw = parsed
+        assert session is not None
+        if key_field.name == "Id":
+            record = self._store.find(sobject, key) if is_valid_id(key) else None
+            if record is None:
                 return json_response(404, NOT_FOUND)
+            matches = [record]
         else:
+            wanted = key.lower()
             matches = [
                 r
-                for r in sobject.records.values()
-                if r.get(field_name) is not None and str(r[field_name]) == key
+                for r in self._store.rows(sobject)
+                if r.get(key_field.name) is not None and str(r[key_field.name]).lower() == wanted
             ]
         if len(matches) > 1:
             return json_response(
                 300,
                 [f"/services/data/{version}/sobjects/{sobject.name}/{r['Id']}" for r in matches],
             )
-        if matches:
-            sobject.apply(matches[0], values)
-            return json_response(
-                200, {"id": matches[0]["Id"], "success": True, "errors": [], "created": False}
+        try:
+            if matches:
+                self._store.update(sobject, matches[0], values, session.user.user_id, raw=raw)
+                return json_response(
+                    200, {"id": matches[0]["Id"], "success": True, "errors": [], "created": False}
+                )
+            record_id = self._store.insert(
+                sobject, {**values, key_field.name: key}, session.user.user_id, raw=raw
             )
-        record_id = self._store.insert(
-            sobject, {**values, sobject.register_field(field_name): key}
-        )
+        except DmlError as exc:
+            return json_response(exc.status, exc.body)
         return json_response(
             201, {"id": record_id, "success": True, "errors": [], "created": True}
         )

@@ -1,147 +1,594 @@
-"""In-memory sObject storage: case-insensitive object and field names, Salesforce-shaped ids."""
+"""In-memory records checked against the schema, with Salesforce's write errors and system fields.
+
+Writes are validated as the REST API validates them ("sObject Basic Information" and "Status
+Codes and Error Responses", REST API Developer Guide): unknown fields ``INVALID_FIELD``, values
+the JSON deserialiser cannot convert ``JSON_PARSER_ERROR``, values of the wrong kind for the field
+``INVALID_TYPE_ON_FIELD_IN_RECORD``, read-only fields ``INVALID_FIELD_FOR_INSERT_UPDATE``, missing
+required fields ``REQUIRED_FIELD_MISSING``, bad ids ``MALFORMED_ID``, deleted records
+``ENTITY_IS_DELETED``. Deletes go to a recycle bin (``IsDeleted = true``) that ``queryAll`` sees.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import datetime as dt
+import math
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 
-from sfauth.testing._ids import BASE62, IdFactory
+from sfauth.testing._ids import IdFactory, canonical_id, is_valid_id
+from sfauth.testing._schema import NUMBER_TYPES, TEXT_TYPES, FieldSchema, Schema, SObjectSchema
 
-__all__ = ["STANDARD_PREFIXES", "SObjectStore", "SObjectType"]
+__all__ = [
+    "DmlError",
+    "RecordStore",
+    "format_datetime",
+    "parse_date",
+    "parse_datetime",
+]
 
-#: Key prefixes of the standard objects the emulator knows from the start.
-STANDARD_PREFIXES: Mapping[str, str] = {
-    "Account": "001",
-    "Contact": "003",
-    "Opportunity": "006",
-    "Lead": "00Q",
-    "Case": "500",
-    "Campaign": "701",
-    "Task": "00T",
-    "Event": "00U",
-}
-
-
-class SObjectType:
-    """Records of one sObject type plus its field-name registry."""
-
-    __slots__ = ("_fields", "name", "prefix", "records")
-
-    def __init__(self, name: str, prefix: str) -> None:
-        self.name = name
-        self.prefix = prefix
-        self.records: dict[str, dict[str, object]] = {}
-        self._fields: dict[str, str] = {"id": "Id"}
-
-    def canonical(self, field: str) -> str:
-        """Return the stored spelling of ``field`` (case-insensitive), or ``field`` if unknown.
-
-        Args:
-            field: A field name as written by a client.
-
-        Returns:
-            The field's canonical name.
-        """
-        return self._fields.get(field.lower(), field)
-
-    def register_field(self, field: str) -> str:
-        """Register ``field`` (first spelling wins) and return its canonical name.
-
-        Args:
-            field: A field name as written by a client.
-
-        Returns:
-            The field's canonical name.
-        """
-        return self._fields.setdefault(field.lower(), field)
-
-    def apply(self, record: dict[str, object], values: Mapping[str, object]) -> None:
-        """Copy ``values`` into ``record`` under canonical field names.
-
-        Args:
-            record: The stored record to update in place.
-            values: Field values; ``attributes`` and ``Id`` keys are ignored.
-        """
-        for key, value in values.items():
-            lowered = key.lower()
-            if lowered in ("attributes", "id"):
-                continue
-            record[self.register_field(key)] = value
+Record = dict[str, object]
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATETIME_RE = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?"
+    r"(Z|[+-]\d{2}:?\d{2})?)?$"
+)
+_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_TIME_RE = re.compile(r"^\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?Z?$")
+_SYSTEM_FIELDS = ("CreatedDate", "CreatedById", "LastModifiedDate", "LastModifiedById")
+_RECYCLE_MESSAGE = "entity is deleted"
 
 
-class SObjectStore:
-    """All sObject types of one emulator."""
+class DmlError(Exception):
+    """A write Salesforce would refuse; :attr:`body` is the REST API's error list.
 
-    def __init__(self, ids: IdFactory) -> None:
+    Attributes:
+        status: HTTP status of the refusal.
+        error_code: Salesforce ``errorCode``.
+        message: Salesforce's message.
+        fields: Field names the error is about (``None``: the body has no ``fields`` key).
+    """
+
+    def __init__(
+        self, error_code: str, message: str, fields: list[str] | None = None, status: int = 400
+    ) -> None:
+        super().__init__(f"{error_code}: {message}")
+        self.status = status
+        self.error_code = error_code
+        self.message = message
+        self.fields = fields
+
+    @property
+    def body(self) -> list[dict[str, object]]:
+        """The REST error body: ``[{"message", "errorCode"[, "fields"]}]``."""
+        error: dict[str, object] = {"message": self.message, "errorCode": self.error_code}
+        if self.fields is not None:
+            error["fields"] = self.fields
+        return [error]
+
+
+def format_datetime(value: dt.datetime) -> str:
+    """Return ``value`` as the REST API writes datetimes: ``2024-01-15T10:00:00.000+0000`` (UTC).
+
+    Args:
+        value: An aware datetime (naive ones are taken as UTC).
+    """
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    value = value.astimezone(dt.UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}+0000"
+
+
+def parse_datetime(text: str) -> dt.datetime | None:
+    """Parse an ISO 8601 datetime as Salesforce accepts it, or return ``None``.
+
+    Accepts ``2024-01-15T10:00:00Z``, ``…T10:00:00.000+0000``, ``…T10:00:00+01:00`` and a bare
+    date (midnight UTC).
+
+    Args:
+        text: The value as sent.
+
+    Returns:
+        An aware UTC datetime, or ``None`` when ``text`` is not one.
+    """
+    match = _DATETIME_RE.match(text)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    try:
+        value = dt.datetime(
+            int(year),
+            int(month),
+            int(day),
+            int(hour or 0),
+            int(minute or 0),
+            int(second or 0),
+            int((fraction or "0")[:6].ljust(6, "0")),
+            tzinfo=dt.UTC,
+        )
+    except ValueError:
+        return None
+    if zone and zone != "Z":
+        sign = 1 if zone[0] == "+" else -1
+        digits = zone[1:].replace(":", "")
+        value -= sign * dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+    return value
+
+
+def parse_date(text: str) -> dt.date | None:
+    """Parse ``YYYY-MM-DD``, or return ``None``.
+
+    Args:
+        text: The value as sent.
+    """
+    if not _DATE_RE.match(text):
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def _token(value: object) -> tuple[str, str]:
+    """The Jackson token name and text Salesforce's JSON_PARSER_ERROR messages quote."""
+    if isinstance(value, bool):
+        return ("VALUE_TRUE" if value else "VALUE_FALSE"), str(value).lower()
+    if isinstance(value, int):
+        return "VALUE_NUMBER_INT", str(value)
+    if isinstance(value, float):
+        return "VALUE_NUMBER_FLOAT", repr(value)
+    if isinstance(value, dict):
+        return "START_OBJECT", "{"
+    if isinstance(value, list):
+        return "START_ARRAY", "["
+    return "VALUE_STRING", str(value)
+
+
+@dataclass(slots=True)
+class _Context:
+    """What one write needs besides the values: who, when, and the raw body for positions."""
+
+    user_id: str
+    now: str
+    raw: str | None
+    system: bool
+
+
+class RecordStore:
+    """Every record of one emulator, by object, validated against a :class:`Schema`.
+
+    Args:
+        schema: The objects and fields records are checked against.
+        ids: Generator of record ids.
+        now: Wall clock giving an aware UTC datetime (``CreatedDate``, date literals).
+    """
+
+    def __init__(self, schema: Schema, ids: IdFactory, now: Callable[[], dt.datetime]) -> None:
+        self.schema = schema
         self._ids = ids
-        self._types: dict[str, SObjectType] = {}
-        self._custom = 0
-        for name, prefix in STANDARD_PREFIXES.items():
-            self._types[name.lower()] = SObjectType(name, prefix)
+        self.now = now
+        self._records: dict[str, dict[str, Record]] = {}
+        self._case_numbers = 1000
 
-    def get(self, name: str) -> SObjectType | None:
-        """Return the type named ``name`` (case-insensitive), or ``None`` if unknown.
+    # ------------------------------------------------------------------ reads
+
+    def table(self, sobject: SObjectSchema) -> dict[str, Record]:
+        """Return the live mapping of id to record of an object (deleted records included).
 
         Args:
-            name: sObject API name.
-
-        Returns:
-            The type, or ``None``.
+            sobject: The object.
         """
-        return self._types.get(name.lower())
+        table = self._records.get(sobject.name)
+        if table is None:
+            table = self._records[sobject.name] = {}
+        return table
 
-    def ensure(self, name: str) -> SObjectType:
-        """Return the type named ``name``, registering it (prefix ``a00``, ``a01``, …) if new.
+    def rows(self, sobject: SObjectSchema, *, deleted: bool = False) -> Iterator[Record]:
+        """Iterate over an object's records in insertion order.
 
         Args:
-            name: sObject API name.
-
-        Returns:
-            The existing or new type.
-
-        Raises:
-            ValueError: If ``name`` is not a valid API name.
+            sobject: The object.
+            deleted: Include records in the recycle bin (``queryAll``).
         """
-        existing = self._types.get(name.lower())
-        if existing is not None:
-            return existing
-        if not name or not (name[0].isalpha() and name.replace("_", "a").isalnum()):
-            raise ValueError(f"invalid sObject name: {name!r}")
-        prefix = "a0" + BASE62[self._custom % 62]
-        self._custom += 1
-        created = SObjectType(name, prefix)
-        self._types[name.lower()] = created
-        return created
+        table = self.table(sobject)
+        if deleted:
+            return iter(list(table.values()))
+        return (r for r in list(table.values()) if not r["IsDeleted"])
 
-    def insert(self, sobject: SObjectType, values: Mapping[str, object]) -> str:
-        """Insert a record and return its new 18-character id.
+    def by_id(self, record_id: str) -> tuple[SObjectSchema, Record] | None:
+        """Find a record of any object by its 15- or 18-character id (deleted ones included).
 
         Args:
-            sobject: Target type.
-            values: Field values (``Id`` and ``attributes`` are ignored).
-
-        Returns:
-            The new record id.
-        """
-        record_id = self._ids.new(sobject.prefix)
-        record: dict[str, object] = {"Id": record_id}
-        sobject.apply(record, values)
-        sobject.records[record_id] = record
-        return record_id
-
-    @staticmethod
-    def find(sobject: SObjectType, record_id: str) -> dict[str, object] | None:
-        """Look a record up by its 18- or 15-character id.
-
-        Args:
-            sobject: The type to search.
             record_id: Record id.
 
         Returns:
-            The stored record (not a copy), or ``None``.
+            ``(object, record)``, or ``None``.
         """
-        record = sobject.records.get(record_id)
-        if record is None and len(record_id) == 15:
-            for key, candidate in sobject.records.items():
-                if key.startswith(record_id):
-                    return candidate
-        return record
+        full = canonical_id(record_id)
+        if full is None:
+            return None
+        sobject = self.schema.by_prefix(full[:3])
+        record = None if sobject is None else self.table(sobject).get(full)
+        return None if sobject is None or record is None else (sobject, record)
+
+    def find(self, sobject: SObjectSchema, record_id: str) -> Record | None:
+        """Return the record of ``sobject`` with this id (deleted ones included), or ``None``.
+
+        Args:
+            sobject: The object the id must belong to.
+            record_id: Record id.
+        """
+        found = self.by_id(record_id)
+        if found is None or found[0] is not sobject:
+            return None
+        return found[1]
+
+    # ------------------------------------------------------------------ writes
+
+    def insert(
+        self,
+        sobject: SObjectSchema,
+        values: Mapping[str, object],
+        user_id: str,
+        *,
+        raw: str | None = None,
+        system: bool = False,
+    ) -> str:
+        """Validate and insert a record; return its new 18-character id.
+
+        Args:
+            sobject: Target object.
+            values: Field values as sent (an ``attributes`` key is ignored).
+            user_id: The acting user (``OwnerId``, ``CreatedById`` defaults).
+            raw: The raw JSON body, for the positions in ``JSON_PARSER_ERROR`` messages.
+            system: Seeding: read-only fields (``CreatedDate``, ``IsDeleted``…) may be set.
+
+        Returns:
+            The new record id.
+
+        Raises:
+            DmlError: If Salesforce would refuse the insert.
+        """
+        context = _Context(user_id, format_datetime(self.now()), raw, system)
+        fields = self._convert(sobject, values, context, creating=True)
+        record: Record = {"Id": "", "IsDeleted": False}
+        for definition in sobject.fields.values():
+            if definition.name in fields:
+                continue
+            if definition.default_value is not None and definition.createable:
+                record[definition.name] = definition.default_value
+            elif definition.type == "boolean" and definition.name != "IsDeleted":
+                record[definition.name] = False
+        missing = [
+            f.name
+            for f in sobject.fields.values()
+            if f.required and fields.get(f.name) is None and f.name not in record
+        ]
+        if missing:
+            raise DmlError(
+                "REQUIRED_FIELD_MISSING",
+                f"Required fields are missing: [{', '.join(missing)}]",
+                missing,
+            )
+        record.update(fields)
+        record_id = self._ids.new(sobject.key_prefix)
+        record["Id"] = record_id
+        for name, value in (
+            ("OwnerId", user_id),
+            ("CreatedDate", context.now),
+            ("CreatedById", user_id),
+            ("LastModifiedDate", context.now),
+            ("LastModifiedById", user_id),
+            ("SystemModstamp", context.now),
+        ):
+            if sobject.field(name) is not None:
+                record.setdefault(name, value)
+        self._derive(sobject, record, creating=True)
+        self._check_unique(sobject, record, None)
+        self.table(sobject)[record_id] = record
+        return record_id
+
+    def update(
+        self,
+        sobject: SObjectSchema,
+        record: Record,
+        values: Mapping[str, object],
+        user_id: str,
+        *,
+        raw: str | None = None,
+    ) -> None:
+        """Validate and apply an update to a stored record.
+
+        Args:
+            sobject: The record's object.
+            record: The stored record (changed in place).
+            values: Field values as sent.
+            user_id: The acting user (``LastModifiedById``).
+            raw: The raw JSON body, for positions in error messages.
+
+        Raises:
+            DmlError: If Salesforce would refuse the update (``ENTITY_IS_DELETED`` for a record
+                in the recycle bin).
+        """
+        if record["IsDeleted"]:
+            raise DmlError("ENTITY_IS_DELETED", _RECYCLE_MESSAGE, [])
+        context = _Context(user_id, format_datetime(self.now()), raw, False)
+        fields = self._convert(sobject, values, context, creating=False)
+        cleared = [
+            name
+            for name, value in fields.items()
+            if value is None and (definition := sobject.field(name)) and definition.required
+        ]
+        if cleared:
+            raise DmlError(
+                "REQUIRED_FIELD_MISSING",
+                f"Required fields are missing: [{', '.join(cleared)}]",
+                cleared,
+            )
+        changed = {**record, **fields}
+        self._check_unique(sobject, changed, str(record["Id"]))
+        record.update(fields)
+        record["LastModifiedDate"] = record["SystemModstamp"] = context.now
+        record["LastModifiedById"] = user_id
+        self._derive(sobject, record, creating=False)
+
+    def delete(self, sobject: SObjectSchema, record: Record, user_id: str) -> None:
+        """Move a record to the recycle bin (``IsDeleted = true``; ``queryAll`` still sees it).
+
+        Args:
+            sobject: The record's object.
+            record: The stored record.
+            user_id: The acting user.
+
+        Raises:
+            DmlError: ``ENTITY_IS_DELETED`` if it already is.
+        """
+        if record["IsDeleted"]:
+            raise DmlError("ENTITY_IS_DELETED", _RECYCLE_MESSAGE, [])
+        now = format_datetime(self.now())
+        record["IsDeleted"] = True
+        record["LastModifiedDate"] = record["SystemModstamp"] = now
+        record["LastModifiedById"] = user_id
+
+    # ------------------------------------------------------------------ validation
+
+    def _convert(
+        self,
+        sobject: SObjectSchema,
+        values: Mapping[str, object],
+        context: _Context,
+        *,
+        creating: bool,
+    ) -> Record:
+        """Map sent values to canonical names and stored values; raise Salesforce's first error."""
+        converted: Record = {}
+        read_only: list[str] = []
+        for key, value in values.items():
+            if key == "attributes":
+                continue
+            definition = sobject.field(key)
+            if definition is None:
+                relationship = sobject.relationship(key)
+                if relationship is not None and isinstance(value, Mapping):
+                    converted[relationship.name] = self._by_external_id(relationship, value)
+                    continue
+                raise DmlError(
+                    "INVALID_FIELD",
+                    f"No such column '{key}' on sobject of type {sobject.name}",
+                )
+            writable = definition.createable if creating else definition.updateable
+            if not writable and not (context.system and definition.name != "Id"):
+                read_only.append(definition.name)
+                continue
+            converted[definition.name] = self._value(definition, value, context, key)
+        if read_only:
+            raise DmlError(
+                "INVALID_FIELD_FOR_INSERT_UPDATE",
+                f"Unable to create/update fields: {', '.join(read_only)}. Please check the "
+                "security settings of this field and verify that it is read/write for your "
+                "profile or permission set.",
+                read_only,
+            )
+        return converted
+
+    def _parser_error(
+        self, definition: FieldSchema, value: object, context: _Context, key: str
+    ) -> DmlError:
+        token, text = _token(value)
+        type_name = "string" if definition.type in TEXT_TYPES else definition.type
+        line, column = _position(context.raw, key)
+        return DmlError(
+            "JSON_PARSER_ERROR",
+            f"Cannot deserialize instance of {type_name} from {token} value {text} or request "
+            f"may be missing a required field at [line:{line}, column:{column}]",
+        )
+
+    def _value(
+        self, definition: FieldSchema, value: object, context: _Context, key: str
+    ) -> object:
+        """Return the stored form of one value, or raise the error Salesforce gives for it."""
+        kind = definition.type
+        if value is None:
+            return None
+        if isinstance(value, (dict, list)):
+            raise self._parser_error(definition, value, context, key)
+        label, name = definition.label, definition.name
+        if kind in NUMBER_TYPES:
+            number = _number(value)
+            if number is None:
+                raise self._parser_error(definition, value, context, key)
+            if kind in ("int", "long"):
+                if number != int(number):
+                    raise DmlError(
+                        "INVALID_TYPE_ON_FIELD_IN_RECORD",
+                        f"{label}: value not of required type: {value}",
+                        [name],
+                    )
+                number = int(number)
+            else:
+                number = float(number)
+            digits = definition.precision - definition.scale
+            if definition.precision and abs(number) >= 10**digits:
+                raise DmlError(
+                    "NUMBER_OUTSIDE_VALID_RANGE",
+                    f"{label}: value outside of valid range on numeric field: {value}",
+                    [name],
+                )
+            return number
+        if kind == "boolean":
+            if not isinstance(value, bool):
+                raise self._parser_error(definition, value, context, key)
+            return value
+        if kind == "date":
+            if not isinstance(value, str) or parse_date(value[:10]) is None:
+                raise self._parser_error(definition, value, context, key)
+            if len(value) > 10 and parse_datetime(value) is None:
+                raise self._parser_error(definition, value, context, key)
+            return value[:10]
+        if kind == "datetime":
+            parsed = parse_datetime(value) if isinstance(value, str) else None
+            if parsed is None:
+                raise self._parser_error(definition, value, context, key)
+            return format_datetime(parsed)
+        if kind == "time":
+            if not isinstance(value, str) or not _TIME_RE.match(value):
+                raise self._parser_error(definition, value, context, key)
+            return value
+        # Text: Salesforce's deserialiser turns numbers and booleans into their text.
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        if kind in ("reference", "id"):
+            return self._reference(definition, text)
+        if definition.length and len(text) > definition.length:
+            raise DmlError(
+                "STRING_TOO_LONG",
+                f"{label}: data value too large: {text} (max length={definition.length})",
+                [name],
+            )
+        if kind == "email" and text and not _EMAIL_RE.match(text):
+            raise DmlError(
+                "INVALID_EMAIL_ADDRESS", f"{label}: invalid email address: {text}", [name]
+            )
+        return text
+
+    def _reference(self, definition: FieldSchema, text: str) -> str:
+        """Check a lookup value: a well-formed id of a target object, of a record that exists."""
+        label, name = definition.label, definition.name
+        if not is_valid_id(text):
+            raise DmlError("MALFORMED_ID", f"{label}: id value of incorrect type: {text}", [name])
+        text = canonical_id(text) or text
+        targets = {t.lower() for t in definition.reference_to}
+        target = self.schema.by_prefix(text[:3])
+        if target is None or target.name.lower() not in targets:
+            if not any(self.schema.get(t) is None for t in targets):
+                raise DmlError(
+                    "FIELD_INTEGRITY_EXCEPTION",
+                    f"{label}: id value of incorrect type: {text}",
+                    [name],
+                )
+            return text  # a target the schema lacks (Profile…): kept as sent, canonical
+        found = self.by_id(text)
+        if found is None:
+            raise DmlError("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", [])
+        if found[1]["IsDeleted"]:
+            raise DmlError("ENTITY_IS_DELETED", _RECYCLE_MESSAGE, [name])
+        return str(found[1]["Id"])
+
+    def _by_external_id(self, relationship: FieldSchema, value: Mapping[str, object]) -> str:
+        """Resolve ``{"Account": {"Ext__c": "A-1"}}``: a lookup set by the parent's external id."""
+        parent = (
+            self.schema.get(relationship.reference_to[0]) if relationship.reference_to else None
+        )
+        keys = [k for k in value if k != "attributes"]
+        if parent is None or len(keys) != 1:
+            raise DmlError(
+                "INVALID_FIELD",
+                f"No such column '{relationship.relationship_name}' on sobject of type "
+                f"{relationship.reference_to[0] if relationship.reference_to else '?'}",
+            )
+        key_field = parent.field(keys[0])
+        if key_field is None or not key_field.id_lookup:
+            raise DmlError(
+                "INVALID_FIELD",
+                f"{parent.name}.{keys[0]} is not an external id or an indexed field",
+                [relationship.name],
+            )
+        wanted = str(value[keys[0]]).lower()
+        matches = [
+            r
+            for r in self.rows(parent)
+            if r.get(key_field.name) is not None and str(r[key_field.name]).lower() == wanted
+        ]
+        if len(matches) != 1:
+            raise DmlError(
+                "INVALID_FIELD" if matches else "INVALID_CROSS_REFERENCE_KEY",
+                f"Foreign key external ID: {value[keys[0]]} "
+                + ("matches more than one record" if matches else "not found")
+                + f" for field {key_field.name} in entity {parent.name}",
+                [relationship.name],
+            )
+        return str(matches[0]["Id"])
+
+    def _check_unique(self, sobject: SObjectSchema, record: Record, own_id: str | None) -> None:
+        for definition in sobject.fields.values():
+            if not definition.unique or record.get(definition.name) is None:
+                continue
+            wanted = str(record[definition.name]).lower()
+            for other in self.rows(sobject):
+                if other["Id"] != own_id and str(other.get(definition.name, "")).lower() == wanted:
+                    raise DmlError(
+                        "DUPLICATE_VALUE",
+                        f"duplicate value found: {definition.name} duplicates value on record "
+                        f"with id: {str(other['Id'])[:15]}",
+                        [],
+                    )
+
+    def _derive(self, sobject: SObjectSchema, record: Record, *, creating: bool) -> None:
+        """Fill the fields Salesforce computes: full names, closed flags, case numbers."""
+        if sobject.custom and record.get("Name") is None and creating:
+            record["Name"] = record["Id"]
+        if sobject.name in ("Contact", "Lead", "User"):
+            parts = [record.get("FirstName"), record.get("LastName")]
+            record["Name"] = " ".join(str(p) for p in parts if p) or None
+        elif sobject.name == "Opportunity":
+            stage = record.get("StageName")
+            record["IsClosed"] = stage in ("Closed Won", "Closed Lost")
+            record["IsWon"] = stage == "Closed Won"
+        elif sobject.name == "Case":
+            record["IsClosed"] = record.get("Status") == "Closed"
+            if creating and record.get("CaseNumber") is None:
+                self._case_numbers += 1
+                record["CaseNumber"] = f"{self._case_numbers:08d}"
+
+
+def _number(value: object) -> float | int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return value if not (isinstance(value, float) and not math.isfinite(value)) else None
+    if isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return None
+        if not math.isfinite(number):
+            return None
+        return int(number) if re.fullmatch(r"\s*[+-]?\d+\s*", value) else number
+    return None
+
+
+def _position(raw: str | None, key: str) -> tuple[int, int]:
+    """Line and column (1-based) just past the value of ``key`` in the raw JSON body."""
+    if raw is None:
+        return 1, 1
+    match = re.search(r'"' + re.escape(key) + r'"\s*:\s*', raw)
+    if match is None:
+        return 1, 1
+    end = match.end()
+    value = re.match(r'"(?:[^"\\]|\\.)*"|[^\s,}\]]+', raw[end:])
+    if value is not None and raw[end] not in "{[":
+        end += value.end()
+    else:
+        end += 1
+    line = raw.count("\n", 0, end) + 1
+    column = end - (raw.rfind("\n", 0, end) + 1) + 1
+    return line, column

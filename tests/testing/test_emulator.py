@@ -801,12 +801,12 @@ async def test_query_where(
     _, page = await query(http, emu, token, "SELECT Id FROM Account WHERE Name = 'nope'")
     assert page == {"totalSize": 0, "done": True, "records": []}
 
-    record_id = emu.seed("Contact", [{"LastName": "O'Brien", "Age": 41}])[0]
+    record_id = emu.seed("Contact", [{"LastName": "O'Brien", "Department": "Research"}])[0]
     _, page = await query(
         http,
         emu,
         token,
-        "SELECT Id, LastName FROM Contact WHERE LastName = 'O\\'Brien' AND Age >= 40",
+        "SELECT Id, LastName FROM Contact WHERE LastName = 'O\\'Brien' AND Department >= 'R'",
     )
     assert [r["Id"] for r in page["records"]] == [record_id]
 
@@ -823,7 +823,8 @@ async def test_query_where(
         "SELECT Id FROM Account LIMIT x",
         "SELECT Id FROM Account LIMIT 5 extra",
         "SELECT Id FROM Account WHERE Name = 'unterminated",
-        "SELECT Id FROM Account WHERE Name = 'a' OR Name = 'b'",
+        # AND and OR mixed without parentheses: SOQL refuses it.
+        "SELECT Id FROM Account WHERE Name = 'a' AND Name = 'b' OR Name = 'c'",
         "DELETE FROM Account",
         "",
     ],
@@ -852,7 +853,13 @@ async def test_query_unknown_object_and_version(
     status, payload = await query(http, emu, token, "SELECT Id FROM Widget")
     assert status == 400
     assert payload == [
-        {"message": "sObject type 'Widget' is not supported.", "errorCode": "INVALID_TYPE"}
+        {
+            "message": "\nSELECT Id FROM Widget\n               ^\nERROR at Row:1:Column:16\n"
+            "sObject type 'Widget' is not supported. If you are attempting to use a custom "
+            "object, be sure to append the '__c' after the entity name. Please reference your "
+            "WSDL or the describe call for the appropriate names.",
+            "errorCode": "INVALID_TYPE",
+        }
     ]
     for path in ("/services/data/v99.0/query?q=SELECT+Id+FROM+Account", "/services/data/v99.0/"):
         status, payload, response = await get_json(http, emu.url + path, headers=bearer(token))
@@ -884,12 +891,23 @@ async def test_sobject_crud(
 
     status, record, _ = await get_json(http, f"{base}/{record_id}", headers=bearer(token))
     assert status == 200
-    assert record == {
-        "attributes": {"type": "Contact", "url": f"{V}/sobjects/Contact/{record_id}"},
-        "Id": record_id,
-        "LastName": "Smith",
-        "Email": "s@example.com",
-    }
+    # Every field of the object, in describe order; unset ones are null.
+    assert list(record) == [
+        "attributes",
+        *(f.name for f in emu.schema.get("Contact").fields.values()),
+    ]
+    assert record["attributes"] == {"type": "Contact", "url": f"{V}/sobjects/Contact/{record_id}"}
+    assert (record["Id"], record["LastName"], record["Name"], record["Email"]) == (
+        record_id,
+        "Smith",
+        "Smith",
+        "s@example.com",
+    )
+    assert (record["FirstName"], record["IsDeleted"], record["OwnerId"]) == (
+        None,
+        False,
+        record["CreatedById"],
+    )
     status, record, _ = await get_json(
         http, f"{base}/{record_id}", params={"fields": "email"}, headers=bearer(token)
     )
@@ -903,9 +921,12 @@ async def test_sobject_crud(
     ) as response:
         assert response.status == 204
         assert await response.read() == b""
-    assert emu.records("Contact") == [
-        {"Id": record_id, "LastName": "Smith", "Email": "new@example.com"}
-    ]
+    [stored] = emu.records("Contact")
+    assert (stored["Id"], stored["LastName"], stored["Email"]) == (
+        record_id,
+        "Smith",
+        "new@example.com",
+    )
     status, page = await query(http, emu, token, "SELECT Id, Email FROM Contact")
     assert [r["Email"] for r in page["records"]] == ["new@example.com"]
 
@@ -916,8 +937,11 @@ async def test_sobject_crud(
             method, f"{base}/{record_id}", json={}, headers=bearer(token)
         ) as response:
             assert response.status == 404
-            assert await response.json() == NOT_FOUND
+            assert await response.json() == [
+                {"errorCode": "ENTITY_IS_DELETED", "message": "entity is deleted", "fields": []}
+            ]
     assert emu.records("Contact") == []
+    assert [r["Id"] for r in emu.records("Contact", include_deleted=True)] == [record_id]
     assert emu.counters[("sobject_create", 201)] == 1
     assert emu.counters[("sobject_get", 200)] == 2
     assert emu.counters[("sobject_update", 204)] == 1
@@ -958,14 +982,17 @@ async def test_custom_object_create(
     emu: Emulator, creds: EmulatorCredentials, http: aiohttp.ClientSession
 ) -> None:
     token = await login(http, emu, creds)
-    async with http.post(
-        emu.url + f"{V}/sobjects/Invoice__c",
-        json={"Amount__c": 12.5},
-        headers=bearer(token),
-    ) as response:
+    url = emu.url + f"{V}/sobjects/Invoice__c"
+    async with http.post(url, json={"Amount__c": 12.5}, headers=bearer(token)) as response:
+        # Salesforce has no such object until an admin creates it.
+        assert (response.status, await response.json()) == (404, NOT_FOUND)
+    emu.schema.add_object("Invoice__c", {"Amount__c": "currency"})
+    async with http.post(url, json={"Amount__c": 12.5}, headers=bearer(token)) as response:
         assert response.status == 201
         record_id = (await response.json())["id"]
     assert record_id.startswith("a00")
+    # A custom object's record created without a Name is named after its id.
+    assert [r["Name"] for r in emu.records("Invoice__c")] == [record_id]
     status, page = await query(http, emu, token, "SELECT Id, Amount__c FROM invoice__c")
     assert status == 200
     assert page["records"][0]["attributes"]["type"] == "Invoice__c"
@@ -976,6 +1003,7 @@ async def test_sobject_upsert_by_external_id(
     emu: Emulator, creds: EmulatorCredentials, http: aiohttp.ClientSession
 ) -> None:
     token = await login(http, emu, creds)
+    emu.schema.add_field("Account", "External_Id__c", "string", external_id=True)
     url = emu.url + f"{V}/sobjects/Account/External_Id__c/EXT-1"
     async with http.patch(url, json={"Name": "Acme"}, headers=bearer(token)) as response:
         assert response.status == 201
@@ -993,7 +1021,7 @@ async def test_sobject_upsert_by_external_id(
             "created": False,
         }
     records = [r for r in emu.records("Account") if r["Id"] == record_id]
-    assert records == [{"Id": record_id, "Name": "Acme Corp", "External_Id__c": "EXT-1"}]
+    assert [(r["Name"], r["External_Id__c"]) for r in records] == [("Acme Corp", "EXT-1")]
     assert len(emu.records("Account")) == 251
     _, page = await query(
         http, emu, token, "SELECT Name FROM Account WHERE External_Id__c = 'EXT-1'"
@@ -1459,6 +1487,7 @@ async def test_rate_one_503_hits_every_endpoint_and_changes_nothing(
     emu: Emulator, creds: EmulatorCredentials, http: aiohttp.ClientSession
 ) -> None:
     token = await login(http, emu, creds)
+    emu.schema.add_field("Account", "Ext__c", "string", external_id=True)
     account_id = emu.seed("Account", [{"Name": "Keep", "Ext__c": "k1"}])[0]
     before = emu.records("Account")
     sessions = emu.active_sessions
@@ -1875,7 +1904,9 @@ async def test_register_app_and_user_explicitly(
 async def test_seed_and_records() -> None:
     emu = Emulator(default_accounts=0)
     assert emu.records("Account") == []
-    account_ids = emu.seed("Account", [{"Name": "A"}, {"Name": "B", "Id": "ignored"}])
+    emu.schema.add_object("Thing__c", {"Label__c": "string"})
+    emu.schema.add_object("Other__c")
+    account_ids = emu.seed("Account", [{"Name": "A"}, {"Name": "B"}])
     contact_ids = emu.seed("Contact", [{"LastName": "C"}])
     custom_ids = emu.seed("Thing__c", [{"Label__c": "t"}])
     other_ids = emu.seed("Other__c", [{}])
@@ -1886,15 +1917,17 @@ async def test_seed_and_records() -> None:
     all_ids = account_ids + contact_ids + custom_ids + other_ids
     assert all(ID_RE.match(i) for i in all_ids)
     assert len(set(all_ids)) == 5
-    assert emu.records("account") == [
-        {"Id": account_ids[0], "Name": "A"},
-        {"Id": account_ids[1], "Name": "B"},
+    assert [(r["Id"], r["Name"]) for r in emu.records("account")] == [
+        (account_ids[0], "A"),
+        (account_ids[1], "B"),
     ]
     emu.records("Account")[0]["Name"] = "mutated"
     assert emu.records("Account")[0]["Name"] == "A"
     assert emu.records("Nothing") == []
-    with pytest.raises(ValueError, match="invalid sObject name"):
-        emu.seed("bad name!", [{}])
+    with pytest.raises(ValueError, match=r"no sObject named 'Nope__c'.*add_object"):
+        emu.seed("Nope__c", [{}])
+    with pytest.raises(ValueError, match="Account record 1: INVALID_FIELD_FOR_INSERT_UPDATE"):
+        emu.seed("Account", [{"Name": "ok"}, {"Name": "B", "Id": account_ids[0]}])
 
 
 def test_default_seed() -> None:
@@ -1926,7 +1959,11 @@ def test_public_api() -> None:
         "FAULT_KINDS",
         "Emulator",
         "EmulatorCredentials",
+        "FieldSchema",
         "RequestRecord",
+        "SObjectSchema",
+        "Schema",
+        "SchemaError",
         "ScriptedResponse",
         "TokenRequestRecord",
         "no_backoff",
