@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -118,7 +119,40 @@ NAME: /[A-Za-z_][A-Za-z0-9_]*/
 %ignore /\s+/
 """
 
-_PARSER = Lark(_GRAMMAR, parser="lalr", propagate_positions=True, maybe_placeholders=False)
+
+def _cache_file() -> str | bool:
+    """Where lark may keep the built parse tables: a directory only this user can write.
+
+    Building the LALR tables takes about 0.3 s; lark's cache (a pickle, checked against a hash
+    of the grammar, its options and the lark version) loads in a few milliseconds. Lark's own
+    default location is shared ``/tmp``, where another user could plant a pickle, so the cache
+    lives under ``$XDG_CACHE_HOME/sfauth`` (``~/.cache/sfauth``) when that directory is this
+    user's alone, and is not used otherwise.
+    """
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    directory = os.path.join(base, "sfauth")
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        info = os.stat(directory)
+    except OSError:
+        return False
+    getuid = getattr(os, "getuid", None)
+    if getuid is not None and (info.st_uid != getuid() or info.st_mode & 0o022):
+        return False
+    return os.path.join(directory, "soql-grammar.lark-cache")
+
+
+@functools.cache
+def _parser() -> Lark:
+    """The SOQL parser, built on the first query (importing the emulator does not build it)."""
+    return Lark(
+        _GRAMMAR,
+        parser="lalr",
+        propagate_positions=True,
+        maybe_placeholders=False,
+        cache=_cache_file(),
+    )
+
 
 _AGGREGATES = frozenset({"count", "count_distinct", "sum", "avg", "min", "max"})
 _UNSUPPORTED_FUNCTIONS = {
@@ -517,7 +551,7 @@ def parse(text: str) -> QueryNode:
         if pattern.search(stripped):
             return _raise(_unsupported(text, construct))
     try:
-        tree = _PARSER.parse(text)
+        tree = _parser().parse(text)
         built = _Build(text).transform(tree)
     except UnexpectedEOF:
         lines = text.split("\n")
