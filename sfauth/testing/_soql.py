@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import itertools
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -701,11 +702,18 @@ _N_LITERALS = frozenset(
 
 @dataclass(slots=True)
 class Context:
-    """What one execution needs: the store, today's date and whether deleted rows count."""
+    """What one execution needs: the store, whether deleted rows count, and today's date."""
 
     store: RecordStore
-    today: dt.date
     deleted: bool
+    _today: dt.date | None = None
+
+    @property
+    def today(self) -> dt.date:
+        """Today in UTC by the store's clock, read once per execution and only if needed."""
+        if self._today is None:
+            self._today = self.store.now().astimezone(dt.UTC).date()
+        return self._today
 
 
 Getter = Callable[[Record, Context], object]
@@ -804,7 +812,7 @@ class CompiledQuery:
         Returns:
             The records and ``totalSize``.
         """
-        context = Context(store, store.now().astimezone(dt.UTC).date(), deleted)
+        context = Context(store, deleted)
         rows = self._rows(context)
         if self.count_only:
             total = len(rows)
@@ -825,9 +833,12 @@ class CompiledQuery:
     def _rows(self, context: Context) -> list[Record]:
         rows = context.store.rows(self.sobject, deleted=context.deleted)
         where = self.where
-        if where is None:
-            return list(rows)
-        return [r for r in rows if where(r, context)]
+        if where is not None:
+            rows = (r for r in rows if where(r, context))
+        if self.limit is not None and not self.order and not self.aggregate:
+            # Unordered with a LIMIT: read only as far as the page needs.
+            return list(itertools.islice(rows, (self.offset or 0) + self.limit))
+        return list(rows)
 
     def _slice(self, rows: list[Any]) -> list[Any]:
         if self.offset:
@@ -1299,7 +1310,7 @@ class _Compiler:
             key = id(c)
             if key not in cache:
                 cache.clear()
-                values = {item.get(r, c) for r in inner._rows(Context(c.store, c.today, False))}
+                values = {item.get(r, c) for r in inner._rows(Context(c.store, False, c._today))}
                 cache[key] = frozenset(values - {None})
             return cache[key]
 

@@ -191,9 +191,10 @@ class RecordStore:
             deleted: Include records in the recycle bin (``queryAll``).
         """
         table = self.table(sobject)
+        # Queries run to completion between awaits, so nothing changes a table under them.
         if deleted:
-            return iter(list(table.values()))
-        return (r for r in list(table.values()) if not r["IsDeleted"])
+            return iter(table.values())
+        return (r for r in table.values() if not r["IsDeleted"])
 
     def by_id(self, record_id: str) -> tuple[SObjectSchema, Record] | None:
         """Find a record of any object by its 15- or 18-character id (deleted ones included).
