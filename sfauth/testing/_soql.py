@@ -30,10 +30,12 @@ import functools
 import itertools
 import os
 import re
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import lark
 from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
@@ -140,7 +142,10 @@ def _cache_file() -> str | bool:
     getuid = getattr(os, "getuid", None)
     if getuid is not None and (info.st_uid != getuid() or info.st_mode & 0o022):
         return False
-    return os.path.join(directory, "soql-grammar.lark-cache")
+    # One file per lark and Python version: venvs with different ones do not overwrite each
+    # other's (lark also checks a hash of the grammar, options and versions before using it).
+    python = "{}{}".format(*sys.version_info[:2])
+    return os.path.join(directory, f"soql-grammar-lark{lark.__version__}-py{python}.cache")
 
 
 @functools.cache
