@@ -71,6 +71,26 @@ def _names(what: str, names: Collection[str], known: frozenset[str]) -> frozense
     return selected
 
 
+def _wall_clock(now: Callable[[], dt.datetime] | dt.datetime | None) -> Callable[[], dt.datetime]:
+    """The emulator's wall clock from its ``now`` argument (see :class:`Emulator`)."""
+    if now is None:
+        return lambda: dt.datetime.now(dt.UTC)
+    if isinstance(now, dt.datetime):
+        if now.tzinfo is None:
+            raise TypeError(
+                "Emulator(now=...) needs an aware datetime, e.g. "
+                "datetime(2024, 5, 15, 12, 0, tzinfo=timezone.utc)"
+            )
+        fixed = now
+        return lambda: fixed
+    if not callable(now):
+        raise TypeError(
+            f"Emulator(now=...) takes a function returning an aware datetime, or an aware "
+            f"datetime; got {type(now).__name__}"
+        )
+    return now
+
+
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     return socket.create_server((host, port), family=family)
@@ -118,13 +138,15 @@ class Emulator(RestApi):
             ``https://login.salesforce.com`` (the emulator's own URL is accepted either way).
         schema: The objects and fields writes and SOQL are checked against (default: a new
             :class:`Schema` with the standard objects); also reachable as :attr:`schema`.
-        now: Wall clock returning an aware datetime, for ``CreatedDate``/``LastModifiedDate``
-            and the relative date literals of SOQL (``TODAY``…; the org's users are in UTC).
-            Defaults to the real time.
+        now: The wall clock for ``CreatedDate``/``LastModifiedDate`` and SOQL's relative date
+            literals (``TODAY``…; the org's users are in UTC): a function returning an aware
+            datetime (called at each write and query), or one aware datetime (a clock that
+            stands still). Defaults to the real time.
 
     Raises:
         ValueError: If ``page_size`` or ``session_timeout`` is not positive or ``api_versions``
             is empty.
+        TypeError: If ``now`` is neither a function nor an aware datetime.
     """
 
     def __init__(
@@ -142,7 +164,7 @@ class Emulator(RestApi):
         default_accounts: int = 250,
         sandbox: bool = False,
         schema: Schema | None = None,
-        now: Callable[[], dt.datetime] | None = None,
+        now: Callable[[], dt.datetime] | dt.datetime | None = None,
     ) -> None:
         if page_size < 1:
             raise ValueError("page_size must be positive")
@@ -192,7 +214,7 @@ class Emulator(RestApi):
         self._ids = IdFactory()
         #: The sObjects and fields this emulator knows (add custom ones, or load a describe).
         self.schema = schema if schema is not None else Schema()
-        self._store = RecordStore(self.schema, self._ids, now or (lambda: dt.datetime.now(dt.UTC)))
+        self._store = RecordStore(self.schema, self._ids, _wall_clock(now))
         self._default_org_id = self._ids.new("00D")
         self._apps: dict[str, rsa.RSAPublicKey] = {}
         self._users: dict[str, User] = {}

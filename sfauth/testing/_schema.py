@@ -735,7 +735,7 @@ class Schema:
         )
         for spec in (
             *_SYSTEM[:2],
-            ("Name", "string", "def length=80"),
+            ("Name", "string", "def lookup length=80"),
             _OWNER,
             *_SYSTEM[2:],
         ):
@@ -801,8 +801,12 @@ class Schema:
         target = self.get(sobject)
         if target is None:
             raise SchemaError(f"no sObject named {sobject!r}: add it first with add_object()")
-        if not _NAME_RE.match(name):
-            raise SchemaError(f"field name {name!r} is not a valid API name")
+        if not _NAME_RE.match(name) or not name.endswith("__c") or "___" in name:
+            raise SchemaError(
+                f"field name {name!r} is not a custom field's API name: use letters, digits and "
+                "single underscores, starting with a letter and ending in '__c' (a field you add "
+                "is a custom field; standard fields come with the object)"
+            )
         if type not in FIELD_TYPES:
             raise SchemaError(
                 f"field type {type!r} of {sobject}.{name} is unknown; use one of "
@@ -811,6 +815,24 @@ class Schema:
         targets = (reference_to,) if isinstance(reference_to, str) else tuple(reference_to)
         if type == "reference" and not targets:
             raise SchemaError(f"reference field {sobject}.{name} needs reference_to=")
+        unknown = [t for t in targets if self.get(t) is None]
+        if unknown:
+            raise SchemaError(
+                f"reference field {sobject}.{name} points at {', '.join(unknown)}, which the "
+                "schema does not have: add that object first"
+            )
+        for parent_name in targets:
+            parent = self.get(parent_name)
+            taken = parent.child(child_relationship) if parent and child_relationship else None
+            if taken is not None and (taken.child_sobject, taken.field.lower()) != (
+                target.name,
+                name.lower(),
+            ):
+                raise SchemaError(
+                    f"{parent_name} already has a child relationship named "
+                    f"{taken.relationship_name!r} ({taken.child_sobject}.{taken.field}); "
+                    "choose another child_relationship="
+                )
         if type == "reference" and relationship_name is None:
             if name.endswith("__c"):
                 relationship_name = name[:-3] + "__r"
@@ -841,6 +863,46 @@ class Schema:
         self._put_field(target, definition)
         self._changed()
         return definition
+
+    def add_child_relationship(
+        self, sobject: str, relationship_name: str, child_sobject: str, field: str
+    ) -> ChildRelationship:
+        """Name the children that look an object up, for subqueries (``(SELECT … FROM Name)``).
+
+        In a describe, a child relationship's name is listed by the parent
+        (``Account``'s ``childRelationships``), not by the child: after loading only a custom
+        object's describe, name its lookups' child relationships with this (or load the
+        parent's full describe too).
+
+        Args:
+            sobject: The parent object, e.g. ``"Account"``.
+            relationship_name: The name subqueries use, e.g. ``"Invoices__r"``.
+            child_sobject: The child object, e.g. ``"Invoice__c"``.
+            field: The child's lookup field to the parent, e.g. ``"Account__c"``.
+
+        Returns:
+            The relationship.
+
+        Raises:
+            SchemaError: If an object or the field is unknown, the field does not point at
+                the parent, or the name is taken.
+        """
+        parent, child = self.get(sobject), self.get(child_sobject)
+        if parent is None or child is None:
+            missing = sobject if parent is None else child_sobject
+            raise SchemaError(f"no sObject named {missing!r}: add or load it first")
+        lookup = child.field(field)
+        if lookup is None or parent.name.lower() not in {t.lower() for t in lookup.reference_to}:
+            raise SchemaError(f"{child.name}.{field} is not a lookup to {parent.name}")
+        taken = parent.child(relationship_name)
+        if taken is not None:
+            raise SchemaError(
+                f"{parent.name} already has a child relationship named {relationship_name!r}"
+            )
+        relation = ChildRelationship(relationship_name, child.name, lookup.name)
+        self._pending_children.append((parent.name, relation))
+        self._changed()
+        return relation
 
     def load_describe(
         self, source: str | os.PathLike[str] | Mapping[str, object]
@@ -882,6 +944,11 @@ class Schema:
     # ------------------------------------------------------------------ internals
 
     def _from_describe(self, body: object) -> SObjectSchema:
+        if isinstance(body, Mapping) and "status" in body and body.get("status") != 0:
+            raise SchemaError(
+                "this is an `sf` CLI error, not a describe: "
+                f"{body.get('name', '?')}: {body.get('message', '')}".rstrip(": ")
+            )
         if isinstance(body, Mapping) and "result" in body and "status" in body:
             body = body["result"]
         if not isinstance(body, Mapping):

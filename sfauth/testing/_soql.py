@@ -41,7 +41,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from sfauth.testing._ids import canonical_id
 from sfauth.testing._schema import NUMBER_TYPES, TEXT_TYPES, FieldSchema, Schema, SObjectSchema
-from sfauth.testing._store import RecordStore, format_datetime
+from sfauth.testing._store import RecordStore, format_datetime, parse_date, parse_datetime
 
 __all__ = ["CompiledQuery", "QueryResult", "SoqlError", "compile_query", "parse"]
 
@@ -554,8 +554,12 @@ def parse(text: str) -> QueryNode:
     """
     stripped = _STRIPPED.sub("''", text)
     for pattern, construct in _PRECHECKS:
-        if pattern.search(stripped):
-            return _raise(_unsupported(text, construct))
+        found = pattern.search(stripped)
+        if found:
+            # The stripped text keeps every line break, so positions carry over.
+            line = stripped.count("\n", 0, found.start()) + 1
+            column = found.start() - (stripped.rfind("\n", 0, found.start()) + 1) + 1
+            return _raise(_unsupported(text, construct, Pos(line, column)))
     try:
         tree = _parser().parse(text)
         built = _Build(text).transform(tree)
@@ -1192,12 +1196,12 @@ class _Compiler:
         if kind == "date":
             if value.kind != "date":
                 raise mismatch()
+            if parse_date(str(value.value)) is None:
+                raise self._error("MALFORMED_QUERY", value.pos, f"invalid date: {value.value}")
             return _Literal(value.value)
         if kind == "datetime":
             if value.kind != "datetime":
                 raise mismatch()
-            from sfauth.testing._store import parse_datetime
-
             parsed = parse_datetime(str(value.value))
             if parsed is None:
                 raise self._error(

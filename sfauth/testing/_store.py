@@ -11,6 +11,7 @@ required fields ``REQUIRED_FIELD_MISSING``, bad ids ``MALFORMED_ID``, deleted re
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -435,6 +436,11 @@ class RecordStore:
                     f"{label}: value outside of valid range on numeric field: {value}",
                     [name],
                 )
+            if definition.precision and kind not in ("int", "long"):
+                # Salesforce keeps ``scale`` decimals, rounding half up.
+                quantum = decimal.Decimal(1).scaleb(-definition.scale)
+                exact = decimal.Decimal(repr(number))
+                number = float(exact.quantize(quantum, rounding=decimal.ROUND_HALF_UP))
             return number
         if kind == "boolean":
             if not isinstance(value, bool):

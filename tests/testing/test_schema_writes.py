@@ -1000,3 +1000,124 @@ async def test_seed_of_a_bad_record_names_the_error_and_the_index(emu: Emulator)
     with pytest.raises(ValueError, match=r"^Account record 1: ") as caught:
         emu.seed("Account", [{"Name": "fine"}, {"Name": "x", "Bogus": 1}])
     assert str(caught.value) == "Account record 1: " + tail
+
+
+# ---------------------------------------------------------------------------------------------
+# what a new user tripped over
+
+
+def test_now_takes_a_fixed_aware_datetime_or_a_function() -> None:
+    stopped = Emulator(default_accounts=1, now=T0)
+    assert [r["CreatedDate"] for r in stopped.records("Account")] == [T0_TEXT]
+    with pytest.raises(TypeError, match=r"needs an aware datetime"):
+        Emulator(now=dt.datetime(2024, 5, 15))
+    with pytest.raises(TypeError, match=r"a function returning an aware datetime.*got str"):
+        Emulator(now="2024-05-15")  # type: ignore[arg-type]
+
+
+def test_add_field_refuses_what_an_org_would_not_have() -> None:
+    schema = Schema()
+    with pytest.raises(SchemaError, match=r"'Region' is not a custom field's API name"):
+        schema.add_field("Account", "Region", "string")
+    with pytest.raises(SchemaError, match=r"points at Nope__c, which the schema does not have"):
+        schema.add_field("Account", "Foo__c", "reference", reference_to="Nope__c")
+    with pytest.raises(SchemaError, match=r"Account already has a child relationship named"):
+        schema.add_field(
+            "Contact",
+            "Other__c",
+            "reference",
+            reference_to="Account",
+            child_relationship="Contacts",
+        )
+
+
+async def test_a_child_relationship_named_after_loading_only_the_child(
+    api: Api, tmp_path: Path
+) -> None:
+    path = tmp_path / "Invoice__c.json"
+    path.write_text(
+        json.dumps(
+            {
+                "name": "Invoice__c",
+                "keyPrefix": "a0I",
+                "fields": [
+                    {"name": "Id", "type": "id", "nillable": False, "createable": False},
+                    {"name": "Name", "type": "string", "defaultedOnCreate": True},
+                    {
+                        "name": "Account__c",
+                        "type": "reference",
+                        "referenceTo": ["Account"],
+                        "relationshipName": "Account__r",
+                    },
+                ],
+            }
+        )
+    )
+    api.emu.schema.load_describe(path)
+    soql = "SELECT Name, (SELECT Name FROM Invoices__r) FROM Account"
+    status, body = await api.query(soql)
+    assert (status, body[0]["errorCode"]) == (400, "INVALID_TYPE")
+    api.emu.schema.add_child_relationship("Account", "Invoices__r", "Invoice__c", "Account__c")
+    account = await api.create("Account", {"Name": "Acme"})
+    invoice = await api.create("Invoice__c", {"Name": "INV-1", "Account__c": account})
+    status, body = await api.query(soql)
+    assert status == 200
+    assert body["records"] == [
+        {
+            "attributes": {"type": "Account", "url": f"{V}/sobjects/Account/{account}"},
+            "Name": "Acme",
+            "Invoices__r": {
+                "totalSize": 1,
+                "done": True,
+                "records": [
+                    {
+                        "attributes": {
+                            "type": "Invoice__c",
+                            "url": f"{V}/sobjects/Invoice__c/{invoice}",
+                        },
+                        "Name": "INV-1",
+                    }
+                ],
+            },
+        }
+    ]
+    with pytest.raises(SchemaError, match=r"Contact.AccountId is not a lookup to Invoice__c"):
+        api.emu.schema.add_child_relationship("Invoice__c", "X__r", "Contact", "AccountId")
+
+
+def test_an_sf_cli_error_is_not_taken_for_a_describe(tmp_path: Path) -> None:
+    path = tmp_path / "error.json"
+    path.write_text(json.dumps({"status": 1, "name": "NOT_FOUND", "message": "No such object"}))
+    with pytest.raises(
+        SchemaError,
+        match=r"^this is an `sf` CLI error, not a describe: NOT_FOUND: No such object$",
+    ):
+        Schema().load_describe(path)
+
+
+async def test_an_impossible_date_in_a_filter_is_refused(api: Api) -> None:
+    status, body = await api.query("SELECT Id FROM Opportunity WHERE CloseDate = 2024-13-01")
+    assert status == 400
+    assert body[0]["errorCode"] == "MALFORMED_QUERY"
+    assert body[0]["message"].endswith("\ninvalid date: 2024-13-01")
+
+
+async def test_numbers_keep_the_fields_scale_rounding_half_up(api: Api) -> None:
+    opportunity = await api.create(
+        "Opportunity",
+        {"Name": "Deal", "StageName": "Prospecting", "CloseDate": "2024-06-30", "Amount": 1.235},
+    )
+    [stored] = api.emu.records("Opportunity")
+    assert (stored["Id"], stored["Amount"]) == (opportunity, 1.24)
+
+
+async def test_an_unsupported_construct_is_placed_in_the_query(api: Api) -> None:
+    status, body = await api.query(
+        "SELECT Id,\n  TYPEOF What WHEN Account THEN Name END FROM Task"
+    )
+    assert status == 400
+    assert body[0]["errorCode"] == "EMULATOR_UNSUPPORTED"
+    assert body[0]["message"].startswith(
+        "\n  TYPEOF What WHEN Account THEN Name END FROM Task\n  ^\nERROR at Row:2:Column:3\n"
+        "the sfauth emulator does not implement TYPEOF"
+    )
