@@ -254,6 +254,8 @@ class RestApi:
                 "JSON_PARSER_ERROR",
                 f"{exc.msg} at [line:{exc.lineno}, column:{exc.colno}]",
             )
+        except ValueError:  # e.g. an integer past Python's digit limit
+            return rest_error(400, "JSON_PARSER_ERROR", "Numeric value out of range")
         if not isinstance(value, dict):
             return rest_error(
                 400,
@@ -412,12 +414,7 @@ class RestApi:
                 return json_response(404, NOT_FOUND)
             matches = [record]
         else:
-            wanted = key.lower()
-            matches = [
-                r
-                for r in self._store.rows(sobject)
-                if r.get(key_field.name) is not None and str(r[key_field.name]).lower() == wanted
-            ]
+            matches = self._store.matching(sobject, key_field, key)
         if len(matches) > 1:
             return json_response(
                 300,

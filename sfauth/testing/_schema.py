@@ -11,6 +11,7 @@ Guide).
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -72,6 +73,7 @@ TEXT_TYPES = frozenset(
 )
 NUMBER_TYPES = frozenset({"int", "long", "double", "currency", "percent"})
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_CUSTOM_FIELD_RE = re.compile(r"^[A-Za-z](?:[A-Za-z0-9]|_(?!_))*__c$")
 _SOAP_TYPES = {
     "id": "tns:ID",
     "reference": "tns:ID",
@@ -85,6 +87,9 @@ _SOAP_TYPES = {
     "datetime": "xsd:dateTime",
     "time": "xsd:time",
 }
+
+
+_SERIALS = itertools.count(1)
 
 
 class SchemaError(ValueError):
@@ -658,6 +663,8 @@ class Schema:
         self._prefixes: dict[str, str] = {}
         self._custom_prefixes = 0
         self._pending_children: list[tuple[str, ChildRelationship]] = []
+        #: Unique per schema for the life of the process (caches key on it, not on ``id()``).
+        self.serial = next(_SERIALS)
         #: Bumped on every change; caches keyed on it go stale with the schema.
         self.generation = 0
         for name in _STANDARD:
@@ -728,7 +735,32 @@ class Schema:
                 f"custom object name {name!r} is not valid: use letters, digits and single "
                 "underscores, starting with a letter and ending in '__c' (e.g. 'Invoice__c')"
             )
-        prefix = key_prefix or self._next_prefix()
+        items = list(
+            fields.items() if isinstance(fields, Mapping) else ((f.name, f) for f in fields)
+        )
+        for field_name, definition in items:
+            if not isinstance(definition, FieldSchema) and definition not in FIELD_TYPES:
+                raise SchemaError(
+                    f"field type {definition!r} of {name}.{field_name} is unknown; use one of "
+                    + ", ".join(sorted(FIELD_TYPES))
+                )
+            if not isinstance(definition, FieldSchema) and definition == "reference":
+                raise SchemaError(
+                    f"reference field {name}.{field_name} needs its target: add it with "
+                    "add_field(..., reference_to=...) after add_object()"
+                )
+            if not isinstance(definition, FieldSchema) and not _CUSTOM_FIELD_RE.match(field_name):
+                raise SchemaError(
+                    f"field name {field_name!r} is not a custom field's API name: use letters, "
+                    "digits and single underscores, starting with a letter and ending in '__c'"
+                )
+        existing = self.get(name)
+        prefix = key_prefix or (existing.key_prefix if existing else self._next_prefix())
+        if existing is not None and prefix != existing.key_prefix:
+            raise SchemaError(
+                f"{existing.name} has the key prefix {existing.key_prefix!r} already; its "
+                "records keep it"
+            )
         self._check_prefix(prefix, name)
         sobject = SObjectSchema(
             name, prefix, label or _label(name), (label or _label(name)) + "s", custom=True
@@ -741,7 +773,6 @@ class Schema:
         ):
             sobject.fields[spec[0].lower()] = _spec(*spec)
         self._register(sobject)
-        items = fields.items() if isinstance(fields, Mapping) else ((f.name, f) for f in fields)
         for field_name, definition in items:
             if isinstance(definition, FieldSchema):
                 self._put_field(sobject, definition)
@@ -801,7 +832,7 @@ class Schema:
         target = self.get(sobject)
         if target is None:
             raise SchemaError(f"no sObject named {sobject!r}: add it first with add_object()")
-        if not _NAME_RE.match(name) or not name.endswith("__c") or "___" in name:
+        if not _CUSTOM_FIELD_RE.match(name):
             raise SchemaError(
                 f"field name {name!r} is not a custom field's API name: use letters, digits and "
                 "single underscores, starting with a letter and ending in '__c' (a field you add "
@@ -905,7 +936,8 @@ class Schema:
         return relation
 
     def load_describe(
-        self, source: str | os.PathLike[str] | Mapping[str, object]
+        self,
+        source: str | os.PathLike[str] | Mapping[str, object] | Sequence[Mapping[str, object]],
     ) -> list[SObjectSchema]:
         """Load objects from describe JSON captured from an org, replacing objects of those names.
 
@@ -923,27 +955,41 @@ class Schema:
             The objects loaded.
 
         Raises:
-            SchemaError: If the file cannot be read or parsed, or a body lacks ``name``,
-                ``keyPrefix`` or ``fields``.
+            SchemaError: If the file cannot be read or parsed, a body lacks ``name`` or
+                ``fields``, or it would give an object another key prefix than the one its
+                records have (nothing is changed then).
         """
-        if isinstance(source, Mapping):
-            data: object = source
-        else:
+        if isinstance(source, (str, os.PathLike)):
             path = Path(source)
             try:
-                data = json.loads(path.read_text(encoding="utf-8"))
+                data: object = json.loads(path.read_text(encoding="utf-8"))
             except OSError as exc:
                 raise SchemaError(f"cannot read describe file {path}: {exc.strerror}") from None
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            except ValueError as exc:  # not JSON, not UTF-8, or a number past the digit limit
                 raise SchemaError(f"describe file {path} is not JSON: {exc}") from None
-        bodies = data if isinstance(data, list) else [data]
-        loaded = [self._from_describe(body) for body in bodies]
+        else:
+            data = source
+        bodies = list(data) if isinstance(data, (list, tuple)) else [data]
+        # Every body is checked before any is applied: a bad one changes nothing.
+        parsed = [self._from_describe(body) for body in bodies]
+        names = [sobject.name.lower() for sobject, _ in parsed]
+        prefixes = [sobject.key_prefix for sobject, _ in parsed]
+        for index, (sobject, _) in enumerate(parsed):
+            if names.index(names[index]) != index or prefixes.index(sobject.key_prefix) != index:
+                raise SchemaError(f"the describe lists {sobject.name} or its key prefix twice")
+        for sobject, children in parsed:
+            existing = self.get(sobject.name)
+            if existing is not None:
+                self._prefixes.pop(existing.key_prefix, None)
+            self._register(sobject)
+            self._pending_children.extend((sobject.name, child) for child in children)
         self._changed()
-        return loaded
+        return [sobject for sobject, _ in parsed]
 
     # ------------------------------------------------------------------ internals
 
-    def _from_describe(self, body: object) -> SObjectSchema:
+    def _from_describe(self, body: object) -> tuple[SObjectSchema, list[ChildRelationship]]:
+        """Check one describe body; return its object and child relationships, unregistered."""
         if isinstance(body, Mapping) and "status" in body and body.get("status") != 0:
             raise SchemaError(
                 "this is an `sf` CLI error, not a describe: "
@@ -959,14 +1005,20 @@ class Schema:
                 "a describe body needs 'name' and 'fields' (the REST /sobjects/{name}/describe "
                 "body or `sf sobject describe --json` output)"
             )
-        if not isinstance(prefix, str) or len(prefix) != 3:
-            prefix = self._next_prefix()
+        if not _NAME_RE.match(name):
+            raise SchemaError(f"{name!r} is not an sObject API name")
         existing = self.get(name)
-        if existing is not None:
-            self._prefixes.pop(existing.key_prefix, None)
+        if not isinstance(prefix, str) or len(prefix) != 3:
+            prefix = existing.key_prefix if existing is not None else self._next_prefix()
+        if existing is not None and prefix != existing.key_prefix:
+            # Records already hold ids with the old prefix; an org never changes it.
+            raise SchemaError(
+                f"the describe gives {name} the key prefix {prefix!r}, but the emulator's "
+                f"{existing.name} has {existing.key_prefix!r}"
+            )
         self._check_prefix(prefix, name)
         sobject = SObjectSchema(
-            name,
+            existing.name if existing is not None else name,
             prefix,
             str(body.get("label") or _label(name)),
             str(body.get("labelPlural") or ""),
@@ -977,21 +1029,16 @@ class Schema:
                 raise SchemaError(f"a field of {name}'s describe has no 'name'")
             self._put_field(sobject, _field_from_describe(raw))
         children = body.get("childRelationships")
-        self._register(sobject)
-        if isinstance(children, list):
-            for child in children:
-                if isinstance(child, Mapping) and child.get("relationshipName"):
-                    self._pending_children.append(
-                        (
-                            name,
-                            ChildRelationship(
-                                str(child["relationshipName"]),
-                                str(child.get("childSObject")),
-                                str(child.get("field")),
-                            ),
-                        )
-                    )
-        return sobject
+        relations = [
+            ChildRelationship(
+                str(child["relationshipName"]),
+                str(child.get("childSObject")),
+                str(child.get("field")),
+            )
+            for child in (children if isinstance(children, list) else [])
+            if isinstance(child, Mapping) and child.get("relationshipName")
+        ]
+        return sobject, relations
 
     def _put_field(self, sobject: SObjectSchema, definition: FieldSchema) -> None:
         if definition.type not in FIELD_TYPES:
@@ -1052,6 +1099,17 @@ def _field_from_describe(raw: Mapping[str, object]) -> FieldSchema:
     references = raw.get("referenceTo")
     picklist = raw.get("picklistValues")
     name = str(raw["name"])
+    default = raw.get("defaultValue")
+    if default is None and isinstance(picklist, list):
+        # A picklist's default is the value flagged defaultValue (the field's own is null).
+        default = next(
+            (
+                p.get("value")
+                for p in picklist
+                if isinstance(p, Mapping) and p.get("defaultValue") is True
+            ),
+            None,
+        )
     return FieldSchema(
         name=name,
         type=str(raw.get("type", "string")).lower(),
@@ -1075,7 +1133,7 @@ def _field_from_describe(raw: Mapping[str, object]) -> FieldSchema:
             for p in (picklist if isinstance(picklist, list) else [])
             if isinstance(p, Mapping) and p.get("active", True) and "value" in p
         ),
-        default_value=raw.get("defaultValue"),
+        default_value=default,
         custom=bool(raw.get("custom", name.endswith("__c"))),
         calculated=bool(raw.get("calculated", False)),
     )

@@ -191,6 +191,9 @@ _DATE_FUNCTIONS = frozenset(
     }
 )
 _ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f", '"': '"', "'": "'", "\\": "\\"}
+#: The largest LIMIT (a 32-bit int) and OFFSET ("OFFSET", SOQL and SOSL Reference) allowed.
+_MAX_LIMIT = 2**31 - 1
+_MAX_OFFSET = 2000
 _STRIPPED = re.compile(r"'(?:[^'\\]|\\.)*'")
 _PRECHECKS = (
     (re.compile(r"\bTYPEOF\b", re.I), "TYPEOF"),
@@ -317,9 +320,19 @@ def _pos(item: Token | Tree[Token]) -> Pos:
     return Pos(getattr(item.meta, "line", 1), getattr(item.meta, "column", 1))
 
 
-def _unescape(literal: str) -> str:
-    body = literal[1:-1]
-    return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), "\\" + m.group(1)), body)
+def _unescape(token: Token) -> str:
+    r"""A string literal's value: SOQL's escapes (any case), ``\%``/``\_`` kept for LIKE."""
+
+    def escape(match: re.Match[str]) -> str:
+        char = match.group(1)
+        if char in "%_":
+            return "\\" + char
+        value = _ESCAPES.get(char.lower())
+        if value is None:
+            raise _Malformed(f"Invalid string literal: unknown escape \\{char}", _pos(token))
+        return value
+
+    return re.sub(r"\\(.)", escape, str(token)[1:-1], flags=re.DOTALL)
 
 
 class _Build(Transformer[Token, object]):
@@ -435,11 +448,14 @@ class _Build(Transformer[Token, object]):
         return tuple(items)
 
     def string(self, items: list[Token]) -> ValueNode:
-        return ValueNode("string", _unescape(str(items[0])), _pos(items[0]))
+        return ValueNode("string", _unescape(items[0]), _pos(items[0]))
 
     def number(self, items: list[Token]) -> ValueNode:
         text = str(items[0])
-        value: float | int = float(text) if "." in text else int(text)
+        try:
+            value: float | int = float(text) if "." in text else int(text)
+        except (ValueError, OverflowError):  # past int's digit limit, or float's range
+            raise _Malformed(f"number out of range: {text[:40]}", _pos(items[0])) from None
         return ValueNode("number", value, _pos(items[0]))
 
     def datetime(self, items: list[Token]) -> ValueNode:
@@ -482,16 +498,20 @@ class _Build(Transformer[Token, object]):
         return OrderNode(operand, descending, nulls_first)
 
     def limit(self, items: list[Token]) -> tuple[str, int]:
-        return "limit", self._count(items[0])
+        return "limit", self._count(items[0], _MAX_LIMIT)
 
     def offset(self, items: list[Token]) -> tuple[str, int]:
-        return "offset", self._count(items[0])
+        count = self._count(items[0], _MAX_LIMIT)
+        if count > _MAX_OFFSET:
+            raise _OutOfRange(f"Maximum SOQL offset allowed is {_MAX_OFFSET}", _pos(items[0]))
+        return "offset", count
 
     @staticmethod
-    def _count(token: Token) -> int:
-        if not str(token).isdigit():
-            raise _Malformed(f"unexpected token: '{token}'", _pos(token))
-        return int(str(token))
+    def _count(token: Token, most: int) -> int:
+        text = str(token)
+        if not text.isdigit() or len(text) > 10 or int(text) > most:
+            raise _Malformed(f"unexpected token: '{text[:40]}'", _pos(token))
+        return int(text)
 
     def for_clause(self, items: list[Token]) -> tuple[str, None]:
         if str(items[0]).lower() not in _FOR or len(items) > 1:
@@ -507,7 +527,7 @@ class _Build(Transformer[Token, object]):
     def value_arg(self, items: list[Token]) -> ValueNode:
         token = items[0]
         if token.type == "STRING":
-            return ValueNode("string", _unescape(str(token)), _pos(token))
+            return ValueNode("string", _unescape(token), _pos(token))
         return ValueNode("number", float(str(token)), _pos(token))
 
     def path(self, items: list[Token]) -> PathNode:
@@ -519,6 +539,10 @@ class _Malformed(Exception):
         super().__init__(message)
         self.message = message
         self.pos = pos
+
+
+class _OutOfRange(_Malformed):
+    """A number past Salesforce's limit (``NUMBER_OUTSIDE_VALID_RANGE``)."""
 
 
 class _Unsupported(Exception):
@@ -586,11 +610,20 @@ def parse(text: str) -> QueryNode:
         ) from None
     except UnexpectedInput as exc:  # pragma: no cover - the subclasses above are exhaustive
         raise SoqlError("MALFORMED_QUERY", f"unexpected token: {exc}") from None
+    except RecursionError:
+        raise SoqlError("MALFORMED_QUERY", "the query is nested too deeply") from None
     except Exception as exc:  # a transformer callback raised (lark wraps it in VisitError)
         cause = exc.__context__ if exc.__context__ is not None else exc
         cause = getattr(exc, "orig_exc", cause)
         if isinstance(cause, _Unsupported):
             raise _unsupported(text, cause.construct, cause.pos) from None
+        if isinstance(cause, _OutOfRange):
+            raise SoqlError(
+                "NUMBER_OUTSIDE_VALID_RANGE",
+                _at(text, cause.pos.line, cause.pos.column, cause.message),
+            ) from None
+        if isinstance(cause, RecursionError):
+            raise SoqlError("MALFORMED_QUERY", "the query is nested too deeply") from None
         if isinstance(cause, _Malformed):
             raise SoqlError(
                 "MALFORMED_QUERY", _at(text, cause.pos.line, cause.pos.column, cause.message)
@@ -608,60 +641,69 @@ def _raise(error: SoqlError) -> QueryNode:
 
 
 def _add_months(day: dt.date, months: int) -> dt.date:
+    """The first of the month ``months`` after ``day``'s, clamped to the calendar's ends."""
     index = day.year * 12 + day.month - 1 + months
+    if index < 12:  # before year 1
+        return dt.date.min
+    if index >= 12 * 10000:  # after year 9999: an open end
+        return dt.date.max
     return dt.date(index // 12, index % 12 + 1, 1)
 
 
-def _date_range(word: str, n: int, today: dt.date) -> tuple[dt.date, dt.date] | None:
-    """The [start, end) dates of a relative date literal ("Date Formats and Date Literals")."""
-    day = dt.timedelta(days=1)
-    week = today - dt.timedelta(days=(today.weekday() + 1) % 7)  # weeks start on Sunday
-    month = today.replace(day=1)
-    quarter = dt.date(today.year, (today.month - 1) // 3 * 3 + 1, 1)
-    year = dt.date(today.year, 1, 1)
+def _add_days(day: dt.date, days: int) -> dt.date:
+    """``day`` plus ``days``, clamped to the calendar's ends.
 
-    def years(k: int) -> dt.date:
-        return _add_months(year, 12 * k)
+    A literal reaching past them covers everything on that side.
+    """
+    try:
+        return day + dt.timedelta(days=days)
+    except OverflowError:
+        return dt.date.min if days < 0 else dt.date.max
 
-    fixed = {
-        "yesterday": (today - day, today),
-        "today": (today, today + day),
-        "tomorrow": (today + day, today + 2 * day),
-        "last_week": (week - 7 * day, week),
-        "this_week": (week, week + 7 * day),
-        "next_week": (week + 7 * day, week + 14 * day),
-        "last_month": (_add_months(month, -1), month),
-        "this_month": (month, _add_months(month, 1)),
-        "next_month": (_add_months(month, 1), _add_months(month, 2)),
-        "last_90_days": (today - 90 * day, today + day),
-        "next_90_days": (today + day, today + 91 * day),
-        "last_quarter": (_add_months(quarter, -3), quarter),
-        "this_quarter": (quarter, _add_months(quarter, 3)),
-        "next_quarter": (_add_months(quarter, 3), _add_months(quarter, 6)),
-        "last_year": (years(-1), year),
-        "this_year": (year, years(1)),
-        "next_year": (years(1), years(2)),
-    }
-    if word in fixed:
-        return fixed[word]
-    ranges = {
-        "last_n_days": (today - n * day, today + day),
-        "next_n_days": (today + day, today + (n + 1) * day),
-        "n_days_ago": (today - n * day, today - (n - 1) * day),
-        "last_n_weeks": (week - 7 * n * day, week),
-        "next_n_weeks": (week + 7 * day, week + 7 * (n + 1) * day),
-        "n_weeks_ago": (week - 7 * n * day, week - 7 * (n - 1) * day),
-        "last_n_months": (_add_months(month, -n), month),
-        "next_n_months": (_add_months(month, 1), _add_months(month, n + 1)),
-        "n_months_ago": (_add_months(month, -n), _add_months(month, 1 - n)),
-        "last_n_quarters": (_add_months(quarter, -3 * n), quarter),
-        "next_n_quarters": (_add_months(quarter, 3), _add_months(quarter, 3 * (n + 1))),
-        "n_quarters_ago": (_add_months(quarter, -3 * n), _add_months(quarter, 3 - 3 * n)),
-        "last_n_years": (years(-n), year),
-        "next_n_years": (years(1), years(n + 1)),
-        "n_years_ago": (years(-n), years(1 - n)),
-    }
-    return ranges.get(word)
+
+def _date_range(word: str, n: int, today: dt.date) -> tuple[dt.date, dt.date]:
+    """The [start, end) dates of a relative date literal ("Date Formats and Date Literals").
+
+    Args:
+        word: The literal, lower-case (``"last_n_days"``).
+        n: Its number (``LAST_N_DAYS:n``); 0 for the literals without one.
+        today: Today in the org's time zone (UTC here); weeks start on Sunday.
+    """
+    if word in ("yesterday", "today", "tomorrow"):
+        start = _add_days(today, {"yesterday": -1, "today": 0, "tomorrow": 1}[word])
+        return start, _add_days(start, 1)
+    if word == "last_90_days":
+        return _add_days(today, -90), _add_days(today, 1)
+    if word == "next_90_days":
+        return _add_days(today, 1), _add_days(today, 91)
+    if word in ("last_n_days", "next_n_days", "n_days_ago"):
+        if word == "last_n_days":  # includes today
+            return _add_days(today, -n), _add_days(today, 1)
+        if word == "next_n_days":  # starts tomorrow
+            return _add_days(today, 1), _add_days(today, n + 1)
+        return _add_days(today, -n), _add_days(today, 1 - n)
+    # Weeks, months, quarters and years: whole periods around the current one.
+    months = 1 if "month" in word else 3 if "quarter" in word else 12
+    if "week" in word:
+        current = _add_days(today, -((today.weekday() + 1) % 7))
+
+        def shift(day: dt.date, periods: int) -> dt.date:
+            return _add_days(day, 7 * periods)
+
+    else:
+        current = dt.date(today.year, (today.month - 1) // months * months + 1, 1)
+
+        def shift(day: dt.date, periods: int) -> dt.date:
+            return _add_months(day, months * periods)
+
+    if word.startswith("last_n_"):
+        return shift(current, -n), current
+    if word.startswith("next_n_"):
+        return shift(current, 1), shift(current, n + 1)
+    if word.endswith("_ago"):
+        return shift(current, -n), shift(current, 1 - n)
+    offset = {"last": -1, "this": 0, "next": 1}[word.partition("_")[0]]
+    return shift(current, offset), shift(current, offset + 1)
 
 
 _FIXED_LITERALS = frozenset(
@@ -716,6 +758,9 @@ class Context:
     store: RecordStore
     deleted: bool
     _today: dt.date | None = None
+    #: Work done once per execution (date ranges, semi-join members, children by parent),
+    #: keyed by the id of the compiled piece that needs it (alive for the whole execution).
+    memo: dict[int, Any] = field(default_factory=dict)
 
     @property
     def today(self) -> dt.date:
@@ -737,16 +782,25 @@ class _Path:
     names: tuple[str, ...]  # canonical relationship names, in order
     field: FieldSchema
     key: str  # the output key of an aggregate query (the field's own name)
+    #: ``What.Type``: the object type of a polymorphic relationship's record, not a field.
+    type_of: bool = False
+    #: Lower-case names of the objects an id or reference value of this path points at.
+    points_at: frozenset[str] = frozenset()
 
     def get(self, record: Record, context: Context) -> object:
         current: Record | None = record
+        sobject = ""
         for step in self.steps:
             parent_id = current.get(step.name) if current is not None else None
             if parent_id is None:
                 return None
             found = context.store.by_id(str(parent_id))
-            current = None if found is None else found[1]
-        return None if current is None else current.get(self.field.name)
+            if found is None:
+                return None
+            sobject, current = found[0].name, found[1]
+        if current is None:
+            return None
+        return sobject if self.type_of else current.get(self.field.name)
 
 
 @dataclass(slots=True)
@@ -764,7 +818,7 @@ class _Aggregate:
         if self.function == "count":
             return len(present)
         if self.function == "count_distinct":
-            return len({str(v).lower() if kind in TEXT_TYPES else v for v in present})
+            return len({str(v).lower() if kind in _CASELESS else v for v in present})
         if not present:
             return None
         if self.function == "sum":
@@ -776,8 +830,12 @@ class _Aggregate:
         return (min if self.function == "min" else max)(present, key=key)
 
 
+#: Text types compared without regard to case (ids are case-sensitive: ``…a`` is not ``…A``).
+_CASELESS = TEXT_TYPES - {"id", "reference"}
+
+
 def _sort_key(kind: str) -> Callable[[object], object]:
-    if kind in TEXT_TYPES:
+    if kind in _CASELESS:
         return lambda v: str(v).lower()
     if kind == "boolean":
         return lambda v: bool(v)
@@ -915,13 +973,15 @@ class _Child:
 
     def run(self, parent: Record, context: Context, version: str) -> object:
         query = self.query
-        parent_id = parent["Id"]
-        rows = [
-            r
-            for r in context.store.rows(query.sobject, deleted=context.deleted)
-            if r.get(self.field.name) == parent_id
-            and (query.where is None or query.where(r, context))
-        ]
+        key = id(self)
+        by_parent: dict[object, list[Record]] | None = context.memo.get(key)
+        if by_parent is None:
+            # Children grouped by parent once per execution, not scanned once per parent.
+            by_parent = context.memo[key] = {}
+            for row in context.store.rows(query.sobject, deleted=context.deleted):
+                if query.where is None or query.where(row, context):
+                    by_parent.setdefault(row.get(self.field.name), []).append(row)
+        rows = by_parent.get(parent["Id"], [])
         if query.order:
             rows = _sorted(rows, [(_bind(g, context), d, n, k) for g, d, n, k in query.order])
         rows = query._slice(rows)
@@ -947,6 +1007,7 @@ def _put_path(out: Record, path: _Path, record: Record, context: Context, versio
     """Write a path's value into a result record, nesting parents as Salesforce does."""
     target: Record = out
     current: Record = record
+    current_type = ""
     for step, name in zip(path.steps, path.names, strict=True):
         existing = target.get(name, ...)
         if existing is None:
@@ -961,7 +1022,8 @@ def _put_path(out: Record, path: _Path, record: Record, context: Context, versio
             existing = target[name] = {"attributes": _attributes(sobject.name, parent, version)}
         assert isinstance(existing, dict)
         target, current = existing, parent
-    target[path.field.name] = current.get(path.field.name)
+        current_type = sobject.name
+    target[path.field.name] = current_type if path.type_of else current.get(path.field.name)
 
 
 def _bind(getter: Getter, context: Context) -> Callable[[Record], object]:
@@ -974,9 +1036,7 @@ def _view_key(signature: str) -> Callable[[tuple[dict[str, object], Record]], ob
 
 def _group_value(path: _Path, row: Record, context: Context) -> object:
     value = path.get(row, context)
-    return (
-        str(value).lower() if isinstance(value, str) and path.field.type in TEXT_TYPES else value
-    )
+    return str(value).lower() if isinstance(value, str) and path.field.type in _CASELESS else value
 
 
 def _sorted(
@@ -1029,12 +1089,15 @@ class _Literal:
         """``(start, end)`` of a relative date literal in the field's stored form."""
         if self.word is None:
             return None
-        span = _date_range(self.word, self.n, context.today)
-        assert span is not None
-        if self.kind == "date":
-            return span[0].isoformat(), span[1].isoformat()
-        start, end = (dt.datetime.combine(d, dt.time(), dt.UTC) for d in span)
-        return format_datetime(start), format_datetime(end)
+        key = id(self)
+        if key not in context.memo:
+            span = _date_range(self.word, self.n, context.today)
+            if self.kind == "date":
+                context.memo[key] = (span[0].isoformat(), span[1].isoformat())
+            else:
+                start, end = (dt.datetime.combine(d, dt.time(), dt.UTC) for d in span)
+                context.memo[key] = (format_datetime(start), format_datetime(end))
+        return context.memo[key]  # type: ignore[no-any-return]
 
 
 def _normal(kind: str) -> Callable[[object], object]:
@@ -1052,6 +1115,7 @@ class _Compiler:
     def __init__(self, schema: Schema, text: str) -> None:
         self.schema = schema
         self.text = text
+        self._semi_joins = 0
 
     # ------------------------------------------------------------------ errors
 
@@ -1098,23 +1162,54 @@ class _Compiler:
                     "call for the appropriate names.",
                 )
             if len(lookup.reference_to) > 1:
-                # A polymorphic relationship (What, Who): the field may be on any target.
-                name = parts[-1]
-                target = next(
-                    (
-                        t
-                        for t in (self.schema.get(r) for r in lookup.reference_to)
-                        if t is not None and t.field(name) is not None
-                    ),
-                    target,
-                )
+                # A polymorphic relationship (What, Who, Owner of a queue…) leads to Salesforce's
+                # "Name" entity: Id, Name and Type (the record's object) only; TYPEOF reaches
+                # the rest ("Understanding Relationship Fields and Polymorphic Fields").
+                steps.append(lookup)
+                names.append(str(lookup.relationship_name))
+                return self._polymorphic(parts, len(steps), tuple(steps), tuple(names), node)
             steps.append(lookup)
             names.append(str(lookup.relationship_name))
             current = target
         definition = current.field(parts[-1])
         if definition is None:
             raise self._no_column(parts[-1], current, node.pos)
-        return _Path(tuple(steps), tuple(names), definition, definition.name)
+        if definition.type == "id":
+            points_at = frozenset({current.name.lower()})
+        else:
+            points_at = frozenset(t.lower() for t in definition.reference_to)
+        return _Path(tuple(steps), tuple(names), definition, definition.name, False, points_at)
+
+    def _polymorphic(
+        self,
+        parts: list[str],
+        depth: int,
+        steps: tuple[FieldSchema, ...],
+        names: tuple[str, ...],
+        node: PathNode,
+    ) -> _Path:
+        rest = parts[depth:]
+        if len(rest) != 1:
+            raise self._error(
+                "INVALID_FIELD",
+                node.pos,
+                f"Didn't understand relationship '{rest[0]}' in field path. If you are "
+                "attempting to use a custom relationship, be sure to append the '__r' after "
+                "the custom relationship name. Please reference your WSDL or the describe "
+                "call for the appropriate names.",
+            )
+        wanted = rest[0].lower()
+        if wanted not in ("id", "name", "type"):
+            raise self._error(
+                "INVALID_FIELD",
+                node.pos,
+                f"No such column '{rest[0]}' on entity 'Name'. If you are attempting to use a "
+                "custom field, be sure to append the '__c' after the custom field name. Please "
+                "reference your WSDL or the describe call for the appropriate names.",
+            )
+        kinds = {"id": "id", "name": "string", "type": "string"}
+        definition = FieldSchema(wanted.capitalize() if wanted != "id" else "Id", kinds[wanted])
+        return _Path(steps, names, definition, definition.name, type_of=wanted == "type")
 
     def call(self, node: CallNode, sobject: SObjectSchema, alias: str | None) -> _Aggregate:
         name = node.name.lower()
@@ -1218,9 +1313,10 @@ class _Compiler:
         self,
         node: CondNode,
         operand_of: Callable[[PathNode | CallNode], tuple[Getter, FieldSchema]],
+        points_at: Callable[[PathNode | CallNode], frozenset[str]] = lambda _: frozenset(),
     ) -> Predicate:
         if node.op in ("and", "or", "not"):
-            children = [self.condition(c, operand_of) for c in node.children]
+            children = [self.condition(c, operand_of, points_at) for c in node.children]
             if node.op == "and":
                 return lambda r, c: all(p(r, c) for p in children)
             if node.op == "or":
@@ -1232,7 +1328,7 @@ class _Compiler:
         normal = _normal(target.type)
         op = node.op
         if node.subquery is not None:
-            return self._semi_join(node, getter, op == "not in")
+            return self._semi_join(node, getter, points_at(node.operand), op == "not in")
         if op in ("includes", "excludes"):
             if target.type != "multipicklist":
                 raise self._error(
@@ -1272,23 +1368,30 @@ class _Compiler:
                 raise self._error(
                     "MALFORMED_QUERY", node.values[0].pos, "LIKE needs a quoted pattern"
                 )
-            pattern = _like(str(node.values[0].value))
+            pattern = _Like(str(node.values[0].value))
 
             def like(r: Record, c: Context) -> bool:
                 value = getter(r, c)
-                return value is not None and pattern.match(str(value)) is not None
+                return value is not None and pattern.match(str(value))
 
             return like
         literals = [self.literal(v, target, node.pos) for v in node.values]
         if op in ("in", "not in"):
             constants = {lit.value for lit in literals if lit.word is None}
+            spans = [lit for lit in literals if lit.word is not None]
             has_null = None in constants
 
             def member(r: Record, c: Context) -> bool:
-                value = getter(r, c)
+                value: Any = getter(r, c)
                 if value is None:
                     return has_null
-                return normal(value) in constants
+                if normal(value) in constants:
+                    return True
+                for span in spans:
+                    start, end = span.resolve(c)  # type: ignore[misc]
+                    if start <= value < end:
+                        return True
+                return False
 
             if op == "in":
                 return member
@@ -1308,20 +1411,37 @@ class _Compiler:
         compare = _OPERATORS[op]
         return lambda r, c: (v := getter(r, c)) is not None and compare(normal(v), expected)
 
-    def _semi_join(self, node: CondNode, getter: Getter, negate: bool) -> Predicate:
+    def _semi_join(
+        self, node: CondNode, getter: Getter, left: frozenset[str], negate: bool
+    ) -> Predicate:
         assert node.subquery is not None
-        inner = self.query(node.subquery, child_of=None, semi_join=True)
+        if self._semi_joins:
+            raise self._error(
+                "MALFORMED_QUERY",
+                node.subquery.pos,
+                "Nesting of semi join sub-selects is not supported",
+            )
+        self._semi_joins += 1
+        try:
+            inner = self.query(node.subquery, child_of=None, semi_join=True)
+        finally:
+            self._semi_joins -= 1
         ((_, item),) = inner.select
         assert isinstance(item, _Path)
-        cache: dict[int, frozenset[object]] = {}
+        if not left & item.points_at:
+            raise self._error(
+                "INVALID_FIELD",
+                node.pos,
+                "The selected field in the subquery and the left operand field in the where "
+                "expression in the outer query must point to the same object type.",
+            )
 
         def members(c: Context) -> frozenset[object]:
-            key = id(c)
-            if key not in cache:
-                cache.clear()
+            key = id(inner)
+            if key not in c.memo:
                 values = {item.get(r, c) for r in inner._rows(Context(c.store, False, c._today))}
-                cache[key] = frozenset(values - {None})
-            return cache[key]
+                c.memo[key] = frozenset(values - {None})
+            return c.memo[key]  # type: ignore[no-any-return]
 
         def predicate(r: Record, c: Context) -> bool:
             value = getter(r, c)
@@ -1389,14 +1509,18 @@ class _Compiler:
                 node.pos,
                 "COUNT() must be the only element in the SELECT list",
             )
-        if count_only and (node.group_by or node.order_by):
-            # "COUNT() and COUNT(fieldName)", SOQL reference: neither clause goes with COUNT().
-            clause = "GROUP BY" if node.group_by else "ORDER BY"
+        if count_only and (node.group_by or node.order_by or node.having):
+            # "COUNT() and COUNT(fieldName)", SOQL reference: none of these go with COUNT().
+            clause = "GROUP BY" if node.group_by else "ORDER BY" if node.order_by else "HAVING"
             raise self._error("MALFORMED_QUERY", node.pos, f"COUNT() cannot be used with {clause}")
         plain = lambda o: (  # noqa: E731 - a local accessor
             self._plain_operand(o, sobject, alias)
         )
-        where = self.condition(node.where, plain) if node.where is not None else None
+        where = (
+            self.condition(node.where, plain, lambda o: self._points_at(o, sobject, alias))
+            if node.where is not None
+            else None
+        )
         compiled = CompiledQuery(
             sobject=sobject,
             select=[],
@@ -1422,6 +1546,11 @@ class _Compiler:
             if isinstance(item.item, QueryNode):
                 if child_of is not None or semi_join:
                     raise _unsupported(self.text, "nested child subqueries", item.item.pos)
+                if item.item.offset is not None:
+                    # "OFFSET": not allowed in most subqueries (MALFORMED_QUERY).
+                    raise self._error(
+                        "MALFORMED_QUERY", item.item.pos, "OFFSET is not allowed in a subquery"
+                    )
                 inner = self.query(item.item, child_of=sobject)
                 relation = sobject.child(item.item.sobject)
                 assert relation is not None
@@ -1477,6 +1606,13 @@ class _Compiler:
             )
         return compiled
 
+    def _points_at(
+        self, operand: PathNode | CallNode, sobject: SObjectSchema, alias: str | None
+    ) -> frozenset[str]:
+        if isinstance(operand, CallNode):
+            return frozenset()
+        return self.path(operand, sobject, alias).points_at
+
     def _plain_operand(
         self, operand: PathNode | CallNode, sobject: SObjectSchema, alias: str | None
     ) -> tuple[Getter, FieldSchema]:
@@ -1528,6 +1664,12 @@ class _Compiler:
                     f"Field must be grouped or aggregated: {path.field.name}",
                 )
             compiled.outputs.append((signature, item.alias or path.field.name))
+        keys = [key.lower() for _, key in compiled.outputs]
+        for index, key in enumerate(keys):
+            if key in keys[:index]:
+                raise self._error(
+                    "MALFORMED_QUERY", node.pos, f"duplicate alias: {compiled.outputs[index][1]}"
+                )
         aliases = {key.lower(): signature for signature, key in compiled.outputs}
 
         def operand_of(operand: PathNode | CallNode) -> tuple[str, FieldSchema]:
@@ -1606,23 +1748,66 @@ _OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
 }
 
 
-def _like(pattern: str) -> re.Pattern[str]:
-    """``%`` any run, ``_`` one character, a backslash escapes the next; case-insensitive."""
-    out = []
-    escaped = False
-    for char in pattern:
+class _Like:
+    r"""A LIKE pattern: ``%`` any run, ``_`` one character, ``\%``/``\_`` literal; any case.
+
+    Matched segment by segment (the runs between ``%``s have fixed lengths, so the leftmost
+    place for each is always right): linear in the value, whatever the pattern, where one
+    regular expression of ``.*``s backtracks exponentially on ``'%a%a%a%a%a%a%a%b'``.
+    """
+
+    __slots__ = ("segments",)
+
+    def __init__(self, pattern: str) -> None:
+        parts: list[list[str]] = [[]]
+        escaped = False
+        for char in pattern:
+            if escaped:
+                parts[-1].append(re.escape(char))
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == "%":
+                parts.append([])
+            elif char == "_":
+                parts[-1].append(".")
+            else:
+                parts[-1].append(re.escape(char))
         if escaped:
-            out.append(re.escape(char))
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == "%":
-            out.append(".*")
-        elif char == "_":
-            out.append(".")
-        else:
-            out.append(re.escape(char))
-    return re.compile("".join(out) + r"\Z", re.IGNORECASE | re.DOTALL)
+            parts[-1].append(re.escape("\\"))
+        flags = re.IGNORECASE | re.DOTALL
+        self.segments = [re.compile("".join(p), flags) if p else None for p in parts]
+
+    def match(self, value: str) -> bool:
+        """Whether ``value`` matches the whole pattern."""
+        first, *middle = self.segments
+        if not middle:
+            return (first is None and value == "") or (
+                first is not None and first.fullmatch(value) is not None
+            )
+        *middle, last = middle
+        position = 0
+        if first is not None:
+            found = first.match(value)
+            if found is None:
+                return False
+            position = found.end()
+        for segment in middle:
+            if segment is not None:
+                found = segment.search(value, position)
+                if found is None:
+                    return False
+                position = found.end()
+        if last is None:
+            return True
+        width = _width(last)
+        start = len(value) - width
+        return start >= position and last.fullmatch(value, start) is not None
+
+
+def _width(segment: re.Pattern[str]) -> int:
+    """Characters a segment of escaped literals and ``.`` matches."""
+    return len(re.sub(r"\\.", "x", segment.pattern))
 
 
 _COMPILED: dict[tuple[str, int, int], CompiledQuery] = {}
@@ -1643,7 +1828,7 @@ def compile_query(text: str, schema: Schema) -> CompiledQuery:
             ``INVALID_FIELD``, ``INVALID_TYPE``, ``INVALID_QUERY_FILTER_OPERATOR``) or the
             emulator's ``EMULATOR_UNSUPPORTED``.
     """
-    key = (text, id(schema), schema.generation)
+    key = (text, schema.serial, schema.generation)
     compiled = _COMPILED.get(key)
     if compiled is None:
         compiled = _Compiler(schema, text).query(parse(text), child_of=None)

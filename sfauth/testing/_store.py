@@ -35,6 +35,7 @@ _DATETIME_RE = re.compile(
     r"(Z|[+-]\d{2}:?\d{2})?)?$"
 )
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_NUMBER_RE = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 _TIME_RE = re.compile(r"^\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?Z?$")
 _SYSTEM_FIELDS = ("CreatedDate", "CreatedById", "LastModifiedDate", "LastModifiedById")
 _RECYCLE_MESSAGE = "entity is deleted"
@@ -77,7 +78,11 @@ def format_datetime(value: dt.datetime) -> str:
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.UTC)
     value = value.astimezone(dt.UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}+0000"
+    # Not strftime("%Y"): it does not pad years before 1000, which would break text order.
+    return (
+        f"{value.year:04d}-{value.month:02d}-{value.day:02d}T{value.hour:02d}:"
+        f"{value.minute:02d}:{value.second:02d}.{value.microsecond // 1000:03d}+0000"
+    )
 
 
 def parse_datetime(text: str) -> dt.datetime | None:
@@ -107,12 +112,12 @@ def parse_datetime(text: str) -> dt.datetime | None:
             int((fraction or "0")[:6].ljust(6, "0")),
             tzinfo=dt.UTC,
         )
-    except ValueError:
+        if zone and zone != "Z":
+            sign = 1 if zone[0] == "+" else -1
+            digits = zone[1:].replace(":", "")
+            value -= sign * dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+    except (ValueError, OverflowError):  # no such day, or the offset leaves the calendar
         return None
-    if zone and zone != "Z":
-        sign = 1 if zone[0] == "+" else -1
-        digits = zone[1:].replace(":", "")
-        value -= sign * dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
     return value
 
 
@@ -179,9 +184,10 @@ class RecordStore:
         Args:
             sobject: The object.
         """
-        table = self._records.get(sobject.name)
+        key = sobject.name.lower()  # a describe may spell the name in another case
+        table = self._records.get(key)
         if table is None:
-            table = self._records[sobject.name] = {}
+            table = self._records[key] = {}
         return table
 
     def rows(self, sobject: SObjectSchema, *, deleted: bool = False) -> Iterator[Record]:
@@ -410,8 +416,8 @@ class RecordStore:
     ) -> object:
         """Return the stored form of one value, or raise the error Salesforce gives for it."""
         kind = definition.type
-        if value is None:
-            return None
+        if value is None or value == "":
+            return None  # Salesforce saves a blank value as null
         if isinstance(value, (dict, list)):
             raise self._parser_error(definition, value, context, key)
         label, name = definition.label, definition.name
@@ -428,9 +434,15 @@ class RecordStore:
                     )
                 number = int(number)
             else:
-                number = float(number)
+                try:
+                    number = float(number)
+                except OverflowError:
+                    number = math.inf
             digits = definition.precision - definition.scale
-            if definition.precision and abs(number) >= 10**digits:
+            if (definition.precision and abs(number) >= 10**digits) or number in (
+                math.inf,
+                -math.inf,
+            ):
                 raise DmlError(
                     "NUMBER_OUTSIDE_VALID_RANGE",
                     f"{label}: value outside of valid range on numeric field: {value}",
@@ -519,12 +531,7 @@ class RecordStore:
                 f"{parent.name}.{keys[0]} is not an external id or an indexed field",
                 [relationship.name],
             )
-        wanted = str(value[keys[0]]).lower()
-        matches = [
-            r
-            for r in self.rows(parent)
-            if r.get(key_field.name) is not None and str(r[key_field.name]).lower() == wanted
-        ]
+        matches = self.matching(parent, key_field, value[keys[0]])
         if len(matches) != 1:
             raise DmlError(
                 "INVALID_FIELD" if matches else "INVALID_CROSS_REFERENCE_KEY",
@@ -535,13 +542,43 @@ class RecordStore:
             )
         return str(matches[0]["Id"])
 
+    def matching(self, sobject: SObjectSchema, field: FieldSchema, key: object) -> list[Record]:
+        """Live records whose ``field`` equals ``key`` as Salesforce compares them.
+
+        Text compares case-insensitively, numbers by value (``"5"`` finds ``5.0``), ids in
+        any casing of their 18-character form.
+
+        Args:
+            sobject: The object to search.
+            field: The field to compare (an external id, ``idLookup`` field or ``Id``).
+            key: The value as sent (a URL segment or a JSON value).
+
+        Returns:
+            The matching records, in insertion order.
+        """
+        if field.type in NUMBER_TYPES:
+            wanted_number = _number(key)
+            if wanted_number is None:
+                return []
+            return [r for r in self.rows(sobject) if r.get(field.name) == wanted_number]
+        if field.type in ("id", "reference"):
+            canonical = canonical_id(str(key))
+            return [r for r in self.rows(sobject) if canonical and r.get(field.name) == canonical]
+        wanted = str(key).lower()
+        return [
+            r
+            for r in self.rows(sobject)
+            if r.get(field.name) is not None and str(r[field.name]).lower() == wanted
+        ]
+
     def _check_unique(self, sobject: SObjectSchema, record: Record, own_id: str | None) -> None:
         for definition in sobject.fields.values():
             if not definition.unique or record.get(definition.name) is None:
                 continue
             wanted = str(record[definition.name]).lower()
             for other in self.rows(sobject):
-                if other["Id"] != own_id and str(other.get(definition.name, "")).lower() == wanted:
+                value = other.get(definition.name)
+                if value is not None and other["Id"] != own_id and str(value).lower() == wanted:
                     raise DmlError(
                         "DUPLICATE_VALUE",
                         f"duplicate value found: {definition.name} duplicates value on record "
@@ -573,6 +610,8 @@ def _number(value: object) -> float | int | None:
     if isinstance(value, (int, float)):
         return value if not (isinstance(value, float) and not math.isfinite(value)) else None
     if isinstance(value, str):
+        if not _NUMBER_RE.fullmatch(value.strip()):
+            return None
         try:
             number = float(value.strip())
         except ValueError:
