@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -158,13 +159,10 @@ def prefix() -> Iterator[str]:
 # --- servers of other kinds ------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def served() -> Iterator[dict[str, str]]:
-    """`sfauth emulator` in its own process, and the JSON line it printed.
-
-    It outlives the tests' event loops (for tests that call ``asyncio.run()`` themselves).
-    """
-    command = [sys.executable, "-m", "sfauth", "emulator"]
+@contextlib.contextmanager
+def serve_emulator(*flags: str) -> Iterator[dict[str, str]]:
+    """`sfauth emulator FLAGS` in its own process, and the JSON line it printed."""
+    command = [sys.executable, "-m", "sfauth", "emulator", *flags]
     with subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     ) as proc:
@@ -176,6 +174,16 @@ def served() -> Iterator[dict[str, str]]:
             proc.terminate()
             proc.wait(timeout=10)
             Path(info["private_key_file"]).unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[dict[str, str]]:
+    """`sfauth emulator` in its own process, and the JSON line it printed.
+
+    It outlives the tests' event loops (for tests that call ``asyncio.run()`` themselves).
+    """
+    with serve_emulator() as info:
+        yield info
 
 
 async def start_garbage_server() -> tuple[asyncio.Server, str]:

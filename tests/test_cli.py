@@ -21,7 +21,7 @@ import structlog
 from sfauth.cli import main
 from sfauth.testing import Emulator, ScriptedResponse, no_backoff
 
-from .conftest import pem_block
+from .conftest import pem_block, serve_emulator
 
 SFAUTH = [sys.executable, "-m", "sfauth"]
 
@@ -648,22 +648,12 @@ def test_emulator_serves_a_loaded_describe(tmp_path: Path) -> None:
                     answers.append((resp.status, await resp.json()))
         return answers
 
-    command = [sys.executable, "-m", "sfauth", "emulator", "--describe", str(path)]
-    with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-    ) as proc:
-        assert proc.stdout is not None
-        info = json.loads(proc.stdout.readline())
-        try:
-            done = _run("token", *_flags(info), "--show-token")
-            assert done.returncode == 0, done.stderr
-            token = json.loads(done.stdout)["access_token"]
-            url = f"{info['url']}/services/data/v62.0/sobjects/Invoice__c"
-            missing, created = asyncio.run(create(url, token))
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
-            Path(info["private_key_file"]).unlink(missing_ok=True)
+    with serve_emulator("--describe", str(path)) as info:
+        done = _run("token", *_flags(info), "--show-token")
+        assert done.returncode == 0, done.stderr
+        token = json.loads(done.stdout)["access_token"]
+        url = f"{info['url']}/services/data/v62.0/sobjects/Invoice__c"
+        missing, created = asyncio.run(create(url, token))
     assert missing == (
         400,
         [
