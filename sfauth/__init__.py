@@ -5,6 +5,7 @@
 sends every request through one pooled aiohttp client bound to the org's ``instance_url``.
 """
 
+from ._collections import CollectionError, RecordResult
 from ._env import settings_from_env
 from ._keys import load_private_key
 from ._limits import ApiUsage
@@ -13,18 +14,24 @@ from ._middleware import SalesforceAuthMiddleware
 from ._retry import RetryPolicy
 from ._session import AuthSession
 from ._settings import Settings
+from ._sobjects import SObject, UpsertResult
 from ._token import Token
 from ._version import __version__
 from .exceptions import (
     ApiBudgetError,
     APIError,
+    APIVersionError,
     CircuitOpenError,
     ConfigurationError,
     CrossOriginError,
+    ForbiddenError,
     InvalidClientError,
     InvalidGrantError,
     InvalidSessionError,
     LoginRateExceededError,
+    MalformedRequestError,
+    MultipleRecordsError,
+    NotFoundError,
     PrivateKeyError,
     RequestLimitError,
     RequestTimeoutError,
@@ -44,22 +51,30 @@ from .exceptions import (
 
 __all__ = [
     "APIError",
+    "APIVersionError",
     "ApiBudgetError",
     "ApiUsage",
     "AuthSession",
     "CircuitOpenError",
+    "CollectionError",
     "ConfigurationError",
     "CrossOriginError",
+    "ForbiddenError",
     "InvalidClientError",
     "InvalidGrantError",
     "InvalidSessionError",
     "LoginRateExceededError",
+    "MalformedRequestError",
+    "MultipleRecordsError",
+    "NotFoundError",
     "PrivateKeyError",
+    "RecordResult",
     "RequestLimitError",
     "RequestTimeoutError",
     "RestApiNotAllowedError",
     "RetryPolicy",
     "SFAuthError",
+    "SObject",
     "SalesforceAuthMiddleware",
     "SessionClosedError",
     "SessionError",
@@ -73,6 +88,7 @@ __all__ = [
     "TransientTokenError",
     "TransportError",
     "UnsupportedGrantTypeError",
+    "UpsertResult",
     "__version__",
     "load_private_key",
     "redact_secrets",

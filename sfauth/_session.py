@@ -18,6 +18,7 @@ from ._middleware import SalesforceAuthMiddleware
 from ._query import QueryMixin
 from ._scoping import resolve
 from ._settings import Options, Settings, settings_from
+from ._sobjects import SObjectsMixin
 from ._token import Token
 from .exceptions import ConfigurationError, RequestTimeoutError, SFAuthError, TransportError
 
@@ -29,7 +30,7 @@ _T = TypeVar("_T")
 _NOT_OPEN = "AuthSession is not open; use `async with AuthSession(...)`"
 
 
-class AuthSession(QueryMixin):
+class AuthSession(QueryMixin, SObjectsMixin):
     r"""An authenticated, pooled HTTP session to one Salesforce org (JWT bearer flow).
 
     ::

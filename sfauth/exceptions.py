@@ -18,6 +18,11 @@
     ├── TokenStoreError                            the shared token store is unreachable
     ├── ApiBudgetError                             the API budget guard refused a request, unsent
     ├── APIError                                   the REST API answered with an error
+    │   ├── MalformedRequestError                  400: a bad field, value, id or query
+    │   ├── MultipleRecordsError                   300: an upsert's external id matched several
+    │   ├── ForbiddenError                         403 other than the quota: no access
+    │   ├── NotFoundError                          404: no such record, object or resource
+    │   │   └── APIVersionError                    the pinned api_version is not served
     │   ├── SessionError                           HTTP 401
     │   │   ├── InvalidSessionError                401 that a refresh did not fix
     │   │   └── RestApiNotAllowedError             session valid, but not for the REST API
@@ -34,16 +39,23 @@ or request headers.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "APIError",
+    "APIVersionError",
     "ApiBudgetError",
     "CircuitOpenError",
     "ConfigurationError",
     "CrossOriginError",
+    "ForbiddenError",
     "InvalidClientError",
     "InvalidGrantError",
     "InvalidSessionError",
     "LoginRateExceededError",
+    "MalformedRequestError",
+    "MultipleRecordsError",
+    "NotFoundError",
     "PrivateKeyError",
     "RequestLimitError",
     "RequestTimeoutError",
@@ -284,6 +296,9 @@ class APIError(SFAuthError):
         method: The HTTP method of the request.
         url: The request URL without its query string.
         attempts: How many times the request was sent.
+        fields: The ``fields`` of Salesforce's first error (``[]`` when it names none).
+        errors: Every error of the body as ``{"errorCode", "message", "fields"}`` dicts, in
+            Salesforce's order (``[]`` when the body had none).
     """
 
     retryable: bool = False
@@ -298,6 +313,8 @@ class APIError(SFAuthError):
         method: str,
         url: str,
         attempts: int = 1,
+        fields: list[str] | None = None,
+        errors: list[dict[str, Any]] | None = None,
     ) -> None:
         self.status = status
         self.error_code = error_code
@@ -305,6 +322,8 @@ class APIError(SFAuthError):
         self.method = method
         self.url = url
         self.attempts = attempts
+        self.fields = fields or []
+        self.errors = errors or []
         self.description = description
         super().__init__(description)
 
@@ -314,6 +333,53 @@ class APIError(SFAuthError):
             f"{self.description} ({self.method} {self.url} -> HTTP {self.status} "
             f"{self.error_code or '-'}: {self.message}{tries})"
         )
+
+
+class MalformedRequestError(APIError):
+    """400: Salesforce refused the request as sent (a bad field, value, id or query).
+
+    ``error_code`` says which (``INVALID_FIELD``, ``REQUIRED_FIELD_MISSING``,
+    ``MALFORMED_QUERY``, …), ``fields`` which fields ("Status Codes and Error Responses", REST
+    API Developer Guide). Sending the same request again gives the same answer.
+    """
+
+
+class ForbiddenError(APIError):
+    """403 other than the API quota: the user lacks access (``INSUFFICIENT_ACCESS``, …)."""
+
+
+class NotFoundError(APIError):
+    """404: the record, object or resource does not exist.
+
+    ``error_code`` is ``NOT_FOUND``, or ``ENTITY_IS_DELETED`` for a record in the recycle bin;
+    an upsert by a field that is not an external id is a 404 too.
+    """
+
+
+class APIVersionError(NotFoundError):
+    """The pinned ``api_version`` is not one the org serves (its endpoints answer 404).
+
+    Attributes:
+        version: The pinned version, e.g. ``"99.0"``.
+        served: The versions the org serves, highest last.
+    """
+
+    def __init__(self, description: str, *, version: str, served: list[str], **kw: Any) -> None:
+        self.version = version
+        self.served = served
+        super().__init__(description, **kw)
+
+
+class MultipleRecordsError(APIError):
+    """300: an upsert's external id matched several records, so nothing was written.
+
+    Attributes:
+        urls: The REST URLs of the matching records, as Salesforce listed them.
+    """
+
+    def __init__(self, description: str, *, urls: list[str], **kw: Any) -> None:
+        self.urls = urls
+        super().__init__(description, **kw)
 
 
 class SessionError(APIError):

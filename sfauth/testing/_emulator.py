@@ -18,6 +18,7 @@ from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from sfauth.testing._collections import CollectionsApi
 from sfauth.testing._faults import FAULT_KINDS, SLOW_DELAY, FaultInjector, serve_fault
 from sfauth.testing._ids import IdFactory, random_consumer_key
 from sfauth.testing._keys import (
@@ -96,7 +97,7 @@ def _bind(host: str, port: int) -> socket.socket:
     return socket.create_server((host, port), family=family)
 
 
-class Emulator(RestApi):
+class Emulator(RestApi, CollectionsApi):
     """A local Salesforce org for tests and demos: JWT Bearer token endpoint plus REST API.
 
     The token endpoint really verifies RS256 assertions against the registered certificates and
@@ -770,6 +771,7 @@ class Emulator(RestApi):
         """Return the REST routes: ``(method, path, endpoint name, handler, auth, data API)``."""
         data = "/services/data/{ver}"
         sobjects = data + "/sobjects/{sobject}"
+        composite = data + "/composite/sobjects"
         return [
             ("GET", "/services/data", "versions", self._versions_handler, False, False),
             ("GET", "/services/data/", "versions", self._versions_handler, False, False),
@@ -783,6 +785,17 @@ class Emulator(RestApi):
             ("GET", data + "/queryAll/{locator}", "query_more", self._query_more, True, True),
             ("GET", data + "/limits", "limits", self._limits, True, True),
             ("GET", data + "/limits/", "limits", self._limits, True, True),
+            ("POST", composite, "collection_create", self._collection_create, True, True),
+            ("PATCH", composite, "collection_update", self._collection_update, True, True),
+            ("DELETE", composite, "collection_delete", self._collection_delete, True, True),
+            (
+                "PATCH",
+                composite + "/{sobject}/{field}",
+                "collection_upsert",
+                self._collection_upsert,
+                True,
+                True,
+            ),
             ("GET", data + "/sobjects", "describe_global", self._describe_global, True, True),
             ("GET", data + "/sobjects/", "describe_global", self._describe_global, True, True),
             ("GET", sobjects + "/describe", "describe", self._describe, True, True),
@@ -798,6 +811,14 @@ class Emulator(RestApi):
                 sobjects + "/{field}/{value}",
                 "sobject_upsert",
                 self._sobject_upsert,
+                True,
+                True,
+            ),
+            (
+                "GET",
+                sobjects + "/{field}/{value}",
+                "sobject_get_by",
+                self._sobject_get_by,
                 True,
                 True,
             ),

@@ -8,7 +8,7 @@ import json
 from aiohttp import web
 
 from sfauth.testing._ids import IdFactory, is_valid_id
-from sfauth.testing._schema import Schema, SObjectSchema
+from sfauth.testing._schema import FieldSchema, Schema, SObjectSchema
 from sfauth.testing._soql import SoqlError, compile_query
 from sfauth.testing._state import NOT_FOUND, Cursor, Session, json_response, rest_error
 from sfauth.testing._store import DmlError, RecordStore
@@ -329,13 +329,52 @@ class RestApi:
             )
         return sobject, record
 
+    async def _sobject_get_by(
+        self, request: web.Request, session: Session | None, body: bytes
+    ) -> web.Response:
+        sobject = self._sobject_type(request)
+        if sobject is None:
+            return json_response(404, NOT_FOUND)
+        key_field = self._external_id_field(sobject, request.match_info["field"])
+        if isinstance(key_field, web.Response):
+            return key_field
+        matches = self._store.matching(sobject, key_field, request.match_info["value"])
+        if not matches:
+            return json_response(404, NOT_FOUND)
+        if len(matches) > 1:
+            version = request.match_info["ver"]
+            return json_response(
+                300,
+                [f"/services/data/{version}/sobjects/{sobject.name}/{r['Id']}" for r in matches],
+            )
+        return self._read(request, sobject, matches[0])
+
+    def _external_id_field(self, sobject: SObjectSchema, name: str) -> FieldSchema | web.Response:
+        key_field = sobject.field(name)
+        if key_field is None or not (key_field.id_lookup or key_field.external_id):
+            return json_response(
+                404,
+                [
+                    {
+                        "errorCode": "NOT_FOUND",
+                        "message": "Provided external ID field does not exist or is not "
+                        f"accessible: {name}",
+                    }
+                ],
+            )
+        return key_field
+
     async def _sobject_get(
         self, request: web.Request, session: Session | None, body: bytes
     ) -> web.Response:
         found = self._record(request)
         if isinstance(found, web.Response):
             return found
-        sobject, record = found
+        return self._read(request, *found)
+
+    def _read(
+        self, request: web.Request, sobject: SObjectSchema, record: dict[str, object]
+    ) -> web.Response:
         version = request.match_info["ver"][1:]
         result: dict[str, object] = {"attributes": _attributes(sobject.name, record, version)}
         wanted = request.query.get("fields")
@@ -389,19 +428,9 @@ class RestApi:
         version = request.match_info["ver"]
         if sobject is None:
             return json_response(404, NOT_FOUND)
-        name = request.match_info["field"]
-        key_field = sobject.field(name)
-        if key_field is None or not (key_field.id_lookup or key_field.external_id):
-            return json_response(
-                404,
-                [
-                    {
-                        "errorCode": "NOT_FOUND",
-                        "message": "Provided external ID field does not exist or is not "
-                        f"accessible: {name}",
-                    }
-                ],
-            )
+        key_field = self._external_id_field(sobject, request.match_info["field"])
+        if isinstance(key_field, web.Response):
+            return key_field
         key = request.match_info["value"]
         parsed = self._json_object(body)
         if isinstance(parsed, web.Response):

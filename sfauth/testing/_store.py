@@ -10,6 +10,7 @@ required fields ``REQUIRED_FIELD_MISSING``, bad ids ``MALFORMED_ID``, deleted re
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import decimal
 import math
@@ -158,6 +159,9 @@ class _Context:
     now: str
     raw: str | None
     system: bool
+    #: sObject Collections: a value of the wrong type fails its record with
+    #: ``INVALID_TYPE_ON_FIELD_IN_RECORD``, not the request with ``JSON_PARSER_ERROR``.
+    per_record: bool = False
 
 
 class RecordStore:
@@ -231,6 +235,19 @@ class RecordStore:
             return None
         return found[1]
 
+    def snapshot(self) -> object:
+        """A copy of every record, for :meth:`restore` (an all-or-none request's rollback)."""
+        return copy.deepcopy(self._records)
+
+    def restore(self, snapshot: object) -> None:
+        """Put back the records of a :meth:`snapshot` (the ids it handed out stay used).
+
+        Args:
+            snapshot: What :meth:`snapshot` returned.
+        """
+        assert isinstance(snapshot, dict)
+        self._records = snapshot
+
     # ------------------------------------------------------------------ writes
 
     def insert(
@@ -241,6 +258,7 @@ class RecordStore:
         *,
         raw: str | None = None,
         system: bool = False,
+        per_record: bool = False,
     ) -> str:
         """Validate and insert a record; return its new 18-character id.
 
@@ -250,6 +268,8 @@ class RecordStore:
             user_id: The acting user (``OwnerId``, ``CreatedById`` defaults).
             raw: The raw JSON body, for the positions in ``JSON_PARSER_ERROR`` messages.
             system: Seeding: read-only fields (``CreatedDate``, ``IsDeleted``…) may be set.
+            per_record: One record of an sObject Collections request: a value of the wrong
+                type is ``INVALID_TYPE_ON_FIELD_IN_RECORD`` (the record's error).
 
         Returns:
             The new record id.
@@ -257,7 +277,7 @@ class RecordStore:
         Raises:
             DmlError: If Salesforce would refuse the insert.
         """
-        context = _Context(user_id, format_datetime(self.now()), raw, system)
+        context = _Context(user_id, format_datetime(self.now()), raw, system, per_record)
         fields = self._convert(sobject, values, context, creating=True)
         record: Record = {"Id": "", "IsDeleted": False}
         for definition in sobject.fields.values():
@@ -304,6 +324,7 @@ class RecordStore:
         user_id: str,
         *,
         raw: str | None = None,
+        per_record: bool = False,
     ) -> None:
         """Validate and apply an update to a stored record.
 
@@ -313,6 +334,7 @@ class RecordStore:
             values: Field values as sent.
             user_id: The acting user (``LastModifiedById``).
             raw: The raw JSON body, for positions in error messages.
+            per_record: One record of an sObject Collections request (see :meth:`insert`).
 
         Raises:
             DmlError: If Salesforce would refuse the update (``ENTITY_IS_DELETED`` for a record
@@ -320,7 +342,7 @@ class RecordStore:
         """
         if record["IsDeleted"]:
             raise DmlError("ENTITY_IS_DELETED", _RECYCLE_MESSAGE, [])
-        context = _Context(user_id, format_datetime(self.now()), raw, False)
+        context = _Context(user_id, format_datetime(self.now()), raw, False, per_record)
         fields = self._convert(sobject, values, context, creating=False)
         cleared = [
             name
@@ -403,6 +425,12 @@ class RecordStore:
         self, definition: FieldSchema, value: object, context: _Context, key: str
     ) -> DmlError:
         token, text = _token(value)
+        if context.per_record:
+            return DmlError(
+                "INVALID_TYPE_ON_FIELD_IN_RECORD",
+                f"{definition.label}: value not of required type: {text}",
+                [definition.name],
+            )
         type_name = "string" if definition.type in TEXT_TYPES else definition.type
         line, column = _position(context.raw, key)
         return DmlError(

@@ -1,0 +1,226 @@
+"""sObject Collections: create, update, upsert and delete any number of records, 200 a request.
+
+``/composite/sobjects`` takes at most 200 records a request ("sObject Collections", REST API
+Developer Guide); these helpers split any number into chunks of 200, send up to
+``concurrency`` chunks at once through the session (one refresh, retries, limits), and return
+one :class:`RecordResult` per input record, in input order. ``all_or_none`` is Salesforce's
+``allOrNone``: it applies to each request of 200, not to the whole call. A create chunk that may
+have reached Salesforce is never resent; update, upsert and delete chunks are idempotent and
+retried like any idempotent request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .exceptions import ConfigurationError, SFAuthError
+
+__all__ = ["CHUNK", "CollectionError", "RecordResult", "send_collection"]
+
+#: Records per sObject Collections request (Salesforce's limit).
+CHUNK = 200
+
+
+@dataclass(frozen=True, slots=True)
+class RecordResult:
+    """What happened to one record of a Collections call.
+
+    Attributes:
+        id: The record's id (``None`` when a create failed).
+        success: Whether Salesforce wrote it.
+        errors: Salesforce's errors for it: ``{"statusCode", "message", "fields"}`` dicts
+            (``ALL_OR_NONE_OPERATION_ROLLED_BACK`` for a record rolled back with another).
+        created: For upserts, whether the record was created (``None`` for other operations
+            and failed records).
+    """
+
+    id: str | None
+    success: bool
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    created: bool | None = None
+
+
+class CollectionError(SFAuthError):
+    """Some chunks of a Collections call got no answer (the others' results are kept).
+
+    Attributes:
+        results: One entry per input record, in input order: a :class:`RecordResult`, or
+            ``None`` for a record whose chunk failed as a whole.
+        failures: ``(index of the chunk's first record, the error)`` for each failed chunk.
+    """
+
+    def __init__(
+        self,
+        description: str,
+        *,
+        results: list[RecordResult | None],
+        failures: list[tuple[int, BaseException]],
+    ) -> None:
+        self.results = results
+        self.failures = failures
+        super().__init__(description)
+
+
+def _records(records: Iterable[Any], what: str, need: str | None) -> list[dict[str, Any]]:
+    """The records as a list of dicts, every one checked before anything is sent."""
+    if isinstance(records, (str, bytes, Mapping)):
+        raise ConfigurationError(f"{what} must be an iterable of records (dicts), not one record")
+    checked: list[dict[str, Any]] = []
+    for index, record in enumerate(records):
+        if not isinstance(record, Mapping):
+            raise ConfigurationError(
+                f"{what}[{index}] must be a mapping of field names to values; "
+                f"got {type(record).__name__}; nothing was sent"
+            )
+        if need is not None and not record.get(need):
+            raise ConfigurationError(
+                f"{what}[{index}] has no {need!r}, which this operation needs; nothing was sent"
+            )
+        checked.append(dict(record))
+    return checked
+
+
+def _chunks(items: list[Any]) -> list[tuple[int, list[Any]]]:
+    return [(start, items[start : start + CHUNK]) for start in range(0, len(items), CHUNK)]
+
+
+def _body(sobject: str, chunk: list[dict[str, Any]], all_or_none: bool, start: int) -> bytes:
+    records = [{"attributes": {"type": sobject}, **r} for r in chunk]
+    try:
+        return json.dumps(
+            {"allOrNone": all_or_none, "records": records},
+            allow_nan=False,
+            separators=(",", ":"),
+        ).encode()
+    except (TypeError, ValueError) as exc:
+        reason = str(exc)
+    raise ConfigurationError(
+        f"records {start}-{start + len(chunk) - 1} must hold JSON values (dates as ISO strings, "
+        f"no NaN or infinity): {reason}; nothing was sent"
+    )
+
+
+def _result(raw: Any) -> RecordResult:
+    if not isinstance(raw, dict):
+        return RecordResult(None, False, [{"statusCode": None, "message": repr(raw)[:100]}])
+    errors = raw.get("errors")
+    created = raw.get("created")
+    return RecordResult(
+        id=raw["id"] if isinstance(raw.get("id"), str) else None,
+        success=raw.get("success") is True,
+        errors=list(errors) if isinstance(errors, list) else [],
+        created=created if isinstance(created, bool) else None,
+    )
+
+
+async def send_collection(
+    session: Any,
+    sobject: str,
+    operation: str,
+    records: Iterable[Any],
+    *,
+    external_id: str | None = None,
+    all_or_none: bool,
+    concurrency: int,
+) -> list[RecordResult]:
+    """Send ``records`` in chunks of 200; return one result per record, in input order.
+
+    Args:
+        session: The ``AuthSession``.
+        sobject: The object's API name.
+        operation: ``"create"``, ``"update"``, ``"upsert"`` or ``"delete"`` (records are ids).
+        records: The records (or ids for ``"delete"``).
+        external_id: The external id field of an upsert.
+        all_or_none: Salesforce's ``allOrNone``, per request of 200.
+        concurrency: Chunks in flight at once (1 to 25).
+
+    Returns:
+        The results, one per record.
+
+    Raises:
+        ConfigurationError: Bad input (checked for every record before anything is sent).
+        CollectionError: Some chunks got no answer; ``results`` holds the others'.
+    """
+    if (
+        isinstance(concurrency, bool)
+        or not isinstance(concurrency, int)
+        or not 0 < concurrency < 26
+    ):
+        raise ConfigurationError(f"concurrency must be an int from 1 to 25; got {concurrency!r}")
+    # Imported here: _sobjects imports this module for SObject's *_many methods.
+    from ._sobjects import SObjectsMixin, _send, _shape
+
+    if operation == "delete":
+        if isinstance(records, (str, bytes)):
+            raise ConfigurationError("ids must be an iterable of record ids, not one string")
+        ids = list(records)
+        bad = next((i for i, v in enumerate(ids) if not isinstance(v, str) or not v), None)
+        if bad is not None:
+            raise ConfigurationError(f"ids[{bad}] must be a record id; nothing was sent")
+        items: list[Any] = ids
+        bodies: list[bytes | None] = [None] * len(_chunks(items))
+    else:
+        need = {"update": "Id", "upsert": external_id}.get(operation)
+        items = _records(records, "records", need)
+        bodies = [_body(sobject, c, all_or_none, s) for s, c in _chunks(items)]
+    if not items:
+        return []
+    base = await SObjectsMixin.data_path(session, "composite", "sobjects")
+    semaphore = asyncio.Semaphore(concurrency)
+    results: list[RecordResult | None] = [None] * len(items)
+
+    async def send(start: int, chunk: list[Any], body: bytes | None) -> None:
+        async with semaphore:
+            what = f"{operation} {sobject} records {start}-{start + len(chunk) - 1}"
+            if operation == "delete":
+                flag = "true" if all_or_none else "false"
+                params = {"ids": ",".join(chunk), "allOrNone": flag}
+                _, answer = await _send(
+                    session, "DELETE", base, params=params, idempotent=True, what=what
+                )
+            elif operation == "create":
+                _, answer = await _send(session, "POST", base, data=body, what=what)
+            elif operation == "update":
+                _, answer = await _send(
+                    session, "PATCH", base, data=body, idempotent=True, what=what
+                )
+            else:
+                assert external_id is not None
+                path = await SObjectsMixin.data_path(
+                    session, "composite", "sobjects", sobject, external_id
+                )
+                _, answer = await _send(
+                    session, "PATCH", path, data=body, idempotent=True, what=what
+                )
+        if not isinstance(answer, list) or len(answer) != len(chunk):
+            raise _shape(what, f"one result per record ({len(chunk)})")
+        for offset, raw in enumerate(answer):
+            results[start + offset] = _result(raw)
+
+    chunks = _chunks(items)
+    outcomes = await asyncio.gather(
+        *(send(start, chunk, body) for (start, chunk), body in zip(chunks, bodies, strict=True)),
+        return_exceptions=True,
+    )
+    failures = [
+        (start, outcome)
+        for (start, _), outcome in zip(chunks, outcomes, strict=True)
+        if isinstance(outcome, BaseException)
+    ]
+    for _, outcome in failures:
+        if not isinstance(outcome, Exception):
+            raise outcome  # a cancellation or exit: not a per-chunk failure
+    if failures:
+        lost = sum(1 for r in results if r is None)
+        raise CollectionError(
+            f"{operation} {sobject}: {len(failures)} of {len(chunks)} requests failed "
+            f"({lost} of {len(items)} records without a result; see .failures, .results): "
+            f"{failures[0][1]}",
+            results=results,
+            failures=failures,
+        )
+    return [r for r in results if r is not None]
