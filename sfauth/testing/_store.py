@@ -179,6 +179,10 @@ class RecordStore:
         self.now = now
         self._records: dict[str, dict[str, Record]] = {}
         self._case_numbers = 1000
+        #: (object, field) → comparable value → ids of the live records holding it, built on
+        #: first use for the fields upserts and uniqueness look up (constant-time matching).
+        self._indexes: dict[tuple[str, str], dict[object, list[str]]] = {}
+        self._index_generation = schema.generation
 
     # ------------------------------------------------------------------ reads
 
@@ -247,6 +251,7 @@ class RecordStore:
         """
         assert isinstance(snapshot, dict)
         self._records = snapshot
+        self._indexes.clear()
 
     # ------------------------------------------------------------------ writes
 
@@ -314,6 +319,7 @@ class RecordStore:
         self._derive(sobject, record, creating=True)
         self._check_unique(sobject, record, None)
         self.table(sobject)[record_id] = record
+        self._reindex(sobject, record, None)
         return record_id
 
     def update(
@@ -357,10 +363,12 @@ class RecordStore:
             )
         changed = {**record, **fields}
         self._check_unique(sobject, changed, str(record["Id"]))
+        before = dict(record)
         record.update(fields)
         record["LastModifiedDate"] = record["SystemModstamp"] = context.now
         record["LastModifiedById"] = user_id
         self._derive(sobject, record, creating=False)
+        self._reindex(sobject, record, before)
 
     def delete(self, sobject: SObjectSchema, record: Record, user_id: str) -> None:
         """Move a record to the recycle bin (``IsDeleted = true``; ``queryAll`` still sees it).
@@ -376,9 +384,11 @@ class RecordStore:
         if record["IsDeleted"]:
             raise DmlError("ENTITY_IS_DELETED", _RECYCLE_MESSAGE, [])
         now = format_datetime(self.now())
+        before = dict(record)
         record["IsDeleted"] = True
         record["LastModifiedDate"] = record["SystemModstamp"] = now
         record["LastModifiedById"] = user_id
+        self._reindex(sobject, record, before)
 
     # ------------------------------------------------------------------ validation
 
@@ -574,7 +584,7 @@ class RecordStore:
         """Live records whose ``field`` equals ``key`` as Salesforce compares them.
 
         Text compares case-insensitively, numbers by value (``"5"`` finds ``5.0``), ids in
-        any casing of their 18-character form.
+        any casing of their 18-character form. Looked up in an index, not scanned.
 
         Args:
             sobject: The object to search.
@@ -584,33 +594,59 @@ class RecordStore:
         Returns:
             The matching records, in insertion order.
         """
-        if field.type in NUMBER_TYPES:
-            wanted_number = _number(key)
-            if wanted_number is None:
-                return []
-            return [r for r in self.rows(sobject) if r.get(field.name) == wanted_number]
-        if field.type in ("id", "reference"):
-            canonical = canonical_id(str(key))
-            return [r for r in self.rows(sobject) if canonical and r.get(field.name) == canonical]
-        wanted = str(key).lower()
-        return [
-            r
-            for r in self.rows(sobject)
-            if r.get(field.name) is not None and str(r[field.name]).lower() == wanted
-        ]
+        wanted = _index_key(field, key)
+        if wanted is None:
+            return []
+        table = self.table(sobject)
+        # Ids of one object are base-62 counters of one width: their order is insertion order.
+        return [table[i] for i in sorted(self._index(sobject, field).get(wanted, ()))]
+
+    def _index(self, sobject: SObjectSchema, field: FieldSchema) -> dict[object, list[str]]:
+        if self.schema.generation != self._index_generation:
+            self._indexes.clear()  # a field's type may have changed how values compare
+            self._index_generation = self.schema.generation
+        key = (sobject.name.lower(), field.name)
+        index = self._indexes.get(key)
+        if index is None:
+            index = {}
+            for record in self.rows(sobject):
+                value = _index_key(field, record.get(field.name))
+                if value is not None:
+                    index.setdefault(value, []).append(str(record["Id"]))
+            self._indexes[key] = index
+        return index
+
+    def _reindex(self, sobject: SObjectSchema, record: Record, before: Record | None) -> None:
+        """Move one record's entries in the built indexes of its object after a write."""
+        name = sobject.name.lower()
+        record_id = str(record["Id"])
+        for (owner, field_name), index in self._indexes.items():
+            definition = sobject.field(field_name)
+            if owner != name or definition is None:
+                continue
+            old = None if before is None or before["IsDeleted"] else before.get(field_name)
+            new = None if record["IsDeleted"] else record.get(field_name)
+            old_key, new_key = _index_key(definition, old), _index_key(definition, new)
+            if old_key == new_key:
+                continue
+            if old_key is not None and record_id in index.get(old_key, ()):
+                index[old_key].remove(record_id)
+                if not index[old_key]:
+                    del index[old_key]
+            if new_key is not None:
+                index.setdefault(new_key, []).append(record_id)
 
     def _check_unique(self, sobject: SObjectSchema, record: Record, own_id: str | None) -> None:
         for definition in sobject.fields.values():
             if not definition.unique or record.get(definition.name) is None:
                 continue
-            wanted = str(record[definition.name]).lower()
-            for other in self.rows(sobject):
-                value = other.get(definition.name)
-                if value is not None and other["Id"] != own_id and str(value).lower() == wanted:
+            wanted = _index_key(definition, record[definition.name])
+            for other in self._index(sobject, definition).get(wanted, ()):
+                if other != own_id:
                     raise DmlError(
                         "DUPLICATE_VALUE",
                         f"duplicate value found: {definition.name} duplicates value on record "
-                        f"with id: {str(other['Id'])[:15]}",
+                        f"with id: {other[:15]}",
                         [],
                     )
 
@@ -630,6 +666,18 @@ class RecordStore:
             if creating and record.get("CaseNumber") is None:
                 self._case_numbers += 1
                 record["CaseNumber"] = f"{self._case_numbers:08d}"
+
+
+def _index_key(field: FieldSchema, value: object) -> object:
+    """How a field's values compare for matching and uniqueness (``None``: matches nothing)."""
+    if value is None or value == "":
+        return None
+    if field.type in NUMBER_TYPES:
+        number = _number(value)
+        return None if number is None else float(number)
+    if field.type in ("id", "reference"):
+        return canonical_id(str(value))
+    return str(value).lower()
 
 
 def _number(value: object) -> float | int | None:

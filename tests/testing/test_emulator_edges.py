@@ -357,3 +357,29 @@ def test_now_keeps_standing_still() -> None:
     emu = Emulator(default_accounts=0, now=T0 + dt.timedelta(days=1))
     emu.seed("Account", [{"Name": "a"}])
     assert [r["CreatedDate"] for r in emu.records("Account")] == ["2024-05-16T12:00:00.000+0000"]
+
+
+async def test_lookups_follow_updates_deletes_and_rollbacks(api: Api) -> None:
+    api.emu.schema.add_field("Account", "Ext__c", "string", external_id=True, unique=True)
+    first = await api.create("Account", {"Name": "a", "Ext__c": "K1"})
+    status, body = await api.call("PATCH", f"/sobjects/Account/{first}", {"Ext__c": "K2"})
+    assert status == 204
+    status, body = await api.call("PATCH", "/sobjects/Account/Ext__c/K1", {"Name": "new"})
+    assert (status, body["created"]) == (201, True)  # K1 is free again
+    status, body = await api.call("PATCH", "/sobjects/Account/Ext__c/k2", {"Name": "b"})
+    assert (status, body["id"], body["created"]) == (200, first, False)
+    await api.call("DELETE", f"/sobjects/Account/{first}")
+    second = await api.create("Account", {"Name": "c", "Ext__c": "K2"})  # free after delete
+    rolled_back = {
+        "allOrNone": True,
+        "records": [
+            {"attributes": {"type": "Account"}, "Name": "d", "Ext__c": "K3"},
+            {"attributes": {"type": "Account"}},
+        ],
+    }
+    status, body = await api.call("POST", "/composite/sobjects", rolled_back)
+    assert [r["success"] for r in body] == [False, False]
+    status, body = await api.call("PATCH", "/sobjects/Account/Ext__c/K3", {"Name": "e"})
+    assert (status, body["created"]) == (201, True)  # the rolled-back K3 left no trace
+    status, body = await api.call("GET", "/sobjects/Account/Ext__c/K2")
+    assert (status, body["Id"]) == (200, second)
