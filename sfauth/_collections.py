@@ -70,17 +70,39 @@ def _records(records: Iterable[Any], what: str, need: str | None) -> list[dict[s
     if isinstance(records, (str, bytes, Mapping)):
         raise ConfigurationError(f"{what} must be an iterable of records (dicts), not one record")
     checked: list[dict[str, Any]] = []
+    wanted = need.lower() if need is not None else None
     for index, record in enumerate(records):
         if not isinstance(record, Mapping):
             raise ConfigurationError(
                 f"{what}[{index}] must be a mapping of field names to values; "
                 f"got {type(record).__name__}; nothing was sent"
             )
-        if need is not None and not record.get(need):
+        if not all(isinstance(key, str) for key in record):
             raise ConfigurationError(
-                f"{what}[{index}] has no {need!r}, which this operation needs; nothing was sent"
+                f"{what}[{index}] has a field name that is not a string; nothing was sent"
+            )
+        if wanted is not None and all(
+            k.lower() != wanted or record[k] is None or record[k] == "" for k in record
+        ):
+            raise ConfigurationError(
+                f"{what}[{index}] has no {need!r} (any case), which this operation needs; "
+                "nothing was sent"
             )
         checked.append(dict(record))
+    return checked
+
+
+def _ids(ids: Iterable[Any]) -> list[str]:
+    """Record ids, each 15 or 18 letters and digits (they travel in a comma-separated list)."""
+    if isinstance(ids, (str, bytes)):
+        raise ConfigurationError("ids must be an iterable of record ids, not one string")
+    checked = list(ids)
+    for index, value in enumerate(checked):
+        if not isinstance(value, str) or len(value) not in (15, 18) or not value.isalnum():
+            raise ConfigurationError(
+                f"ids[{index}] is not a Salesforce record id (15 or 18 letters and digits): "
+                f"{value!r:.40}; nothing was sent"
+            )
     return checked
 
 
@@ -88,8 +110,24 @@ def _chunks(items: list[Any]) -> list[tuple[int, list[Any]]]:
     return [(start, items[start : start + CHUNK]) for start in range(0, len(items), CHUNK)]
 
 
+def _typed(sobject: str, record: dict[str, Any], index: int) -> dict[str, Any]:
+    """The record with ``attributes.type`` set to the helper's object (its other keys kept)."""
+    attributes = record.get("attributes")
+    if attributes is None:
+        return {"attributes": {"type": sobject}, **record}
+    if not isinstance(attributes, Mapping):
+        raise ConfigurationError(f"records[{index}]['attributes'] must be a mapping")
+    kind = attributes.get("type", sobject)
+    if not isinstance(kind, str) or kind.lower() != sobject.lower():
+        raise ConfigurationError(
+            f"records[{index}] is typed {kind!r} in its attributes, but this is "
+            f"sf.sobject({sobject!r}); nothing was sent"
+        )
+    return {**record, "attributes": {**attributes, "type": sobject}}
+
+
 def _body(sobject: str, chunk: list[dict[str, Any]], all_or_none: bool, start: int) -> bytes:
-    records = [{"attributes": {"type": sobject}, **r} for r in chunk]
+    records = [_typed(sobject, r, start + i) for i, r in enumerate(chunk)]
     try:
         return json.dumps(
             {"allOrNone": all_or_none, "records": records},
@@ -102,6 +140,12 @@ def _body(sobject: str, chunk: list[dict[str, Any]], all_or_none: bool, start: i
         f"records {start}-{start + len(chunk) - 1} must hold JSON values (dates as ISO strings, "
         f"no NaN or infinity): {reason}; nothing was sent"
     )
+
+
+def _already_deleted(result: RecordResult) -> bool:
+    return not result.success and [e.get("statusCode") for e in result.errors] == [
+        "ENTITY_IS_DELETED"
+    ]
 
 
 def _result(raw: Any) -> RecordResult:
@@ -154,14 +198,10 @@ async def send_collection(
     # Imported here: _sobjects imports this module for SObject's *_many methods.
     from ._sobjects import SObjectsMixin, _send, _shape
 
+    if not isinstance(all_or_none, bool):
+        raise ConfigurationError(f"all_or_none must be True or False; got {all_or_none!r:.40}")
     if operation == "delete":
-        if isinstance(records, (str, bytes)):
-            raise ConfigurationError("ids must be an iterable of record ids, not one string")
-        ids = list(records)
-        bad = next((i for i, v in enumerate(ids) if not isinstance(v, str) or not v), None)
-        if bad is not None:
-            raise ConfigurationError(f"ids[{bad}] must be a record id; nothing was sent")
-        items: list[Any] = ids
+        items: list[Any] = _ids(records)
         bodies: list[bytes | None] = [None] * len(_chunks(items))
     else:
         need = {"update": "Id", "upsert": external_id}.get(operation)
@@ -199,7 +239,12 @@ async def send_collection(
         if not isinstance(answer, list) or len(answer) != len(chunk):
             raise _shape(what, f"one result per record ({len(chunk)})")
         for offset, raw in enumerate(answer):
-            results[start + offset] = _result(raw)
+            result = _result(raw)
+            if operation == "delete" and _already_deleted(result):
+                # In the recycle bin: what a delete wants, also when a retry of a request
+                # whose answer was lost finds its own work done.
+                result = RecordResult(chunk[offset], True)
+            results[start + offset] = result
 
     chunks = _chunks(items)
     outcomes = await asyncio.gather(

@@ -121,6 +121,12 @@ async def test_chunks_in_flight_stay_within_concurrency(
 @pytest.mark.parametrize(
     ("records", "message"),
     [
+        ([{1: "x"}], r"records\[0\] has a field name that is not a string"),
+        (
+            [{"attributes": {"type": "Account"}, "Name": "x"}],
+            r"records\[0\] is typed 'Account' in its attributes, but this is "
+            r"sf.sobject\('Contact'\)",
+        ),
         ([{"LastName": "a"}, "b"], r"records\[1\] must be a mapping.*nothing was sent"),
         ({"LastName": "a"}, "must be an iterable of records"),
         ([{"LastName": float("nan")}], "must hold JSON values"),
@@ -138,3 +144,40 @@ async def test_bad_input_sends_nothing(
         await sf.sobject("Contact").delete_many(["x"], concurrency=0)
     assert await sf.sobject("Contact").create_many([]) == []
     assert emulator.requests == []
+
+
+async def test_ids_travel_only_as_ids(make_session: SessionFactory, emulator: Emulator) -> None:
+    sf = make_session(api_version="62.0")
+    made = await sf.sobject("Contact").create_many(contacts(3, set()))
+    joined = f"{made[0].id},{made[1].id}"
+    for ids in ([joined], [","], [made[0].id[:14]]):
+        with pytest.raises(ConfigurationError, match=r"ids\[0\] is not a Salesforce record id"):
+            await sf.sobject("Contact").delete_many(ids)
+    assert len(emulator.records("Contact")) == 3
+    with pytest.raises(ConfigurationError, match="all_or_none must be True or False"):
+        await sf.sobject("Contact").delete_many([made[0].id], all_or_none="false")  # type: ignore[arg-type]
+
+
+async def test_a_deleted_record_counts_as_deleted(
+    make_session: SessionFactory, emulator: Emulator
+) -> None:
+    sf = make_session(api_version="62.0")
+    made = await sf.sobject("Contact").create_many(contacts(2, set()))
+    ids = [r.id for r in made if r.id]
+    await sf.sobject("Contact").delete_many(ids[:1])
+    again = await sf.sobject("Contact").delete_many(ids)
+    assert again == [RecordResult(ids[0], True), RecordResult(ids[1], True)]
+
+
+async def test_required_keys_in_any_case_and_falsy_values(
+    make_session: SessionFactory, emulator: Emulator
+) -> None:
+    emulator.schema.add_field("Contact", "Num__c", "double", external_id=True, precision=18)
+    sf = make_session(api_version="62.0")
+    created = await sf.sobject("Contact").upsert_many(
+        "num__c", [{"Num__c": 0, "LastName": "zero"}]
+    )
+    assert created[0].created is True
+    updated = await sf.sobject("Contact").update_many([{"id": created[0].id, "Title": "x"}])
+    assert updated[0].success
+    assert [r["Num__c"] for r in emulator.records("Contact")] == [0.0]

@@ -72,7 +72,10 @@ class CollectionsApi:
                 f"record limit reached. cannot submit more than {MAX_RECORDS} records into "
                 "this call",
             )
-        return bool(data.get("allOrNone", False)), records
+        flag = data.get("allOrNone", False)
+        if not isinstance(flag, bool):
+            return rest_error(400, "JSON_PARSER_ERROR", "allOrNone must be true or false")
+        return flag, records
 
     def _type_of(self, record: Any) -> SObjectSchema | DmlError:
         attributes = record.get("attributes") if isinstance(record, dict) else None
@@ -88,21 +91,19 @@ class CollectionsApi:
 
     def _run_all(self, all_or_none: bool, steps: list[Any], apply: Any) -> web.Response:
         """Apply every step in order; with ``all_or_none``, undo all once one fails."""
-        snapshot = self._store.snapshot() if all_or_none else None
         results: list[Result] = []
-        for step in steps:
-            try:
-                results.append(apply(step))
-            except DmlError as error:
-                results.append(_failure(error))
-        if snapshot is not None and any(not r["success"] for r in results):
-            self._store.restore(snapshot)
-            results = [
-                r if not r["success"] else {"id": None, "success": False, "errors": [_ROLLED_BACK]}
-                for r in results
-            ]
-            for r in results:
-                r["id"] = None
+        with self._store.transaction() as transaction:
+            for step in steps:
+                try:
+                    results.append(apply(step))
+                except DmlError as error:
+                    results.append(_failure(error))
+            if all_or_none and any(not r["success"] for r in results):
+                transaction.rollback()
+                results = [
+                    r if not r["success"] else {"success": False, "errors": [_ROLLED_BACK]}
+                    for r in results
+                ]
         return json_response(200, results)
 
     async def _collection_create(
@@ -189,7 +190,14 @@ class CollectionsApi:
         all_or_none, records = parsed
         assert session is not None
         user = session.user.user_id
-        keys = [r.get(key_field.name) if isinstance(r, dict) else None for r in records]
+
+        def key_of(record: Any) -> Any:
+            if not isinstance(record, dict):
+                return None
+            wanted = key_field.name.lower()
+            return next((v for k, v in record.items() if k.lower() == wanted), None)
+
+        keys = [key_of(r) for r in records]
         counts: dict[str, int] = {}
         for key in keys:
             if key is not None:
@@ -199,7 +207,13 @@ class CollectionsApi:
             kind = self._type_of(record)
             if isinstance(kind, DmlError):
                 raise kind
-            key = record.get(key_field.name)
+            if kind is not sobject:
+                raise DmlError(
+                    "INVALID_TYPE",
+                    f"the list can contain objects only of the type indicated in the request "
+                    f"URI ({sobject.name}); this one is a {kind.name}",
+                )
+            key = key_of(record)
             if key is None or key == "":
                 raise DmlError(
                     "MISSING_ARGUMENT", f"{key_field.name} not specified", [key_field.name]
@@ -219,7 +233,7 @@ class CollectionsApi:
                     [key_field.name],
                 )
             if matches:
-                values = {k: v for k, v in record.items() if k != key_field.name}
+                values = {k: v for k, v in record.items() if k.lower() != key_field.name.lower()}
                 self._store.update(sobject, matches[0], values, user, per_record=True)
                 return {"id": matches[0]["Id"], "success": True, "errors": [], "created": False}
             record_id = self._store.insert(sobject, record, user, per_record=True)
@@ -242,7 +256,12 @@ class CollectionsApi:
                 f"record limit reached. cannot submit more than {MAX_RECORDS} records into "
                 "this call",
             )
-        all_or_none = request.query.get("allOrNone", "false").lower() == "true"
+        flag = request.query.get("allOrNone", "false").lower()
+        if flag not in ("true", "false"):
+            return rest_error(
+                400, "INVALID_QUERY_FILTER_OPERATOR", "allOrNone must be true or false"
+            )
+        all_or_none = flag == "true"
         assert session is not None
         user = session.user.user_id
 

@@ -10,6 +10,7 @@ required fields ``REQUIRED_FIELD_MISSING``, bad ids ``MALFORMED_ID``, deleted re
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 import decimal
@@ -164,6 +165,27 @@ class _Context:
     per_record: bool = False
 
 
+class Transaction:
+    """The undo log of one :meth:`RecordStore.transaction` block."""
+
+    def __init__(self, store: RecordStore) -> None:
+        self._store = store
+        self.entries: list[tuple[SObjectSchema, str, Record | None]] = []
+
+    def rollback(self) -> None:
+        """Undo every write of the block, newest first (ids handed out stay used)."""
+        store = self._store
+        for sobject, record_id, before in reversed(self.entries):
+            table = store.table(sobject)
+            current = table.get(record_id)
+            if before is None:
+                table.pop(record_id, None)
+            else:
+                table[record_id] = before
+            store._reindex(sobject, before or {"Id": record_id, "IsDeleted": True}, current)
+        self.entries.clear()
+
+
 class RecordStore:
     """Every record of one emulator, by object, validated against a :class:`Schema`.
 
@@ -183,6 +205,7 @@ class RecordStore:
         #: first use for the fields upserts and uniqueness look up (constant-time matching).
         self._indexes: dict[tuple[str, str], dict[object, list[str]]] = {}
         self._index_generation = schema.generation
+        self._journal: Transaction | None = None
 
     # ------------------------------------------------------------------ reads
 
@@ -239,19 +262,26 @@ class RecordStore:
             return None
         return found[1]
 
-    def snapshot(self) -> object:
-        """A copy of every record, for :meth:`restore` (an all-or-none request's rollback)."""
-        return copy.deepcopy(self._records)
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """Journal the writes inside the block, so :meth:`Transaction.rollback` can undo them.
 
-    def restore(self, snapshot: object) -> None:
-        """Put back the records of a :meth:`snapshot` (the ids it handed out stay used).
-
-        Args:
-            snapshot: What :meth:`snapshot` returned.
+        Only the records written are copied (an undo log), not the store.
         """
-        assert isinstance(snapshot, dict)
-        self._records = snapshot
-        self._indexes.clear()
+        journal = Transaction(self)
+        self._journal = journal
+        try:
+            yield journal
+        finally:
+            self._journal = None
+
+    def _remember(self, sobject: SObjectSchema, record_id: str) -> None:
+        """Before a write: keep what the record was (``None``: it did not exist)."""
+        if self._journal is not None:
+            before = self.table(sobject).get(record_id)
+            self._journal.entries.append(
+                (sobject, record_id, None if before is None else copy.deepcopy(before))
+            )
 
     # ------------------------------------------------------------------ writes
 
@@ -318,6 +348,7 @@ class RecordStore:
                 record.setdefault(name, value)
         self._derive(sobject, record, creating=True)
         self._check_unique(sobject, record, None)
+        self._remember(sobject, record_id)
         self.table(sobject)[record_id] = record
         self._reindex(sobject, record, None)
         return record_id
@@ -363,6 +394,7 @@ class RecordStore:
             )
         changed = {**record, **fields}
         self._check_unique(sobject, changed, str(record["Id"]))
+        self._remember(sobject, str(record["Id"]))
         before = dict(record)
         record.update(fields)
         record["LastModifiedDate"] = record["SystemModstamp"] = context.now
@@ -384,6 +416,7 @@ class RecordStore:
         if record["IsDeleted"]:
             raise DmlError("ENTITY_IS_DELETED", _RECYCLE_MESSAGE, [])
         now = format_datetime(self.now())
+        self._remember(sobject, str(record["Id"]))
         before = dict(record)
         record["IsDeleted"] = True
         record["LastModifiedDate"] = record["SystemModstamp"] = now

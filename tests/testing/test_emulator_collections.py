@@ -50,10 +50,10 @@ async def test_all_or_none_rolls_the_request_back(api: Api) -> None:
     payload["records"][2]["NumberOfEmployees"] = "many"
     status, body = await api.call("POST", "/composite/sobjects", payload)
     assert status == 200
-    assert [(r["success"], r["id"], r["errors"][0]["statusCode"]) for r in body] == [
-        (False, None, "ALL_OR_NONE_OPERATION_ROLLED_BACK"),
-        (False, None, "ALL_OR_NONE_OPERATION_ROLLED_BACK"),
-        (False, None, "INVALID_TYPE_ON_FIELD_IN_RECORD"),
+    assert [(r["success"], "id" in r, r["errors"][0]["statusCode"]) for r in body] == [
+        (False, False, "ALL_OR_NONE_OPERATION_ROLLED_BACK"),
+        (False, False, "ALL_OR_NONE_OPERATION_ROLLED_BACK"),
+        (False, False, "INVALID_TYPE_ON_FIELD_IN_RECORD"),
     ]
     assert api.emu.records("Account") == []
 
@@ -69,3 +69,26 @@ async def test_upsert_by_an_unknown_field_is_404(api: Api) -> None:
 async def test_delete_needs_ids(api: Api) -> None:
     status, body = await api.call("DELETE", "/composite/sobjects")
     assert (status, body) == (400, error("MISSING_ARGUMENT", "The ids parameter is required"))
+
+
+async def test_all_or_none_must_be_a_boolean(api: Api) -> None:
+    status, body = await api.call(
+        "POST", "/composite/sobjects", {**accounts(1), "allOrNone": "no"}
+    )
+    assert (status, body) == (400, error("JSON_PARSER_ERROR", "allOrNone must be true or false"))
+    assert api.emu.records("Account") == []
+
+
+async def test_an_upsert_list_holds_only_the_uris_type(api: Api) -> None:
+    api.emu.schema.add_field("Contact", "Ext__c", "string", external_id=True)
+    payload = {
+        "records": [
+            {"attributes": {"type": "Contact"}, "Ext__c": "C1", "LastName": "a"},
+            {"attributes": {"type": "Account"}, "Ext__c": "C2", "Name": "b"},
+        ]
+    }
+    status, body = await api.call("PATCH", "/composite/sobjects/Contact/Ext__c", payload)
+    assert status == 200
+    assert [r["success"] for r in body] == [True, False]
+    assert body[1]["errors"][0]["statusCode"] == "INVALID_TYPE"
+    assert api.emu.records("Account") == []
