@@ -6,6 +6,7 @@ sends every request through one pooled aiohttp client bound to the org's ``insta
 """
 
 from ._collections import CollectionError, RecordResult
+from ._composite import CompositeResult, Subrequest
 from ._env import settings_from_env
 from ._keys import load_private_key
 from ._limits import ApiUsage
@@ -57,6 +58,7 @@ __all__ = [
     "AuthSession",
     "CircuitOpenError",
     "CollectionError",
+    "CompositeResult",
     "ConfigurationError",
     "CrossOriginError",
     "ForbiddenError",
@@ -80,6 +82,7 @@ __all__ = [
     "SessionError",
     "Settings",
     "SignerError",
+    "Subrequest",
     "Token",
     "TokenEndpointError",
     "TokenResponseError",

@@ -27,6 +27,7 @@ from urllib.parse import quote
 import aiohttp
 
 from ._collections import RecordResult, send_collection
+from ._composite import CompositeResult, Subrequest, send_composite
 from ._logging import scrub
 from .exceptions import (
     APIError,
@@ -285,6 +286,31 @@ class SObjectsMixin:
             return body
 
         return copy.deepcopy(await _described(self, "", fetch, refresh))
+
+    async def composite(
+        self, subrequests: Sequence[Subrequest], *, all_or_none: bool = False
+    ) -> list[CompositeResult]:
+        """Send up to 25 subrequests as one Composite request (one API call).
+
+        ``POST /composite``. Subrequests run in order; ``@{referenceId.path}`` in a later one's
+        ``url`` or ``body`` uses an earlier one's result (``@{account.id}``). Limits are
+        checked before anything is sent: at most 25 subrequests, at most 5 of them queries or
+        sObject Collections requests, and every reference must name an earlier subrequest.
+        Retried only when every subrequest is a read.
+
+        Args:
+            subrequests: :class:`Subrequest` values.
+            all_or_none: Roll every subrequest back when one fails.
+
+        Returns:
+            One :class:`CompositeResult` per subrequest, in order; a subrequest's failure is
+            in its ``status`` and ``body``, not raised.
+
+        Raises:
+            ConfigurationError: Over the limits, an unknown reference, a non-JSON body.
+            APIError: Salesforce refused the Composite request itself.
+        """
+        return await send_composite(self, subrequests, all_or_none=all_or_none)
 
     def forget_describes(self) -> None:
         """Drop every cached describe body (after a deployment changed the org's schema)."""

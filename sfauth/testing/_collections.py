@@ -60,7 +60,7 @@ class CollectionsApi:
     def _collection_body(self, body: bytes) -> tuple[bool, list[Any]] | web.Response:
         try:
             data = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             return rest_error(400, "JSON_PARSER_ERROR", "The request body is not valid JSON")
         if not isinstance(data, dict) or not isinstance(data.get("records"), list):
             return rest_error(400, "JSON_PARSER_ERROR", "The request body needs a 'records' list")

@@ -19,6 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sfauth.testing._collections import CollectionsApi
+from sfauth.testing._composite import CompositeApi, internal_route
 from sfauth.testing._faults import FAULT_KINDS, SLOW_DELAY, FaultInjector, serve_fault
 from sfauth.testing._ids import IdFactory, random_consumer_key
 from sfauth.testing._keys import (
@@ -97,7 +98,7 @@ def _bind(host: str, port: int) -> socket.socket:
     return socket.create_server((host, port), family=family)
 
 
-class Emulator(RestApi, CollectionsApi):
+class Emulator(RestApi, CollectionsApi, CompositeApi):
     """A local Salesforce org for tests and demos: JWT Bearer token endpoint plus REST API.
 
     The token endpoint really verifies RS256 assertions against the registered certificates and
@@ -232,6 +233,7 @@ class Emulator(RestApi, CollectionsApi):
         self._url: str | None = None
         self._urls: list[str] = []
         self._runner: web.AppRunner | None = None
+        self._internal: web.UrlDispatcher | None = None
         self._started = False
         self._tls: TlsMaterial | None = None
         #: Id of the built-in ``User`` that owns and created what :meth:`seed` adds.
@@ -764,6 +766,16 @@ class Emulator(RestApi, CollectionsApi):
         for method, path, name, handler, auth, data_api in self._routes():
             app.router.add_route(method, path, self._endpoint(name, handler, auth, data_api))
 
+    def _internal_router(self) -> web.UrlDispatcher:
+        """The REST routes bound to their handlers, for Composite's subrequests."""
+        if self._internal is None:
+            router = web.UrlDispatcher()
+            for method, path, name, handler, _, _ in self._routes():
+                if name != "composite":  # no composite inside a composite
+                    router.add_route(method, path, internal_route(name, handler))
+            self._internal = router
+        return self._internal
+
     def _endpoint_names(self) -> frozenset[str]:
         return frozenset(route[2] for route in self._routes()) | {"token"}
 
@@ -785,6 +797,8 @@ class Emulator(RestApi, CollectionsApi):
             ("GET", data + "/queryAll/{locator}", "query_more", self._query_more, True, True),
             ("GET", data + "/limits", "limits", self._limits, True, True),
             ("GET", data + "/limits/", "limits", self._limits, True, True),
+            ("POST", data + "/composite", "composite", self._composite, True, True),
+            ("POST", data + "/composite/", "composite", self._composite, True, True),
             ("POST", composite, "collection_create", self._collection_create, True, True),
             ("PATCH", composite, "collection_update", self._collection_update, True, True),
             ("DELETE", composite, "collection_delete", self._collection_delete, True, True),

@@ -248,6 +248,8 @@ class RestApi:
             value = json.loads(text)
         except UnicodeDecodeError:
             return rest_error(400, "JSON_PARSER_ERROR", "Invalid UTF-8 in the request body")
+        except RecursionError:
+            return rest_error(400, "JSON_PARSER_ERROR", "The request body is nested too deeply")
         except json.JSONDecodeError as exc:
             return rest_error(
                 400,

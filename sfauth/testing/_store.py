@@ -205,7 +205,8 @@ class RecordStore:
         #: first use for the fields upserts and uniqueness look up (constant-time matching).
         self._indexes: dict[tuple[str, str], dict[object, list[str]]] = {}
         self._index_generation = schema.generation
-        self._journal: Transaction | None = None
+        #: Open transactions, outermost first (a Collections request inside a Composite one).
+        self._journals: list[Transaction] = []
 
     # ------------------------------------------------------------------ reads
 
@@ -266,22 +267,23 @@ class RecordStore:
     def transaction(self) -> Iterator[Transaction]:
         """Journal the writes inside the block, so :meth:`Transaction.rollback` can undo them.
 
-        Only the records written are copied (an undo log), not the store.
+        Only the records written are copied (an undo log), not the store. Transactions nest:
+        an outer rollback also undoes what inner blocks wrote.
         """
         journal = Transaction(self)
-        self._journal = journal
+        self._journals.append(journal)
         try:
             yield journal
         finally:
-            self._journal = None
+            self._journals.remove(journal)
 
     def _remember(self, sobject: SObjectSchema, record_id: str) -> None:
         """Before a write: keep what the record was (``None``: it did not exist)."""
-        if self._journal is not None:
+        if self._journals:
             before = self.table(sobject).get(record_id)
-            self._journal.entries.append(
-                (sobject, record_id, None if before is None else copy.deepcopy(before))
-            )
+            entry = (sobject, record_id, None if before is None else copy.deepcopy(before))
+            for journal in self._journals:  # an outer rollback undoes inner writes too
+                journal.entries.append(entry)
 
     # ------------------------------------------------------------------ writes
 
