@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from sfauth.testing._ids import canonical_id
-from sfauth.testing._schema import Schema, SObjectSchema
+from sfauth.testing._schema import FieldSchema, Schema, SObjectSchema
 from sfauth.testing._state import NOT_FOUND, Session, json_response, rest_error
 from sfauth.testing._store import DmlError, RecordStore
 
@@ -55,6 +55,11 @@ class CollectionsApi:
     _store: RecordStore
 
     def _version(self, request: web.Request) -> str | None:  # provided by RestApi
+        raise NotImplementedError
+
+    def _external_id_field(  # provided by RestApi
+        self, sobject: SObjectSchema, name: str
+    ) -> FieldSchema | web.Response:
         raise NotImplementedError
 
     def _collection_body(self, body: bytes) -> tuple[bool, list[Any]] | web.Response:
@@ -172,18 +177,9 @@ class CollectionsApi:
         sobject = self.schema.get(request.match_info["sobject"])
         if sobject is None:
             return json_response(404, NOT_FOUND)
-        key_field = sobject.field(request.match_info["field"])
-        if key_field is None or not (key_field.id_lookup or key_field.external_id):
-            return json_response(
-                404,
-                [
-                    {
-                        "errorCode": "NOT_FOUND",
-                        "message": "Provided external ID field does not exist or is not "
-                        f"accessible: {request.match_info['field']}",
-                    }
-                ],
-            )
+        key_field = self._external_id_field(sobject, request.match_info["field"])
+        if isinstance(key_field, web.Response):
+            return key_field
         parsed = self._collection_body(body)
         if isinstance(parsed, web.Response):
             return parsed
