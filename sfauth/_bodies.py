@@ -150,18 +150,55 @@ async def read_error(response: ClientResponse, *, keep: bool = False) -> tuple[s
                 response.close()
     if len(body) > MAX_ERROR_BODY:
         return None, OVER_CAP
+    errors = salesforce_errors(body)
+    if errors is None:
+        return None, NOT_JSON
+    return first_error(errors)
+
+
+#: What an error's ``message`` says when the body had no usable one.
+NO_SHAPE = "(a JSON body without Salesforce's [{errorCode, message}] shape)"
+
+
+def salesforce_errors(body: bytes) -> list[dict[str, Any]] | None:
+    """Salesforce's error list (``[{"errorCode", "message", "fields"}]``), cleaned.
+
+    Codes are cut to 100 characters, messages redacted (``scrub``) and cut to 300, ``fields``
+    kept when they are strings. A single error object counts as a list of one.
+
+    Args:
+        body: A REST error body.
+
+    Returns:
+        The errors (``[]`` for JSON of another shape), or ``None`` when the body is not JSON.
+    """
     try:
         data: Any = json.loads(body)
     except (ValueError, RecursionError):
-        return None, NOT_JSON
+        return None
     if isinstance(data, dict):
         data = [data]
-    if isinstance(data, list) and data and isinstance(data[0], dict):
-        first = data[0]
-        code = first.get("errorCode")
-        message = first.get("message")
-        return (
-            code[:100] if isinstance(code, str) else None,
-            scrub(message[:4096])[:300] if isinstance(message, str) else "(no message)",
-        )
-    return None, "(a JSON body without Salesforce's [{errorCode, message}] shape)"
+    if not isinstance(data, list):
+        return []
+    errors = []
+    for item in data:
+        if isinstance(item, dict):
+            code, message, fields = item.get("errorCode"), item.get("message"), item.get("fields")
+            errors.append(
+                {
+                    "errorCode": code[:100] if isinstance(code, str) else None,
+                    "message": scrub(message[:4096])[:300] if isinstance(message, str) else None,
+                    "fields": [f for f in fields if isinstance(f, str)]
+                    if isinstance(fields, list)
+                    else [],
+                }
+            )
+    return errors
+
+
+def first_error(errors: list[dict[str, Any]]) -> tuple[str | None, str]:
+    """``(errorCode, message)`` of the first error, with a description when there is none."""
+    if not errors:
+        return None, NO_SHAPE
+    message = errors[0]["message"]
+    return errors[0]["errorCode"], message if message is not None else "(no message)"

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from ._logging import scrub
+from ._sobjects import api_error
 from .exceptions import APIError, ConfigurationError
 
 __all__ = [
@@ -41,7 +41,6 @@ MIN_BATCH_SIZE = 200
 MAX_BATCH_SIZE = 2000
 
 _VERSION = re.compile(r"v?([0-9]{1,4})\.([0-9]{1,2})")
-_MAX_SHOWN = 300
 
 
 def normalize_api_version(value: object, *, name: str = "api_version") -> str:
@@ -304,44 +303,24 @@ async def _records(
 
 
 async def _get_json(session: _Session, path: str, *, what: str, **kwargs: Any) -> tuple[Any, str]:
-    """GET ``path``; return its JSON body and URL (no query); ``APIError`` unless a 200."""
+    """GET ``path``; return its JSON body and URL (no query); a typed ``APIError`` unless 200."""
     async with session.get(path, **kwargs) as resp:
         body = await resp.read()
-        status = resp.status
-        method = resp.method
         url = str(resp.url.with_query(None).with_fragment(None))
-    if status == 200:
-        try:
-            return json.loads(body), url
-        except (ValueError, RecursionError):
-            pass
-    error_code, message = _error_fields(body)
+        if resp.status != 200:
+            raise await api_error(resp, body, what=what)
+    try:
+        return json.loads(body), url
+    except (ValueError, RecursionError):
+        pass
     raise APIError(
-        f"{what} failed" if status != 200 else f"{what} answered 200 without a JSON body",
-        status=status,
-        error_code=error_code,
-        message=message,
-        method=method,
+        f"{what} answered 200 without a JSON body",
+        status=200,
+        error_code=None,
+        message="(a body that is not JSON)" if body else "(an empty body)",
+        method="GET",
         url=url,
     )
-
-
-def _error_fields(body: bytes) -> tuple[str | None, str]:
-    """Salesforce's ``[{"errorCode": ..., "message": ...}]`` body → (errorCode, message)."""
-    try:
-        data: Any = json.loads(body)
-    except (ValueError, RecursionError):
-        return None, "(a body that is not JSON)" if body else "(an empty body)"
-    if isinstance(data, dict):
-        data = [data]
-    if isinstance(data, list) and data and isinstance(data[0], dict):
-        code = data[0].get("errorCode")
-        message = data[0].get("message")
-        return (
-            code[:100] if isinstance(code, str) else None,
-            scrub(message)[:_MAX_SHOWN] if isinstance(message, str) else "(no message)",
-        )
-    return None, "(a JSON body without Salesforce's [{errorCode, message}] shape)"
 
 
 def _shape_error(what: str, expected: str, url: str) -> APIError:

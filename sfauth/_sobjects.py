@@ -26,9 +26,9 @@ from urllib.parse import quote
 
 import aiohttp
 
+from ._bodies import first_error, salesforce_errors
 from ._collections import RecordResult, send_collection
 from ._composite import CompositeResult, Subrequest, send_composite
-from ._logging import scrub
 from .exceptions import (
     APIError,
     APIVersionError,
@@ -43,7 +43,6 @@ from .exceptions import (
 
 __all__ = ["SObject", "SObjectsMixin", "UpsertResult", "api_error"]
 
-_MAX_SHOWN = 300
 _DATA = "/services/data/"
 #: Statuses that may succeed later (``TransientAPIError``): what the retry policy retries.
 _TRANSIENT = frozenset({429, 500, 502, 503, 504})
@@ -133,24 +132,24 @@ async def api_error(
         body = await response.read()
     url = str(response.url.with_query(None).with_fragment(None))
     method = response.method
-    errors, urls = _parse_errors(body)
-    first = errors[0] if errors else {}
-    code = first.get("errorCode")
-    message = first.get("message")
+    parsed = salesforce_errors(body)
+    errors = parsed or []
+    code, message = first_error(errors)
+    if parsed is None:
+        message = "(a body that is not JSON)" if body else "(an empty body)"
     kw: dict[str, Any] = {
         "status": response.status,
-        "error_code": code if isinstance(code, str) else None,
-        "message": message
-        if isinstance(message, str)
-        else ("(an empty body)" if not body else "(a body without Salesforce's error shape)"),
+        "error_code": code,
+        "message": message,
         "method": method,
         "url": url,
-        "fields": list(first.get("fields") or []),
+        "fields": list(errors[0]["fields"]) if errors else [],
         "errors": errors,
     }
     description = f"{what or method + ' ' + response.url.path} failed"
     status = response.status
     if status == 300:
+        urls = _urls(body)
         written = "; nothing was written" if method in ("PATCH", "POST") else ""
         return MultipleRecordsError(
             f"{what or method + ' ' + response.url.path} matched {len(urls)} records{written}",
@@ -168,31 +167,13 @@ async def api_error(
     return APIError(description, **kw)
 
 
-def _parse_errors(body: bytes) -> tuple[list[dict[str, Any]], list[str]]:
-    """Salesforce's ``[{"errorCode", "message", "fields"}]`` (or a 300's URL list)."""
+def _urls(body: bytes) -> list[str]:
+    """The record URLs of a 300 answer (Salesforce lists them as a JSON array of strings)."""
     try:
         data: Any = json.loads(body)
     except (ValueError, RecursionError):
-        return [], []
-    if isinstance(data, dict):
-        data = [data]
-    if not isinstance(data, list):
-        return [], []
-    urls = [u for u in data if isinstance(u, str)]
-    errors = []
-    for item in data:
-        if isinstance(item, dict):
-            code, message, fields = item.get("errorCode"), item.get("message"), item.get("fields")
-            errors.append(
-                {
-                    "errorCode": code[:100] if isinstance(code, str) else None,
-                    "message": scrub(message)[:_MAX_SHOWN] if isinstance(message, str) else None,
-                    "fields": [f for f in fields if isinstance(f, str)]
-                    if isinstance(fields, list)
-                    else [],
-                }
-            )
-    return errors, urls
+        return []
+    return [u for u in data if isinstance(u, str)] if isinstance(data, list) else []
 
 
 class SObjectsMixin:

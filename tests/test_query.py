@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from sfauth import APIError, AuthSession, ConfigurationError
+from sfauth import APIError, AuthSession, ConfigurationError, MalformedRequestError
 from sfauth._query import normalize_api_version
 from sfauth.testing import Emulator, ScriptedResponse, no_backoff
 
@@ -185,7 +185,8 @@ async def test_malformed_soql_raises_api_error_with_salesforce_fields(
         async for _ in sf.query("SELEC Id FROM Account"):
             pass
     error = caught.value
-    assert type(error) is APIError
+    # The same typed error as every other helper's 400 (an APIError subclass).
+    assert type(error) is MalformedRequestError
     assert error.status == 400
     assert error.error_code == "MALFORMED_QUERY"
     assert error.message
