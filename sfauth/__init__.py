@@ -5,6 +5,7 @@
 sends every request through one pooled aiohttp client bound to the org's ``instance_url``.
 """
 
+from ._bulk import Bulk, BulkIngestResult, BulkInputError, BulkJob, BulkJobError, BulkProgress
 from ._collections import CollectionError, RecordResult
 from ._composite import CompositeResult, Subrequest
 from ._env import settings_from_env
@@ -56,6 +57,12 @@ __all__ = [
     "ApiBudgetError",
     "ApiUsage",
     "AuthSession",
+    "Bulk",
+    "BulkIngestResult",
+    "BulkInputError",
+    "BulkJob",
+    "BulkJobError",
+    "BulkProgress",
     "CircuitOpenError",
     "CollectionError",
     "CompositeResult",

@@ -11,6 +11,7 @@ from typing import Any, Self, TypeVar, Unpack
 import aiohttp
 from yarl import URL
 
+from ._bulk import BulkMixin
 from ._env import settings_from_env
 from ._limits import ApiUsage
 from ._logging import scrub
@@ -30,7 +31,7 @@ _T = TypeVar("_T")
 _NOT_OPEN = "AuthSession is not open; use `async with AuthSession(...)`"
 
 
-class AuthSession(QueryMixin, SObjectsMixin):
+class AuthSession(QueryMixin, SObjectsMixin, BulkMixin):
     r"""An authenticated, pooled HTTP session to one Salesforce org (JWT bearer flow).
 
     ::

@@ -18,6 +18,7 @@ from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from sfauth.testing._bulk import BulkApi, IngestJob, QueryJob
 from sfauth.testing._collections import CollectionsApi
 from sfauth.testing._composite import CompositeApi, internal_route
 from sfauth.testing._faults import FAULT_KINDS, SLOW_DELAY, FaultInjector, serve_fault
@@ -98,7 +99,7 @@ def _bind(host: str, port: int) -> socket.socket:
     return socket.create_server((host, port), family=family)
 
 
-class Emulator(RestApi, CollectionsApi, CompositeApi):
+class Emulator(RestApi, CollectionsApi, CompositeApi, BulkApi):
     """A local Salesforce org for tests and demos: JWT Bearer token endpoint plus REST API.
 
     The token endpoint really verifies RS256 assertions against the registered certificates and
@@ -234,6 +235,11 @@ class Emulator(RestApi, CollectionsApi, CompositeApi):
         self._urls: list[str] = []
         self._runner: web.AppRunner | None = None
         self._internal: web.UrlDispatcher | None = None
+        #: Seconds a Bulk job stays ``InProgress`` before it runs (to catch it running).
+        self.bulk_processing_delay = 0.0
+        #: Bulk API 2.0 jobs by id (ingest and query), oldest first.
+        self.bulk_jobs: dict[str, IngestJob | QueryJob] = {}
+        self._bulk_tasks: set[asyncio.Task[None]] = set()
         self._started = False
         self._tls: TlsMaterial | None = None
         #: Id of the built-in ``User`` that owns and created what :meth:`seed` adds.
@@ -289,7 +295,8 @@ class Emulator(RestApi, CollectionsApi, CompositeApi):
                     "with its testing extra (pip install '/path/to/sfauth[testing]')",
                     name="trustme",
                 ) from None
-        app = web.Application()
+        # Bulk API 2.0 takes up to 150 MB per job upload ("Upload Job Data").
+        app = web.Application(client_max_size=150 * 1024 * 1024)
         self._add_routes(app)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
@@ -304,6 +311,10 @@ class Emulator(RestApi, CollectionsApi, CompositeApi):
     async def stop(self) -> None:
         """Close every site and release the sockets. Safe to call more than once."""
         runner, self._runner = self._runner, None
+        tasks, self._bulk_tasks = self._bulk_tasks, set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if runner is not None:
             await runner.cleanup()
 
@@ -838,8 +849,34 @@ class Emulator(RestApi, CollectionsApi, CompositeApi):
             ),
             ("GET", "/services/oauth2/userinfo", "userinfo", self._userinfo, True, False),
             ("POST", "/services/oauth2/revoke", "revoke", self._revoke_handler, False, False),
+            *self._bulk_routes(data),
             ("*", data + "/{tail:.*}", "not_found", self._not_found, True, True),
             ("*", "/services/async/{tail:.*}", "async_api", self._async_api, False, False),
+        ]
+
+    def _bulk_routes(self, data: str) -> list[tuple[str, str, str, Handler, bool, bool]]:
+        """Bulk API 2.0's routes (``/jobs/ingest``, ``/jobs/query``), with and without a "/"."""
+        ingest, query = data + "/jobs/ingest", data + "/jobs/query"
+        results = "/{results:(?:successfulResults|failedResults|unprocessedrecords)}"
+        routes: list[tuple[str, str, str, Handler]] = [
+            ("POST", ingest, "bulk_ingest_create", self._bulk_ingest_create),
+            ("GET", ingest, "bulk_ingest_list", self._bulk_ingest_list),
+            ("GET", ingest + "/{job}", "bulk_ingest_info", self._bulk_ingest_info),
+            ("PATCH", ingest + "/{job}", "bulk_ingest_state", self._bulk_ingest_state),
+            ("DELETE", ingest + "/{job}", "bulk_delete", self._bulk_delete),
+            ("PUT", ingest + "/{job}/batches", "bulk_ingest_upload", self._bulk_ingest_upload),
+            ("GET", ingest + "/{job}" + results, "bulk_ingest_results", self._bulk_ingest_results),
+            ("POST", query, "bulk_query_create", self._bulk_query_create),
+            ("GET", query, "bulk_query_list", self._bulk_query_list),
+            ("GET", query + "/{job}", "bulk_query_info", self._bulk_query_info),
+            ("PATCH", query + "/{job}", "bulk_query_state", self._bulk_query_state),
+            ("DELETE", query + "/{job}", "bulk_delete", self._bulk_delete),
+            ("GET", query + "/{job}/results", "bulk_query_results", self._bulk_query_results),
+        ]
+        return [
+            (method, path + slash, name, handler, True, True)
+            for method, path, name, handler in routes
+            for slash in ("", "/")
         ]
 
     def _endpoint(

@@ -425,6 +425,16 @@ class RecordStore:
         record["LastModifiedById"] = user_id
         self._reindex(sobject, record, before)
 
+    def purge(self, sobject: SObjectSchema, record_id: str) -> None:
+        """Remove a deleted record for good (a hard delete: not even ``queryAll`` sees it).
+
+        Args:
+            sobject: The record's object.
+            record_id: Its 18-character id (already deleted: out of every index).
+        """
+        self._remember(sobject, record_id)
+        self.table(sobject).pop(record_id, None)
+
     # ------------------------------------------------------------------ validation
 
     def _convert(

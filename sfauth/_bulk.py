@@ -1,0 +1,1281 @@
+"""Bulk API 2.0 on the session: ingest and query jobs, streamed both ways.
+
+``sf.bulk`` (a :class:`Bulk`) runs every request through the session, so a job that outlives a
+session's lifetime keeps going: polls and result downloads that meet an expired session share the
+one refresh, and 5xx answers and the concurrent-request limit are retried by the session's
+policy ("Bulk API 2.0 and Bulk API Developer Guide")::
+
+    async with AuthSession(...) as sf:
+        result = await sf.bulk.upsert("Account", "External_Id__c", records)
+        print(result.records_processed, result.records_failed)
+        async for row in result.failed_records():
+            print(row["sf__Error"], row["External_Id__c"])
+
+        async for record in sf.bulk.query("SELECT Id, Name FROM Account"):
+            ...
+
+Ingest encodes records to CSV as they come (constant memory: one job's data, gzipped, in a
+spooled temporary file), splits them into jobs at ``max_job_bytes`` (100 MB by default, under
+Salesforce's 150 MB per job), uploads each job, closes it and polls with backoff until it ends.
+Query results are read through ``Sforce-Locator`` paging and parsed as they arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import os
+import re
+import tempfile
+import time
+import zlib
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import aiohttp
+
+from ._bulkcsv import (
+    COLUMN_DELIMITERS,
+    LINE_ENDINGS,
+    NULL,
+    RecordEncoder,
+    RowSplitter,
+    UnknownColumnError,
+    parse_rows,
+    writer,
+)
+from .exceptions import APIError, ConfigurationError, SFAuthError
+
+__all__ = [
+    "Bulk",
+    "BulkIngestResult",
+    "BulkInputError",
+    "BulkJob",
+    "BulkJobError",
+    "BulkProgress",
+]
+
+#: Bytes of CSV per job before sfauth starts another: Salesforce takes 150 MB of base64 per job
+#: and advises 100 MB of data ("Upload Job Data", Bulk API 2.0 Developer Guide).
+MAX_JOB_BYTES = 100_000_000
+#: Operations of an ingest job, by their lower-case spelling.
+OPERATIONS = {op.lower(): op for op in ("insert", "update", "upsert", "delete", "hardDelete")}
+#: Job states after which nothing changes.
+TERMINAL = frozenset({"JobComplete", "Failed", "Aborted"})
+_JOB_ID = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
+#: CSV is read and written in pieces of this many bytes.
+_PIECE = 1 << 20
+#: zlib level 1: 3-4x smaller CSV for a fraction of level 6's CPU (this runs on the loop).
+_GZIP_LEVEL = 1
+#: Records read ahead to find the columns of a call without ``columns=``.
+_LOOKAHEAD = 1000
+#: Rows encoded between yields to the event loop (the refresh and other requests keep moving).
+_YIELD_EVERY = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class BulkJob:
+    """A Bulk API 2.0 job as Salesforce last described it ("Get Job Info").
+
+    Attributes:
+        id: The job id.
+        kind: ``"ingest"`` or ``"query"``.
+        object: The sObject, e.g. ``"Account"``.
+        operation: ``insert``, ``update``, ``upsert``, ``delete``, ``hardDelete``, ``query`` or
+            ``queryAll``.
+        state: ``Open``, ``UploadComplete``, ``InProgress``, ``JobComplete``, ``Failed`` or
+            ``Aborted``.
+        api_version: The version the job was created with (its results are read with it).
+        records_processed: ``numberRecordsProcessed``.
+        records_failed: ``numberRecordsFailed`` (ingest; ``0`` for queries).
+        error_message: Salesforce's ``errorMessage`` for a failed job, else ``None``.
+        info: The whole job info body, as Salesforce sent it (times there are in ms).
+    """
+
+    id: str
+    kind: str
+    object: str
+    operation: str
+    state: str
+    api_version: str
+    records_processed: int = 0
+    records_failed: int = 0
+    error_message: str | None = None
+    info: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def _from(cls, kind: str, body: Any, version: str) -> BulkJob:
+        if not isinstance(body, dict) or not isinstance(body.get("id"), str):
+            raise APIError(
+                f"a Bulk {kind} job answer had no job id",
+                status=200,
+                error_code=None,
+                message="(unexpected JSON shape)",
+                method="GET",
+                url=f"/services/data/v{version}/jobs/{kind}",
+            )
+        api_version = body.get("apiVersion")
+        return cls(
+            id=body["id"],
+            kind=kind,
+            object=str(body.get("object") or ""),
+            operation=str(body.get("operation") or ""),
+            state=str(body.get("state") or ""),
+            api_version=f"{float(api_version):.1f}" if api_version else version,
+            records_processed=_count(body.get("numberRecordsProcessed")),
+            records_failed=_count(body.get("numberRecordsFailed")),
+            error_message=body.get("errorMessage") or None,
+            info=body,
+        )
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+@dataclass(frozen=True, slots=True)
+class BulkProgress:
+    """Where a Bulk call is, for a progress display (``progress=`` callbacks).
+
+    Attributes:
+        jobs: Jobs created so far.
+        records_uploaded: Records uploaded (ingest) or downloaded (query) so far.
+        records_processed: Records Salesforce reported processed, summed over the jobs.
+        records_failed: Records Salesforce reported failed, summed over the jobs.
+        state: The state of the job that changed last.
+    """
+
+    jobs: int
+    records_uploaded: int
+    records_processed: int
+    records_failed: int
+    state: str
+
+
+class BulkInputError(ConfigurationError):
+    """Bad input found while encoding; says which jobs were already sent, if any.
+
+    Attributes:
+        jobs: Jobs uploaded and closed before the bad record was read (Salesforce processes
+            them; ``[]`` when nothing was sent).
+    """
+
+    def __init__(self, description: str, jobs: list[BulkJob]) -> None:
+        self.jobs = jobs
+        if jobs:
+            ids = ", ".join(job.id for job in jobs)
+            description += (
+                f"; {len(jobs)} job(s) holding the records before it were already sent and "
+                f"are processed by Salesforce: {ids} (see .jobs)"
+            )
+        else:
+            description += "; nothing was sent"
+        super().__init__(description)
+
+
+class BulkJobError(SFAuthError):
+    """A Bulk job ended ``Failed`` or ``Aborted``.
+
+    Attributes:
+        job: The job, with Salesforce's ``error_message``.
+        result: For ingest, the whole call's :class:`BulkIngestResult` (the other jobs' results
+            stay readable); ``None`` for a query.
+    """
+
+    def __init__(self, job: BulkJob, result: BulkIngestResult | None = None) -> None:
+        self.job = job
+        self.result = result
+        reason = job.error_message or "no errorMessage"
+        super().__init__(
+            f"Bulk {job.kind} job {job.id} ({job.operation} {job.object}) ended {job.state}: "
+            f"{reason}"
+        )
+
+
+class BulkIngestResult:
+    """What an ingest did: its jobs, counts and duration; streams of its record results.
+
+    Attributes:
+        jobs: The jobs, in upload order, as last polled.
+        records_uploaded: Records sfauth uploaded.
+        records_processed: Records Salesforce processed (``numberRecordsProcessed``), summed.
+        records_failed: Records that failed (``numberRecordsFailed``), summed.
+        records_unprocessed: Uploaded records Salesforce never processed (aborted or failed
+            jobs): ``records_uploaded - records_processed``, never negative.
+        elapsed: Seconds from the call to the last job's end.
+    """
+
+    def __init__(
+        self, bulk: Bulk, jobs: list[BulkJob], records_uploaded: int, elapsed: float
+    ) -> None:
+        self._bulk = bulk
+        self.jobs = jobs
+        self.records_uploaded = records_uploaded
+        self.records_processed = sum(job.records_processed for job in jobs)
+        self.records_failed = sum(job.records_failed for job in jobs)
+        self.records_unprocessed = max(0, records_uploaded - self.records_processed)
+        self.elapsed = elapsed
+
+    def __repr__(self) -> str:
+        return (
+            f"BulkIngestResult(jobs={len(self.jobs)}, records_uploaded={self.records_uploaded}, "
+            f"records_processed={self.records_processed}, records_failed={self.records_failed}, "
+            f"elapsed={self.elapsed:.2f})"
+        )
+
+    def successful_records(self) -> AsyncIterator[dict[str, str]]:
+        """Stream every job's successful results: ``sf__Id``, ``sf__Created`` and the columns.
+
+        ``GET /jobs/ingest/{id}/successfulResults/`` per job, parsed as it downloads (values
+        are the CSV's strings; ``sf__Created`` is ``"true"`` or ``"false"``).
+
+        Raises:
+            APIError: A download failed (typed as in ``sf.raise_for_status``).
+        """
+        return self._rows("successfulResults/")
+
+    def failed_records(self) -> AsyncIterator[dict[str, str]]:
+        """Stream every job's failed results: ``sf__Id``, ``sf__Error`` and the columns.
+
+        ``GET /jobs/ingest/{id}/failedResults/`` per job; ``sf__Error`` holds Salesforce's
+        ``STATUS_CODE:message`` (e.g. ``REQUIRED_FIELD_MISSING:Required fields are missing:
+        [Name]:Name --``).
+
+        Raises:
+            APIError: A download failed.
+        """
+        return self._rows("failedResults/")
+
+    def unprocessed_records(self) -> AsyncIterator[dict[str, str]]:
+        """Stream the records of aborted or failed jobs that were never processed.
+
+        ``GET /jobs/ingest/{id}/unprocessedrecords/`` per job: the uploaded columns only.
+
+        Raises:
+            APIError: A download failed.
+        """
+        return self._rows("unprocessedrecords/")
+
+    async def _rows(self, resource: str) -> AsyncIterator[dict[str, str]]:
+        for job in self.jobs:
+            async for row in self._bulk._result_rows(job, resource):
+                yield row
+
+
+class Bulk:
+    """Bulk API 2.0 ingest and query on one session (``sf.bulk``).
+
+    Every method builds its paths on the session's ``api_version`` and sends through the
+    session (one refresh, retries, origin scoping, fleet leases for downloads). Jobs are polled
+    with backoff from ``poll_interval`` up to ``max_poll_interval`` seconds and never given
+    up on: a deadline is the caller's (``asyncio.timeout``). Cancelling a call leaves no task
+    behind; with ``abort_on_cancel=True`` it also aborts the jobs it started.
+    """
+
+    __slots__ = ("_session",)
+
+    def __init__(self, session: Any) -> None:
+        self._session = session
+
+    def __repr__(self) -> str:
+        return "Bulk()"
+
+    # ------------------------------------------------------------------ ingest
+
+    async def ingest(
+        self,
+        object: str,
+        operation: str,
+        data: Any,
+        *,
+        external_id_field: str | None = None,
+        columns: Sequence[str] | None = None,
+        column_delimiter: str = "COMMA",
+        line_ending: str = "LF",
+        assignment_rule_id: str | None = None,
+        max_job_bytes: int = MAX_JOB_BYTES,
+        compress: bool = True,
+        poll_interval: float = 0.5,
+        max_poll_interval: float = 10.0,
+        abort_on_cancel: bool = False,
+        progress: Callable[[BulkProgress], None] | None = None,
+    ) -> BulkIngestResult:
+        """Load records with Bulk API 2.0 ingest jobs and wait for Salesforce to process them.
+
+        Each job: ``POST /jobs/ingest`` → ``PUT /jobs/ingest/{id}/batches`` (CSV, gzipped with
+        ``Content-Encoding: gzip`` unless ``compress=False``; Salesforce's REST framework
+        decompresses requests, "Compression Headers", REST API Developer Guide) → ``PATCH
+        {"state": "UploadComplete"}`` → poll ``GET /jobs/ingest/{id}`` until ``JobComplete``,
+        ``Failed`` or ``Aborted``. Records are encoded while earlier jobs are processed.
+        A job's upload is retried like any PUT; the create is never resent once it may have
+        reached Salesforce (it would open a second job).
+
+        Args:
+            object: The sObject, e.g. ``"Account"``.
+            operation: ``"insert"``, ``"update"``, ``"upsert"``, ``"delete"`` or
+                ``"hardDelete"`` (any case).
+            data: Records: a sync or async iterable of dicts (field → value; ``None`` sets
+                null, written ``#N/A``; a relationship by external id as ``{"Account":
+                {"External_Id__c": "A-1"}}``); or CSV with a header row: ``bytes``, a path
+                (``str`` or ``os.PathLike``) or a binary file object, passed through as is.
+            external_id_field: The external id field matched by ``upsert`` (required for it,
+                refused for the others); the records must have it.
+            columns: The CSV header for records (default: the first record's fields; later
+                records may omit fields, which leaves them unchanged, but not add any).
+            column_delimiter: ``COMMA``, ``TAB``, ``PIPE``, ``SEMICOLON``, ``CARET`` or
+                ``BACKQUOTE``; CSV input must use it.
+            line_ending: ``LF`` or ``CRLF``; CSV input must use it.
+            assignment_rule_id: An assignment rule for Case or Lead records.
+            max_job_bytes: Bytes of CSV per job before another starts (default 100 MB).
+            compress: Gzip uploads.
+            poll_interval: Seconds before the first poll of a job; each wait is 1.5 times the
+                last, up to ``max_poll_interval`` seconds.
+            max_poll_interval: The longest wait between polls, in seconds.
+            abort_on_cancel: When the call is cancelled, abort its unfinished jobs (``PATCH
+                {"state": "Aborted"}``, within 10 seconds) before the cancellation goes on.
+            progress: Called with a :class:`BulkProgress` after each upload and poll.
+
+        Returns:
+            A :class:`BulkIngestResult`; its ``failed_records()`` streams what Salesforce
+            refused.
+
+        Raises:
+            ConfigurationError: A bad argument, an unknown operation, no records, CSV without
+                the ``Id`` or external-id column it needs (nothing was sent).
+            BulkInputError: A record or CSV row that cannot be sent, found while encoding; it
+                names the jobs already sent, if any.
+            BulkJobError: A job ended ``Failed`` (with Salesforce's ``errorMessage``) or
+                ``Aborted``; its ``result`` holds every job's results.
+            APIError: Salesforce refused a request (typed as in ``sf.raise_for_status``).
+        """
+        spec = _IngestSpec.check(
+            object,
+            operation,
+            external_id_field,
+            column_delimiter,
+            line_ending,
+            assignment_rule_id,
+            max_job_bytes,
+            compress,
+        )
+        waits = _waits(poll_interval, max_poll_interval)
+        chunks = _csv_jobs(data, spec) if _is_csv(data) else _record_jobs(data, spec, columns)
+        run = _IngestRun(self, spec, waits, progress)
+        return await run.go(chunks, abort_on_cancel)
+
+    async def insert(self, object: str, records: Any, **options: Any) -> BulkIngestResult:
+        """``ingest(object, "insert", records, **options)``: create records."""
+        return await self.ingest(object, "insert", records, **options)
+
+    async def update(self, object: str, records: Any, **options: Any) -> BulkIngestResult:
+        """``ingest(object, "update", records, **options)``: records need ``Id``."""
+        return await self.ingest(object, "update", records, **options)
+
+    async def upsert(
+        self, object: str, external_id_field: str, records: Any, **options: Any
+    ) -> BulkIngestResult:
+        """``ingest(object, "upsert", records, external_id_field=...)``: create or update."""
+        return await self.ingest(
+            object, "upsert", records, external_id_field=external_id_field, **options
+        )
+
+    async def delete(self, object: str, records: Any, **options: Any) -> BulkIngestResult:
+        """``ingest(object, "delete", records, **options)``: only each record's ``Id`` is sent."""
+        return await self.ingest(object, "delete", records, **options)
+
+    async def hard_delete(self, object: str, records: Any, **options: Any) -> BulkIngestResult:
+        """``ingest(object, "hardDelete", records)``: delete past the recycle bin.
+
+        Needs the "Bulk API Hard Delete" permission.
+        """
+        return await self.ingest(object, "hardDelete", records, **options)
+
+    # ------------------------------------------------------------------ query
+
+    def query(
+        self,
+        soql: str,
+        *,
+        query_all: bool = False,
+        max_records: int | None = None,
+        poll_interval: float = 0.5,
+        max_poll_interval: float = 10.0,
+        abort_on_cancel: bool = False,
+        progress: Callable[[BulkProgress], None] | None = None,
+    ) -> AsyncIterator[dict[str, str | None]]:
+        """Run a Bulk API 2.0 query job and stream its records as dicts.
+
+        ``POST /jobs/query`` → poll → ``GET /jobs/query/{id}/results?maxRecords=&locator=``
+        until ``Sforce-Locator`` is ``"null"`` ("Get Results for a Query Job"), read with the
+        job's API version, gzipped on the wire, parsed as each page downloads. Values are the
+        CSV's strings; an empty cell (null) is ``None``; relationship fields are keyed
+        ``"Account.Name"``.
+
+        Args:
+            soql: The query (Bulk queries take no subqueries, aggregates or OFFSET).
+            query_all: Include deleted and archived records (``queryAll``).
+            max_records: Records per results page (``maxRecords``); default: Salesforce's.
+            poll_interval: Seconds before the first poll (growing 1.5x per poll).
+            max_poll_interval: The longest wait between polls, in seconds.
+            abort_on_cancel: Abort the job if iteration is cancelled before it completes.
+            progress: Called with a :class:`BulkProgress` after each poll and page.
+
+        Returns:
+            An async iterator of records (the job starts when iteration does).
+
+        Raises:
+            ConfigurationError: ``soql`` is empty, ``max_records`` is not positive.
+            BulkJobError: The job ended ``Failed`` or ``Aborted``.
+            APIError: Salesforce refused the query (e.g. ``MalformedRequestError``).
+        """
+        waits = _waits(poll_interval, max_poll_interval)
+        query = _QuerySpec.check(soql, query_all, max_records)
+        return self._query_records(query, waits, abort_on_cancel, progress)
+
+    def query_csv(
+        self,
+        soql: str,
+        *,
+        query_all: bool = False,
+        max_records: int | None = None,
+        poll_interval: float = 0.5,
+        max_poll_interval: float = 10.0,
+        abort_on_cancel: bool = False,
+        progress: Callable[[BulkProgress], None] | None = None,
+    ) -> AsyncIterator[bytes]:
+        """Like :meth:`query`, but stream the results as raw CSV bytes (one header row).
+
+        For pass-through to a file or a warehouse loader: pages are written as Salesforce
+        sends them (comma-delimited, LF), without the repeated header of pages after the
+        first. Arguments and errors are those of :meth:`query`.
+        """
+        waits = _waits(poll_interval, max_poll_interval)
+        query = _QuerySpec.check(soql, query_all, max_records)
+        return self._query_csv(query, waits, abort_on_cancel, progress)
+
+    # ------------------------------------------------------------------ jobs
+
+    async def job(self, job_id: str, *, kind: str = "ingest") -> BulkJob:
+        """Return a job's current info (``GET /jobs/{kind}/{id}``).
+
+        Args:
+            job_id: The job id (15 or 18 characters).
+            kind: ``"ingest"`` or ``"query"``.
+
+        Raises:
+            ConfigurationError: A malformed id or kind.
+            NotFoundError: No such job in the org (deleted, or of the other kind).
+        """
+        job_id, kind = _job_ref(job_id, kind)
+        version = await self._session.api_version_resolved()
+        return await self._info(kind, job_id, version)
+
+    async def ingest_result(self, job_id: str) -> BulkIngestResult:
+        """Wrap an existing ingest job (e.g. started elsewhere) to read its results.
+
+        Raises:
+            ConfigurationError: A malformed id.
+            NotFoundError: No such ingest job.
+        """
+        job = await self.job(job_id)
+        total = job.info.get("numberRecordsProcessed")
+        return BulkIngestResult(self, [job], _count(total), 0.0)
+
+    async def abort(self, job_id: str, *, kind: str = "ingest") -> BulkJob:
+        """Abort a job (``PATCH {"state": "Aborted"}``); return its info.
+
+        Raises:
+            ConfigurationError: A malformed id or kind.
+            NotFoundError: No such job.
+            MalformedRequestError: The job can no longer be aborted (``InvalidJobState``).
+        """
+        job_id, kind = _job_ref(job_id, kind)
+        version = await self._session.api_version_resolved()
+        return await self._set_state(kind, job_id, version, "Aborted")
+
+    async def delete_job(self, job_id: str, *, kind: str = "ingest") -> None:
+        """Delete a finished or aborted job and its data (``DELETE /jobs/{kind}/{id}``).
+
+        Raises:
+            ConfigurationError: A malformed id or kind.
+            NotFoundError: No such job.
+            MalformedRequestError: The job is still running (abort it first).
+        """
+        job_id, kind = _job_ref(job_id, kind)
+        version = await self._session.api_version_resolved()
+        await self._call("DELETE", version, kind, job_id, idempotent=True, what="delete job")
+
+    # ------------------------------------------------------------------ plumbing
+
+    async def _call(
+        self,
+        method: str,
+        version: str,
+        *segments: str,
+        what: str,
+        body: Mapping[str, Any] | None = None,
+        idempotent: bool = False,
+    ) -> Any:
+        from ._sobjects import _json
+
+        path = f"/services/data/v{version}/jobs/" + "/".join(segments)
+        data = None if body is None else json.dumps(body).encode()
+        return await _json(
+            self._session, method, path, data=data, idempotent=idempotent, what=f"Bulk {what}"
+        )
+
+    async def _info(self, kind: str, job_id: str, version: str) -> BulkJob:
+        body = await self._call("GET", version, kind, job_id, what=f"{kind} job info")
+        return BulkJob._from(kind, body, version)
+
+    async def _set_state(self, kind: str, job_id: str, version: str, state: str) -> BulkJob:
+        body = await self._call(
+            "PATCH",
+            version,
+            kind,
+            job_id,
+            body={"state": state},
+            idempotent=True,
+            what=f"set {kind} job state {state}",
+        )
+        return BulkJob._from(kind, body, version)
+
+    async def _wait(
+        self,
+        job: BulkJob,
+        waits: Callable[[], Iterable[float]],
+        seen: Callable[[BulkJob], None] | None = None,
+    ) -> BulkJob:
+        """Poll a job until it ends; return its last info."""
+        for wait in waits():
+            if job.state in TERMINAL:
+                return job
+            await asyncio.sleep(wait)
+            job = await self._info(job.kind, job.id, job.api_version)
+            if seen is not None:
+                seen(job)
+        raise AssertionError("unreachable: waits() is endless")  # pragma: no cover
+
+    async def _abort_quietly(self, jobs: Iterable[BulkJob]) -> None:
+        """Abort unfinished jobs, best effort, within 10 seconds (on cancellation)."""
+        live = [job for job in jobs if job.state not in TERMINAL]
+        if not live:
+            return
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(10):
+                await asyncio.gather(
+                    *(self._set_state(j.kind, j.id, j.api_version, "Aborted") for j in live),
+                    return_exceptions=True,
+                )
+
+    @contextlib.asynccontextmanager
+    async def _download(
+        self, job: BulkJob, resource: str, **params: str
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """A results download as it streams (a long-running request); typed errors."""
+        from ._sobjects import api_error
+
+        path = f"/services/data/v{job.api_version}/jobs/{job.kind}/{job.id}/{resource}"
+        async with self._session.get(path, params=params or None, long_running=True) as response:
+            if response.status != 200:
+                raise await api_error(response, what=f"Bulk {job.kind} job {job.id} results")
+            yield response
+
+    async def _result_rows(self, job: BulkJob, resource: str) -> AsyncIterator[dict[str, str]]:
+        delimiter = str(job.info.get("columnDelimiter") or "COMMA")
+        async with self._download(job, resource) as response:
+            header: list[str] | None = None
+            async for rows in _complete_rows(response):
+                for row in parse_rows(rows, delimiter):
+                    if header is None:
+                        header = row
+                    else:
+                        yield dict(zip(header, row, strict=False))
+
+    async def _run_query(
+        self,
+        query: _QuerySpec,
+        waits: Callable[[], Iterable[float]],
+        abort_on_cancel: bool,
+        progress: Callable[[BulkProgress], None] | None,
+    ) -> AsyncIterator[tuple[int, Any]]:
+        """Create the job, wait for it, then yield ``(page number, response)`` per page."""
+        version = await self._session.api_version_resolved()
+        body = await self._call(
+            "POST", version, "query", body=query.body(), what="create query job"
+        )
+        job = BulkJob._from("query", body, version)
+        report = _reporter(progress)
+        try:
+            job = await self._wait(job, waits, lambda j: report(1, 0, j.records_processed, 0, j))
+            if job.state != "JobComplete":
+                raise BulkJobError(job)
+            locator: str | None = None
+            page = 0
+            while True:
+                params: dict[str, str] = {}
+                if query.max_records is not None:
+                    params["maxRecords"] = str(query.max_records)
+                if locator is not None:
+                    params["locator"] = locator
+                async with self._download(job, "results", **params) as response:
+                    locator = response.headers.get("Sforce-Locator")  # any case (HTTP/2)
+                    yield page, response
+                page += 1
+                if not locator or locator == "null":
+                    return
+        except asyncio.CancelledError:
+            if abort_on_cancel:
+                await self._abort_quietly([job])
+            raise
+
+    async def _query_records(
+        self,
+        query: _QuerySpec,
+        waits: Callable[[], Iterable[float]],
+        abort_on_cancel: bool,
+        progress: Callable[[BulkProgress], None] | None,
+    ) -> AsyncIterator[dict[str, str | None]]:
+        report = _reporter(progress)
+        downloaded = 0
+        async for _page, response in self._run_query(query, waits, abort_on_cancel, progress):
+            header: list[str] | None = None
+            async for rows in _complete_rows(response):
+                for row in parse_rows(rows):
+                    if header is None:
+                        header = row
+                        continue
+                    downloaded += 1
+                    yield {k: (v if v else None) for k, v in zip(header, row, strict=False)}
+            report(1, downloaded, downloaded, 0, None)
+
+    async def _query_csv(
+        self,
+        query: _QuerySpec,
+        waits: Callable[[], Iterable[float]],
+        abort_on_cancel: bool,
+        progress: Callable[[BulkProgress], None] | None,
+    ) -> AsyncIterator[bytes]:
+        report = _reporter(progress)
+        downloaded = 0
+        async for page, response in self._run_query(query, waits, abort_on_cancel, progress):
+            splitter = RowSplitter()
+            header_done = page == 0
+            async for chunk in response.content.iter_any():
+                if not header_done:  # drop this page's header row
+                    rows = splitter.feed(chunk)
+                    if not rows:
+                        continue
+                    header_done = True
+                    chunk = rows[rows.index(b"\n") + 1 :] + splitter.rest()
+                    if not chunk:
+                        continue
+                yield chunk
+            if not header_done:
+                splitter.rest()
+            count = response.headers.get("Sforce-NumberOfRecords", "")
+            downloaded += int(count) if count.isdigit() else 0
+            report(1, downloaded, downloaded, 0, None)
+
+
+async def _complete_rows(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    """The body as runs of complete CSV rows, as it downloads (decompressed by aiohttp)."""
+    splitter = RowSplitter()
+    async for chunk in response.content.iter_chunked(_PIECE):
+        rows = splitter.feed(chunk)
+        if rows:
+            yield rows
+    rest = splitter.rest()
+    if rest:
+        yield rest
+
+
+def _reporter(
+    progress: Callable[[BulkProgress], None] | None,
+) -> Callable[[int, int, int, int, BulkJob | None], None]:
+    last_state = [""]
+
+    def report(jobs: int, uploaded: int, processed: int, failed: int, job: BulkJob | None) -> None:
+        if progress is None:
+            return
+        if job is not None:
+            last_state[0] = job.state
+        progress(BulkProgress(jobs, uploaded, processed, failed, last_state[0]))
+
+    return report
+
+
+def _waits(first: object, longest: object) -> Callable[[], Iterable[float]]:
+    """The waits between polls: ``first``, then 1.5x each time, up to ``longest`` seconds."""
+    for name, value in (("poll_interval", first), ("max_poll_interval", longest)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ConfigurationError(f"{name} must be a positive number of seconds; got {value!r}")
+    start, cap = float(first), max(float(first), float(longest))  # type: ignore[arg-type]
+
+    def waits() -> Iterable[float]:
+        wait = start
+        while True:
+            yield wait
+            wait = min(cap, wait * 1.5)
+
+    return waits
+
+
+def _job_ref(job_id: object, kind: object) -> tuple[str, str]:
+    if not isinstance(job_id, str) or not _JOB_ID.fullmatch(job_id):
+        raise ConfigurationError(
+            f"job_id must be a Salesforce job id (15 or 18 letters and digits, e.g. "
+            f"'7505e00000AbCdEAAV'); got {job_id!r}"
+        )
+    if kind not in ("ingest", "query"):
+        raise ConfigurationError(f"kind must be 'ingest' or 'query'; got {kind!r}")
+    return job_id, str(kind)
+
+
+@dataclass(frozen=True, slots=True)
+class _QuerySpec:
+    soql: str
+    query_all: bool
+    max_records: int | None
+
+    @classmethod
+    def check(cls, soql: object, query_all: object, max_records: object) -> _QuerySpec:
+        if not isinstance(soql, str) or not soql.strip():
+            raise ConfigurationError(f"soql must be a non-empty SOQL string; got {soql!r}")
+        if not isinstance(query_all, bool):
+            raise ConfigurationError(f"query_all must be True or False; got {query_all!r}")
+        if max_records is not None and (
+            isinstance(max_records, bool) or not isinstance(max_records, int) or max_records < 1
+        ):
+            raise ConfigurationError(
+                f"max_records must be a positive number of records per page; got {max_records!r}"
+            )
+        return cls(soql, query_all, max_records)
+
+    def body(self) -> dict[str, str]:
+        return {
+            "operation": "queryAll" if self.query_all else "query",
+            "query": self.soql,
+            "contentType": "CSV",
+            "columnDelimiter": "COMMA",
+            "lineEnding": "LF",
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class _IngestSpec:
+    sobject: str
+    operation: str
+    external_id_field: str | None
+    column_delimiter: str
+    line_ending: str
+    assignment_rule_id: str | None
+    max_job_bytes: int
+    compress: bool
+
+    @classmethod
+    def check(
+        cls,
+        sobject: Any,
+        operation: Any,
+        external_id_field: Any,
+        column_delimiter: Any,
+        line_ending: Any,
+        assignment_rule_id: Any,
+        max_job_bytes: Any,
+        compress: Any,
+    ) -> _IngestSpec:
+        from ._sobjects import _segment
+
+        _segment(sobject, "object")
+        op = OPERATIONS.get(operation.lower()) if isinstance(operation, str) else None
+        if op is None:
+            raise ConfigurationError(
+                f"unknown Bulk ingest operation {operation!r}; use one of "
+                f"{', '.join(OPERATIONS.values())}"
+            )
+        if op == "upsert":
+            if not isinstance(external_id_field, str) or not external_id_field:
+                raise ConfigurationError(
+                    "upsert needs external_id_field: the external id field the records are "
+                    "matched on, e.g. external_id_field='External_Id__c'"
+                )
+        elif external_id_field is not None:
+            raise ConfigurationError(
+                f"external_id_field is for upsert only; {op} matches records by Id"
+            )
+        if column_delimiter not in COLUMN_DELIMITERS:
+            raise ConfigurationError(
+                f"column_delimiter must be one of {', '.join(COLUMN_DELIMITERS)}; "
+                f"got {column_delimiter!r}"
+            )
+        if line_ending not in LINE_ENDINGS:
+            raise ConfigurationError(f"line_ending must be 'LF' or 'CRLF'; got {line_ending!r}")
+        if assignment_rule_id is not None and not isinstance(assignment_rule_id, str):
+            raise ConfigurationError("assignment_rule_id must be a string id")
+        if (
+            isinstance(max_job_bytes, bool)
+            or not isinstance(max_job_bytes, int)
+            or not 1024 <= max_job_bytes <= MAX_JOB_BYTES
+        ):
+            raise ConfigurationError(
+                f"max_job_bytes must be an int from 1024 to {MAX_JOB_BYTES} (Salesforce takes "
+                f"150 MB of base64 per job); got {max_job_bytes!r}"
+            )
+        if not isinstance(compress, bool):
+            raise ConfigurationError(f"compress must be True or False; got {compress!r}")
+        return cls(
+            sobject,
+            op,
+            external_id_field,
+            column_delimiter,
+            line_ending,
+            assignment_rule_id,
+            max_job_bytes,
+            compress,
+        )
+
+    @property
+    def key(self) -> str:
+        """The column every row needs: the external id for upsert, else ``Id``."""
+        if self.operation == "insert":
+            return ""
+        return self.external_id_field or "Id"
+
+    def body(self) -> dict[str, str]:
+        body = {
+            "object": self.sobject,
+            "operation": self.operation,
+            "contentType": "CSV",
+            "columnDelimiter": self.column_delimiter,
+            "lineEnding": self.line_ending,
+        }
+        if self.external_id_field is not None:
+            body["externalIdFieldName"] = self.external_id_field
+        if self.assignment_rule_id is not None:
+            body["assignmentRuleId"] = self.assignment_rule_id
+        return body
+
+    def check_header(self, header: Sequence[str], where: str) -> None:
+        """Refuse a header without the column the operation matches on."""
+        names = {name.lower() for name in header}
+        if self.key and self.key.lower() not in names:
+            raise ConfigurationError(
+                f"{where} has no {self.key!r} column, which {self.operation} needs to match "
+                f"records (columns: {', '.join(header)})"
+            )
+        if self.operation in ("delete", "hardDelete") and len(header) != 1:
+            raise ConfigurationError(
+                f"{where} for {self.operation} must have only the Id column; it has "
+                f"{', '.join(header)}"
+            )
+
+
+class _JobData:
+    """One job's CSV, gzipped or not, in a spooled temporary file (memory, then disk)."""
+
+    def __init__(self, compress: bool) -> None:
+        self.file: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=32 << 20)  # noqa: SIM115
+        self._zip = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, 31) if compress else None
+        self.compress = compress
+        self.size = 0
+        self.records = 0
+
+    def write(self, data: bytes) -> None:
+        self.size += len(data)
+        self.file.write(self._zip.compress(data) if self._zip is not None else data)
+
+    def finish(self) -> IO[bytes]:
+        if self._zip is not None:
+            self.file.write(self._zip.flush())
+        self.file.seek(0)
+        return self.file
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def _is_csv(data: object) -> bool:
+    return isinstance(data, (bytes, bytearray, memoryview, str, os.PathLike)) or hasattr(
+        data, "read"
+    )
+
+
+async def _record_jobs(
+    data: Any, spec: _IngestSpec, columns: Sequence[str] | None
+) -> AsyncIterator[_JobData]:
+    """Encode records to CSV, one :class:`_JobData` per ``max_job_bytes``.
+
+    Without ``columns``, the header is every field of the first 1,000 records; a later record
+    with a field the header lacks ends the job and starts the next one with that field added
+    (an absent field is an empty cell: not set, or left unchanged by an update).
+    """
+    records = _record_source(data)
+    ahead: list[Any] = []
+    async for record in records:
+        ahead.append(record)
+        if len(ahead) == _LOOKAHEAD:
+            break
+    if not ahead:
+        raise ConfigurationError(f"no records to {spec.operation}; nothing was sent")
+    projection = spec.operation in ("delete", "hardDelete")
+    if columns is not None:
+        if isinstance(columns, str) or not all(isinstance(c, str) and c for c in columns):
+            raise ConfigurationError("columns must be a list of field names (strings)")
+        header = list(columns)
+    elif projection:
+        header = ["Id"]
+    else:
+        header = _union([], ahead, 0)
+    spec.check_header(header, "the header of the records")
+    key = spec.key.lower()
+    flush_at = min(_PIECE, max(1, spec.max_job_bytes // 16))
+    text = _TextBuffer(spec)
+    job: _JobData | None = None
+    encoder = RecordEncoder(header)
+    index = 0
+    try:
+        async for record in _chain(ahead, records):
+            where = f"record {index}"
+            if projection and isinstance(record, Mapping):
+                record = {k: v for k, v in record.items() if str(k).lower() == "id"}
+            try:
+                row = encoder.row(record, where)
+            except UnknownColumnError:
+                if columns is not None or projection:
+                    raise
+                # A new field: this job ends; the next one's header has it too.
+                header = _union(header, [record], index)
+                encoder = RecordEncoder(header)
+                row = encoder.row(record, where)
+                if job is not None:
+                    job.write(text.take())
+                    yield job
+                    job = None
+            if key and row[encoder.position(key)] in ("", NULL):
+                raise ConfigurationError(
+                    f"{where} has no {spec.key!r} value, which {spec.operation} needs"
+                )
+            if job is None:
+                job = _JobData(spec.compress)
+                job.write(text.header(header))
+            text.writer.writerow(row)
+            job.records += 1
+            index += 1
+            if text.size() >= flush_at:
+                job.write(text.take())
+                if job.size >= spec.max_job_bytes:
+                    yield job
+                    job = None
+            if index % _YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+        if job is not None:
+            job.write(text.take())
+            yield job
+            job = None
+    finally:
+        if job is not None:
+            job.close()
+
+
+def _record_source(data: Any) -> AsyncIterator[Any]:
+    if isinstance(data, Mapping):
+        raise ConfigurationError("data must be an iterable of records (dicts), not one record")
+    if isinstance(data, AsyncIterable):
+        return aiter(data)
+    if isinstance(data, Iterable):
+        return _async(data)
+    raise ConfigurationError(
+        "data must be records (an iterable or async iterable of dicts) or CSV (bytes, a "
+        f"path or a binary file); got {type(data).__name__}"
+    )
+
+
+def _union(header: list[str], records: list[Any], first: int) -> list[str]:
+    """``header`` plus the fields of ``records`` it lacks (any case), in order of appearance."""
+    known = {name.lower() for name in header}
+    out = list(header)
+    for offset, record in enumerate(records):
+        for name in RecordEncoder.columns_of(record, f"record {first + offset}"):
+            if name.lower() not in known:
+                known.add(name.lower())
+                out.append(name)
+    return out
+
+
+async def _chain(first: list[Any], rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    for item in first:
+        yield item
+    async for item in rest:
+        yield item
+
+
+async def _async(items: Iterable[Any]) -> AsyncIterator[Any]:
+    for item in items:
+        yield item
+
+
+class _TextBuffer:
+    """The csv writer's ``StringIO``, drained as UTF-8 bytes."""
+
+    __slots__ = ("stream", "writer")
+
+    def __init__(self, spec: _IngestSpec) -> None:
+        self.stream = io.StringIO(newline="")
+        self.writer = writer(self.stream, spec.column_delimiter, spec.line_ending)
+
+    def size(self) -> int:
+        return self.stream.tell()
+
+    def take(self) -> bytes:
+        data = self.stream.getvalue().encode()
+        self.stream.seek(0)
+        self.stream.truncate()
+        return data
+
+    def header(self, header: list[str]) -> bytes:
+        """The header row alone (the buffer must be drained)."""
+        self.writer.writerow(header)
+        return self.take()
+
+
+async def _csv_jobs(data: Any, spec: _IngestSpec) -> AsyncIterator[_JobData]:
+    """Split CSV input at row boundaries into jobs, each with the header; rows pass as is."""
+    pieces = _csv_pieces(data)
+    splitter = RowSplitter()
+    header_line = b""
+    async for piece in pieces:
+        rows = splitter.feed(piece)
+        if rows:
+            header_line, rows = _split_header(rows, spec)
+            first_rows = rows
+            break
+    else:
+        rest = splitter.rest()
+        if rest.strip():
+            header_line, first_rows = _split_header(rest + b"\n", spec)
+        else:
+            raise ConfigurationError("the CSV is empty; nothing was sent")
+        pieces = _empty()
+    job = _JobData(spec.compress)
+    job.write(header_line)
+
+    async def runs() -> AsyncIterator[bytes]:
+        if first_rows:
+            yield first_rows
+        async for piece in pieces:
+            rows = splitter.feed(piece)
+            if rows:
+                yield rows
+        rest = splitter.rest()
+        if rest.strip():
+            yield rest if rest.endswith(b"\n") else rest + LINE_ENDINGS[spec.line_ending].encode()
+
+    try:
+        async for rows in runs():
+            start = 0
+            while start < len(rows):
+                room = spec.max_job_bytes - job.size
+                end = len(rows) if len(rows) - start <= room else _cut(rows, start, room)
+                if end <= start:  # not one more row fits: this job is full
+                    if job.records == 0:
+                        raise BulkInputError("a CSV row is longer than max_job_bytes", [])
+                    yield job
+                    job = _JobData(spec.compress)
+                    job.write(header_line)
+                    continue
+                chunk = rows[start:end]
+                job.records += chunk.count(b"\n") - _quoted_newlines(chunk)
+                job.write(chunk)
+                start = end
+                await asyncio.sleep(0)
+        if job.records:
+            yield job
+        else:
+            job.close()
+            if header_line and not first_rows:
+                raise ConfigurationError("the CSV has a header but no rows; nothing was sent")
+    except BaseException:
+        job.close()
+        raise
+
+
+async def _empty() -> AsyncIterator[bytes]:
+    nothing: tuple[bytes, ...] = ()
+    for piece in nothing:
+        yield piece
+
+
+def _quoted_newlines(chunk: bytes) -> int:
+    """Newlines inside quoted fields of complete rows (they do not end a record)."""
+    if b'"' not in chunk:
+        return 0
+    count = 0
+    inside = False
+    for part in chunk.split(b'"'):
+        if inside:
+            count += part.count(b"\n")
+        inside = not inside
+    return count
+
+
+def _cut(rows: bytes, start: int, room: int) -> int:
+    """The end of the last complete row of ``rows[start:]`` within ``room`` bytes."""
+    from ._bulkcsv import complete_rows
+
+    window = rows[start : start + max(0, room)]
+    return start + complete_rows(window)
+
+
+def _split_header(rows: bytes, spec: _IngestSpec) -> tuple[bytes, bytes]:
+    """The CSV's header line and the rows after it; the header is checked."""
+    end = rows.index(b"\n") + 1
+    line = rows[:end]
+    crlf = line.endswith(b"\r\n")
+    if crlf != (spec.line_ending == "CRLF"):
+        found, other = ("CRLF", "LF") if crlf else ("LF", "CRLF")
+        raise ConfigurationError(
+            f"the CSV's lines end with {found} but line_ending={other!r}; pass "
+            f"line_ending={found!r}"
+        )
+    header = next(parse_rows(line, spec.column_delimiter), [])
+    if not header or not all(name.strip() for name in header):
+        raise ConfigurationError(
+            "the CSV's first row must be a header of field names (none may be empty); check "
+            f"column_delimiter={spec.column_delimiter!r}"
+        )
+    if len(header) == 1 and spec.column_delimiter != "COMMA" and "," in header[0]:
+        raise ConfigurationError(
+            f"the CSV's header has one column with commas in it, but column_delimiter="
+            f"{spec.column_delimiter!r}; pass column_delimiter='COMMA'"
+        )
+    spec.check_header(header, "the CSV's header")
+    return line, rows[end:]
+
+
+async def _csv_pieces(data: Any) -> AsyncIterator[bytes]:
+    """CSV input in pieces: bytes as they are, a path or file read in 1 MiB pieces."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        view = memoryview(data)
+        for start in range(0, len(view), _PIECE):
+            yield bytes(view[start : start + _PIECE])
+        return
+    if isinstance(data, (str, os.PathLike)):
+        try:
+            file: IO[Any] = open(data, "rb")  # noqa: SIM115, ASYNC230
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot read the CSV file {os.fspath(data)!r}: {exc.strerror}"
+            ) from None
+        with file:
+            async for piece in _file_pieces(file):
+                yield piece
+        return
+    async for piece in _file_pieces(data):
+        yield piece
+
+
+async def _file_pieces(file: Any) -> AsyncIterator[bytes]:
+    while True:
+        piece = await asyncio.to_thread(file.read, _PIECE)
+        if not piece:
+            return
+        if isinstance(piece, str):
+            piece = piece.encode()
+        yield piece
+
+
+class _IngestRun:
+    """One ``ingest`` call: creates, uploads and closes jobs; waits for them."""
+
+    def __init__(
+        self,
+        bulk: Bulk,
+        spec: _IngestSpec,
+        waits: Callable[[], Iterable[float]],
+        progress: Callable[[BulkProgress], None] | None,
+    ) -> None:
+        self.bulk = bulk
+        self.spec = spec
+        self.waits = waits
+        self.report = _reporter(progress)
+        self.jobs: list[BulkJob] = []
+        self.uploaded = 0
+
+    def _seen(self, job: BulkJob) -> None:
+        self.jobs = [job if j.id == job.id else j for j in self.jobs]
+        processed = sum(j.records_processed for j in self.jobs)
+        failed = sum(j.records_failed for j in self.jobs)
+        self.report(len(self.jobs), self.uploaded, processed, failed, job)
+
+    async def go(self, chunks: AsyncIterator[_JobData], abort_on_cancel: bool) -> BulkIngestResult:
+        started = time.monotonic()
+        session = self.bulk._session
+        polls: list[asyncio.Task[BulkJob]] = []
+        try:
+            version = await session.api_version_resolved()
+            async for data in chunks:
+                try:
+                    job = await self._send(version, data)
+                finally:
+                    data.close()
+                polls.append(asyncio.create_task(self.bulk._wait(job, self.waits, self._seen)))
+            done = await asyncio.gather(*polls)
+        except ConfigurationError as exc:
+            await _cancel(polls)
+            if isinstance(exc, BulkInputError):
+                raise
+            raise BulkInputError(str(exc).removesuffix("; nothing was sent"), self.jobs) from None
+        except asyncio.CancelledError:
+            await _cancel(polls)
+            if abort_on_cancel:
+                await self.bulk._abort_quietly(self.jobs)
+            raise
+        except BaseException:
+            await _cancel(polls)
+            raise
+        result = BulkIngestResult(self.bulk, list(done), self.uploaded, time.monotonic() - started)
+        for job in done:
+            if job.state != "JobComplete":
+                raise BulkJobError(job, result)
+        return result
+
+    async def _send(self, version: str, data: _JobData) -> BulkJob:
+        """Create one job, upload its data and close it."""
+        from ._sobjects import api_error
+
+        spec = self.spec
+        body = await self.bulk._call(
+            "POST", version, "ingest", body=spec.body(), what=f"create {spec.operation} job"
+        )
+        job = BulkJob._from("ingest", body, version)
+        self.jobs.append(job)
+        headers = {"Content-Type": "text/csv"}
+        if spec.compress:
+            headers["Content-Encoding"] = "gzip"
+        path = f"/services/data/v{version}/jobs/ingest/{job.id}/batches"
+        async with self.bulk._session.put(path, data=data.finish(), headers=headers) as response:
+            if response.status >= 300:
+                raise await api_error(response, what=f"Bulk upload to job {job.id}")
+        job = await self.bulk._set_state("ingest", job.id, version, "UploadComplete")
+        self.uploaded += data.records
+        self._seen(job)
+        return job
+
+
+async def _cancel(tasks: list[asyncio.Task[BulkJob]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class BulkMixin:
+    """``sf.bulk`` for ``AuthSession``."""
+
+    @property
+    def bulk(self) -> Bulk:
+        """Bulk API 2.0 ingest and query on this session (see :class:`Bulk`)."""
+        return Bulk(self)

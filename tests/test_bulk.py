@@ -1,0 +1,571 @@
+"""Bulk API 2.0 ingest and query against the emulator over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from sfauth import (
+    BulkInputError,
+    BulkJobError,
+    BulkProgress,
+    ConfigurationError,
+    MalformedRequestError,
+    NotFoundError,
+    RetryPolicy,
+)
+from sfauth.testing import Emulator
+
+from .conftest import SessionFactory
+
+#: Polls without the default half-second wait (the emulator finishes jobs at once).
+FAST: dict[str, Any] = {"poll_interval": 0.001, "max_poll_interval": 0.01}
+V = "/services/data/v62.0"
+
+
+def bulk_requests(emulator: Emulator) -> list[str]:
+    return [r.endpoint for r in emulator.requests if r.endpoint.startswith("bulk_")]
+
+
+async def test_insert_reports_failed_records_exactly(
+    make_session: SessionFactory, emulator: Emulator
+) -> None:
+    sf = make_session(api_version="62.0")
+    records: list[dict[str, Any]] = [
+        {"LastName": f"L{n:05d}", "Email": f"p{n}@example.com"} for n in range(1000)
+    ]
+    records[10] = {"LastName": None}
+    result = await sf.bulk.insert("Contact", records, **FAST)
+    assert (result.records_uploaded, result.records_processed, result.records_failed) == (
+        1000,
+        1000,
+        1,
+    )
+    assert result.records_unprocessed == 0
+    assert [row async for row in result.failed_records()] == [
+        {
+            "sf__Id": "",
+            "sf__Error": "REQUIRED_FIELD_MISSING:Required fields are missing: [LastName]:"
+            "LastName --",
+            "LastName": "#N/A",
+            "Email": "",
+        }
+    ]
+    ok = [row async for row in result.successful_records()]
+    stored = {r["Id"]: r for r in emulator.records("Contact")}
+    assert len(ok) == 999
+    for row in ok:
+        assert row["sf__Created"] == "true"
+        assert stored[row["sf__Id"]]["LastName"] == row["LastName"]
+    # One job: create, upload, close, polls, then the two result downloads.
+    endpoints = bulk_requests(emulator)
+    assert endpoints[:3] == ["bulk_ingest_create", "bulk_ingest_upload", "bulk_ingest_state"]
+    upload = next(r for r in emulator.requests if r.endpoint == "bulk_ingest_upload")
+    assert upload.headers["Content-Encoding"] == "gzip"
+    assert upload.headers["Content-Type"] == "text/csv"
+    # The emulator (aiohttp) decompressed it: RequestRecord.body is the CSV.
+    assert upload.body.startswith(b"LastName,Email\nL00000,p0@example.com\n")
+
+
+async def test_250k_records_two_expiries_three_token_requests(
+    make_session: SessionFactory, emulator: Emulator
+) -> None:
+    """Every session expires after the upload and again when the job completes."""
+    emulator.record_requests = False
+    invalid = {7, 31_337, 100_000, 249_999}
+    records = (
+        {"FirstName": f"F{n}"} if n in invalid else {"LastName": f"L{n}", "FirstName": f"F{n}"}
+        for n in range(250_000)
+    )
+    expired: list[str] = []
+
+    def progress(p: BulkProgress) -> None:
+        if p.state in ("UploadComplete", "JobComplete") and p.state not in expired:
+            expired.append(p.state)
+            emulator.expire_all_sessions()
+
+    sf = make_session(api_version="62.0")
+    result = await sf.bulk.insert(
+        "Contact", records, columns=["LastName", "FirstName"], progress=progress, **FAST
+    )
+    assert expired == ["UploadComplete", "JobComplete"]
+    assert result.records_processed == 250_000
+    assert result.records_failed == 4
+    failed = [row async for row in result.failed_records()]
+    assert [row["FirstName"] for row in failed] == [f"F{n}" for n in sorted(invalid)]
+    assert {row["sf__Error"] for row in failed} == {
+        "REQUIRED_FIELD_MISSING:Required fields are missing: [LastName]:LastName --"
+    }
+    assert emulator.token_request_count == 3
+    assert len(emulator.records("Contact")) == 250_000 - 4
+
+
+async def test_query_120k_three_locator_pages_gzip_and_an_expiry(
+    make_session: SessionFactory, emulator: Emulator
+) -> None:
+    emulator.seed("Contact", ({"LastName": f"C{n:06d}"} for n in range(120_000)))
+    sf = make_session(api_version="62.0")
+    seen: list[str] = []
+    async for record in sf.bulk.query(
+        "SELECT Id, LastName, Email FROM Contact", max_records=50_000, **FAST
+    ):
+        seen.append(str(record["LastName"]))
+        assert record["Email"] is None
+        if len(seen) == 50_000:  # page 1 is read; page 2 is asked for on the next record
+            emulator.expire_all_sessions()
+    assert len(seen) == len(set(seen)) == 120_000
+    assert sorted(seen) == [f"C{n:06d}" for n in range(120_000)]
+    pages = [r for r in emulator.requests if r.endpoint == "bulk_query_results"]
+    assert [(p.status, p.query_string.split("&")[0]) for p in pages] == [
+        (200, "maxRecords=50000"),
+        (401, "maxRecords=50000"),  # page 2 met the expired session: refreshed and replayed
+        (200, "maxRecords=50000"),
+        (200, "maxRecords=50000"),
+    ]
+    assert [p.query_string.partition("locator=")[2] for p in pages] == [
+        "",
+        "NTAwMDA%3D",
+        "NTAwMDA%3D",
+        "MTAwMDAw",
+    ]
+    assert all("gzip" in p.headers["Accept-Encoding"] for p in pages)
+    assert emulator.token_request_count == 2
+
+
+async def test_query_results_are_gzipped_on_the_wire(
+    make_session: SessionFactory, emulator: Emulator
+) -> None:
+    sf = make_session(api_version="62.0")
+    rows = [r async for r in sf.bulk.query("SELECT Name FROM Account", **FAST)]
+    assert len(rows) == 250
+    job_id = next(iter(emulator.bulk_jobs))
+    token = (await sf.token()).access_token
+    url = f"{emulator.instance_url}{V}/jobs/query/{job_id}/results"
+    headers = {"Authorization": f"Bearer {token}", "Accept-Encoding": "gzip"}
+    async with (
+        aiohttp.ClientSession(auto_decompress=False) as raw,
+        raw.get(url, headers=headers) as resp,
+    ):
+        body = await resp.read()
+        assert resp.headers["Content-Encoding"] == "gzip"
+        assert resp.headers["Sforce-Locator"] == "null"
+        assert resp.headers["Sforce-NumberOfRecords"] == "250"
+    assert body[:2] == b"\x1f\x8b"
+    assert gzip.decompress(body).startswith(b'"Name"\n"Account 0001"\n')
+
+
+async def test_query_csv_has_one_header(make_session: SessionFactory, emulator: Emulator) -> None:
+    sf = make_session(api_version="62.0")
+    data = b"".join(
+        [
+            chunk
+            async for chunk in sf.bulk.query_csv(
+                "SELECT Name, Industry FROM Account ORDER BY Name LIMIT 5", max_records=2, **FAST
+            )
+        ]
+    )
+    lines = data.decode().splitlines()
+    assert lines[0] == '"Name","Industry"'
+    assert len(lines) == 6
+    assert lines[1].startswith('"Account 0001",')
+    assert emulator.counters[("bulk_query_results", 200)] == 3
+
+
+async def test_query_relationship_columns_and_nulls(
+    make_session: SessionFactory, emulator: Emulator
+) -> None:
+    [account] = emulator.seed("Account", [{"Name": "Parent"}])
+    emulator.seed("Contact", [{"LastName": "Child", "AccountId": account}, {"LastName": "Solo"}])
+    sf = make_session(api_version="62.0")
+    rows = [
+        r
+        async for r in sf.bulk.query(
+            "SELECT LastName, Account.Name FROM Contact ORDER BY LastName", **FAST
+        )
+    ]
+    assert rows == [
+        {"LastName": "Child", "Account.Name": "Parent"},
+        {"LastName": "Solo", "Account.Name": None},
+    ]
+
+
+async def test_upsert_by_external_id_with_parent_reference(
+    make_session: SessionFactory, emulator: Emulator
+) -> None:
+    emulator.schema.add_field("Account", "External_Id__c", "string", external_id=True, unique=True)
+    emulator.schema.add_field("Contact", "External_Id__c", "string", external_id=True, unique=True)
+    emulator.seed("Account", [{"Name": "Acme", "External_Id__c": "A-1"}])
+    [existing] = emulator.seed("Contact", [{"LastName": "Old", "External_Id__c": "C-1"}])
+    sf = make_session(api_version="62.0")
+    records = [
+        {"External_Id__c": "C-1", "LastName": "Updated", "Account": {"External_Id__c": "A-1"}},
+        {"External_Id__c": "C-2", "LastName": "New", "Account": {"External_Id__c": "A-1"}},
+        {"External_Id__c": "C-3", "LastName": "Orphan", "Account": {"External_Id__c": "nope"}},
+    ]
+    result = await sf.bulk.upsert("Contact", "External_Id__c", records, **FAST)
+    ok = [r async for r in result.successful_records()]
+    assert [(r["External_Id__c"], r["sf__Created"]) for r in ok] == [
+        ("C-1", "false"),
+        ("C-2", "true"),
+    ]
+    assert ok[0]["sf__Id"] == existing
+    [failed] = [r async for r in result.failed_records()]
+    assert failed["sf__Error"] == (
+        "INVALID_CROSS_REFERENCE_KEY:Foreign key external ID: nope not found for field "
+        "External_Id__c in entity Account:AccountId --"
+    )
+    assert failed["Account.External_Id__c"] == "nope"
+    job = next(iter(emulator.bulk_jobs.values()))
+    assert job.info()["externalIdFieldName"] == "External_Id__c"
+
+
+async def test_update_none_sets_null_and_absent_leaves_unchanged(
+    make_session: SessionFactory, emulator: Emulator
+) -> None:
+    ids = emulator.seed(
+        "Contact", [{"LastName": "A", "Email": "a@x.io", "Title": "T"} for _ in range(2)]
+    )
+    sf = make_session(api_version="62.0")
+    result = await sf.bulk.update(
+        "Contact", [{"Id": ids[0], "Email": None}, {"Id": ids[1], "Title": "New"}], **FAST
+    )
+    assert result.records_failed == 0
+    first, second = emulator.records("Contact")
+    assert (first["Email"], first["Title"]) == (None, "T")
+    assert (second["Email"], second["Title"]) == ("a@x.io", "New")
+
+
+async def test_delete_sends_only_ids_and_hard_delete_purges(
+    make_session: SessionFactory, emulator: Emulator
+) -> None:
+    ids = emulator.seed("Contact", [{"LastName": f"D{n}"} for n in range(4)])
+    sf = make_session(api_version="62.0")
+    await sf.bulk.delete("Contact", [{"Id": i, "LastName": "ignored"} for i in ids[:2]], **FAST)
+    await sf.bulk.hard_delete("Contact", [{"id": ids[2]}], **FAST)
+    uploads = [r.body for r in emulator.requests if r.method == "PUT"]
+    assert uploads == [f"Id\n{ids[0]}\n{ids[1]}\n".encode(), f"Id\n{ids[2]}\n".encode()]
+    assert [r["Id"] for r in emulator.records("Contact")] == [ids[3]]
+    assert [r["Id"] for r in emulator.records("Contact", include_deleted=True)] == [
+        ids[0],
+        ids[1],
+        ids[3],
+    ]
+
+
+async def test_a_new_field_after_the_lookahead_starts_a_job_with_it(
+    make_session: SessionFactory, emulator: Emulator
+) -> None:
+    sf = make_session(api_version="62.0")
+    records: list[dict[str, Any]] = [{"LastName": f"L{n}"} for n in range(1001)]
+    records.append({"LastName": "last", "Email": "e@x.io"})
+    result = await sf.bulk.insert("Contact", records, **FAST)
+    uploads = [r.body for r in emulator.requests if r.method == "PUT"]
+    assert [u.split(b"\n", 1)[0] for u in uploads] == [b"LastName", b"LastName,Email"]
+    assert uploads[1] == b"LastName,Email\nlast,e@x.io\n"
+    assert result.records_processed == 1002
+    assert [j.records_processed for j in result.jobs] == [1001, 1]
+    # Fields of the first 1,000 records make one header; absent ones are empty cells.
+    await sf.bulk.insert("Contact", [{"LastName": "a"}, {"Email": "b@x.io", "LastName": "b"}])
+    assert emulator.requests[-1].method != "PUT"
+    assert [r.body for r in emulator.requests if r.method == "PUT"][-1] == (
+        b"LastName,Email\na,\nb,b@x.io\n"
+    )
+
+
+async def test_many_jobs_at_max_job_bytes_keep_every_record(
+    make_session: SessionFactory, emulator: Emulator
+) -> None:
+    sf = make_session(api_version="62.0")
+    records = [{"LastName": f"Name {n:04d}", "Description": "x" * 40} for n in range(300)]
+    result = await sf.bulk.insert("Contact", records, max_job_bytes=4096, **FAST)
+    uploads = [r.body for r in emulator.requests if r.method == "PUT"]
+    assert len(result.jobs) == len(uploads) > 3
+    assert all(u.startswith(b"LastName,Description\n") for u in uploads)
+    assert all(len(u) <= 4096 + 1024 for u in uploads)
+    assert [j.records_processed for j in result.jobs] == [u.count(b"\n") - 1 for u in uploads]
+    assert result.records_processed == 300
+    ok = [r["LastName"] async for r in result.successful_records()]
+    assert ok == [f"Name {n:04d}" for n in range(300)]
+
+
+async def test_csv_from_bytes_path_and_file(
+    make_session: SessionFactory, emulator: Emulator, tmp_path: Path
+) -> None:
+    sf = make_session(api_version="62.0")
+    data = b'LastName;Description\n"Semi; colon";"two\nlines"\nPlain;x\n'
+    path = tmp_path / "contacts.csv"
+    path.write_bytes(data)
+    for source in (data, path, str(path), io.BytesIO(data)):
+        result = await sf.bulk.insert(
+            "Contact", source, column_delimiter="SEMICOLON", compress=False, **FAST
+        )
+        assert (result.records_uploaded, result.records_failed) == (2, 0)
+    uploads = [r.body for r in emulator.requests if r.method == "PUT"]
+    assert uploads == [data] * 4
+    stored = [(r["LastName"], r["Description"]) for r in emulator.records("Contact")]
+    assert stored == [("Semi; colon", "two\nlines"), ("Plain", "x")] * 4
+
+
+async def test_csv_split_across_jobs_repeats_the_header(
+    make_session: SessionFactory, emulator: Emulator
+) -> None:
+    sf = make_session(api_version="62.0")
+    rows = b"".join(b'"Name %04d","multi\nline"\n' % n for n in range(200))
+    result = await sf.bulk.insert(
+        "Contact", b"LastName,Description\n" + rows, max_job_bytes=1024, compress=False, **FAST
+    )
+    uploads = [r.body for r in emulator.requests if r.method == "PUT"]
+    assert len(uploads) > 3
+    assert all(u.startswith(b"LastName,Description\n") for u in uploads)
+    assert b"".join(u.removeprefix(b"LastName,Description\n") for u in uploads) == rows
+    assert result.records_uploaded == result.records_processed == 200
+    assert len(emulator.records("Contact")) == 200
+
+
+async def test_failed_job_raises_with_salesforce_message(
+    make_session: SessionFactory, emulator: Emulator
+) -> None:
+    sf = make_session(api_version="62.0")
+    with pytest.raises(BulkJobError) as caught:
+        await sf.bulk.insert("Contact", [{"LastName": "x", "Nope__c": "y"}], **FAST)
+    assert caught.value.job.state == "Failed"
+    assert caught.value.job.error_message == "InvalidBatch : Field name not found : Nope__c"
+    assert str(caught.value) == (
+        f"Bulk ingest job {caught.value.job.id} (insert Contact) ended Failed: "
+        "InvalidBatch : Field name not found : Nope__c"
+    )
+    assert caught.value.result is not None
+    assert caught.value.result.records_processed == 0
+    assert caught.value.result.records_unprocessed == 1
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (
+            lambda sf: sf.bulk.ingest("Contact", "merge", [{"LastName": "x"}]),
+            "unknown Bulk ingest operation 'merge'; use one of insert, update, upsert, "
+            "delete, hardDelete",
+        ),
+        (
+            lambda sf: sf.bulk.insert("Contact", []),
+            "no records to insert; nothing was sent",
+        ),
+        (
+            lambda sf: sf.bulk.insert("Contact", [{"LastName": "a"}, "not a dict"]),
+            "record 1 must be a mapping of field names to values; got str; nothing was sent",
+        ),
+        (
+            lambda sf: sf.bulk.insert(
+                "Contact", [{"LastName": "a"}, {"LastName": "b", "X": 1}], columns=["LastName"]
+            ),
+            "record 1 has the field 'X', which is not among the columns ['LastName'] given; add "
+            "it to columns=; nothing was sent",
+        ),
+        (
+            lambda sf: sf.bulk.upsert("Contact", "External_Id__c", b"LastName\nx\n"),
+            "the CSV's header has no 'External_Id__c' column, which upsert needs to match "
+            "records (columns: LastName); nothing was sent",
+        ),
+        (
+            lambda sf: sf.bulk.upsert("Contact", "External_Id__c", [{"LastName": "x"}]),
+            "the header of the records has no 'External_Id__c' column, which upsert needs to "
+            "match records (columns: LastName); nothing was sent",
+        ),
+        (
+            lambda sf: sf.bulk.update("Contact", [{"Id": None, "LastName": "x"}]),
+            "record 0 has no 'Id' value, which update needs; nothing was sent",
+        ),
+        (
+            lambda sf: sf.bulk.insert("Contact", b"LastName\r\nx\r\n"),
+            "the CSV's lines end with CRLF but line_ending='LF'; pass line_ending='CRLF'; "
+            "nothing was sent",
+        ),
+        (
+            lambda sf: sf.bulk.insert("Contact", b"LastName\n"),
+            "the CSV has a header but no rows; nothing was sent",
+        ),
+        (
+            lambda sf: sf.bulk.insert("Contact", [{"LastName": float("nan")}]),
+            "record 0['LastName'] is nan; Salesforce numbers are finite; nothing was sent",
+        ),
+        (
+            lambda sf: sf.bulk.insert("Contact", {"LastName": "x"}),
+            "data must be an iterable of records (dicts), not one record; nothing was sent",
+        ),
+        (
+            lambda sf: sf.bulk.insert("Contact", 42),
+            "data must be records (an iterable or async iterable of dicts) or CSV (bytes, a "
+            "path or a binary file); got int; nothing was sent",
+        ),
+        (
+            lambda sf: sf.bulk.insert("Contact", [{"LastName": "x"}], external_id_field="X"),
+            "external_id_field is for upsert only; insert matches records by Id",
+        ),
+        (
+            lambda sf: sf.bulk.insert("Contact", [{"LastName": "x"}], max_job_bytes=200_000_000),
+            "max_job_bytes must be an int from 1024 to 100000000 (Salesforce takes 150 MB of "
+            "base64 per job); got 200000000",
+        ),
+        (
+            lambda sf: sf.bulk.insert("Contact", "/no/such/file.csv"),
+            "cannot read the CSV file '/no/such/file.csv': No such file or directory; nothing "
+            "was sent",
+        ),
+        (
+            lambda sf: sf.bulk.job("not-an-id"),
+            "job_id must be a Salesforce job id (15 or 18 letters and digits, e.g. "
+            "'7505e00000AbCdEAAV'); got 'not-an-id'",
+        ),
+    ],
+)
+async def test_bad_input_is_refused_before_anything_is_sent(
+    make_session: SessionFactory, emulator: Emulator, call: Any, message: str
+) -> None:
+    sf = make_session(api_version="62.0")
+    with pytest.raises(ConfigurationError) as caught:
+        await call(sf)
+    assert str(caught.value) == message
+    assert bulk_requests(emulator) == []
+
+
+async def test_bad_record_after_a_sent_job_names_that_job(
+    make_session: SessionFactory, emulator: Emulator
+) -> None:
+    sf = make_session(api_version="62.0")
+    records: list[Any] = [{"LastName": f"L{n:03d}", "Description": "y" * 60} for n in range(100)]
+    records.append({"LastName": object()})
+    with pytest.raises(BulkInputError) as caught:
+        await sf.bulk.insert("Contact", records, max_job_bytes=2048, **FAST)
+    jobs = caught.value.jobs
+    assert len(jobs) >= 1
+    assert [j.id for j in jobs] == list(emulator.bulk_jobs)
+    assert str(caught.value).startswith(
+        "record 100['LastName'] is a object; Bulk CSV cells are str, int, float, Decimal, bool, "
+    )
+    assert "job(s) holding the records before it were already sent and are processed by " in (
+        str(caught.value)
+    )
+    assert jobs[0].id in str(caught.value)
+
+
+async def test_unknown_job_id_is_not_found(make_session: SessionFactory) -> None:
+    sf = make_session(api_version="62.0")
+    with pytest.raises(NotFoundError) as caught:
+        await sf.bulk.job("750000000000000AAA")
+    assert caught.value.error_code == "NOT_FOUND"
+    assert caught.value.url.endswith("/jobs/ingest/750000000000000AAA")
+
+
+async def test_query_errors_are_typed(make_session: SessionFactory, emulator: Emulator) -> None:
+    sf = make_session(api_version="62.0")
+    with pytest.raises(MalformedRequestError) as caught:
+        [r async for r in sf.bulk.query("SELECT Nope FROM Account", **FAST)]
+    assert caught.value.error_code == "INVALID_FIELD"
+    with pytest.raises(MalformedRequestError) as caught:
+        [r async for r in sf.bulk.query("SELECT COUNT() FROM Account", **FAST)]
+    assert caught.value.error_code == "API_ERROR"
+    with pytest.raises(ConfigurationError, match="max_records must be a positive number"):
+        sf.bulk.query("SELECT Id FROM Account", max_records=0)
+    assert bulk_requests(emulator) == ["bulk_query_create", "bulk_query_create"]
+
+
+async def test_polls_and_downloads_ride_through_transient_faults(
+    make_session: SessionFactory, emulator: Emulator
+) -> None:
+    emulator.inject_faults(
+        0.5,
+        seed=7,
+        endpoints=[
+            "bulk_ingest_info",
+            "bulk_ingest_results",
+            "bulk_query_info",
+            "bulk_query_results",
+        ],
+        kinds=["503", "concurrent_limit"],
+    )
+    policy = RetryPolicy(attempts=30, backoff_base=0.001, backoff_cap=0.001)
+    sf = make_session(api_version="62.0", retry=policy)
+    result = await sf.bulk.insert("Contact", [{"LastName": f"T{n}"} for n in range(50)], **FAST)
+    assert len([r async for r in result.successful_records()]) == 50
+    rows = [r async for r in sf.bulk.query("SELECT LastName FROM Contact", **FAST)]
+    assert len(rows) == 50
+    assert emulator.faults_injected["503"] + emulator.faults_injected["concurrent_limit"] > 0
+
+
+async def test_cancel_aborts_the_job_and_leaves_no_task(
+    make_session: SessionFactory, emulator: Emulator
+) -> None:
+    sf = make_session(api_version="62.0")
+    polled = asyncio.Event()
+
+    def progress(p: BulkProgress) -> None:
+        if p.state == "UploadComplete":
+            polled.set()
+
+    emulator.bulk_processing_delay = 60  # the job is still running when the caller gives up
+    before = asyncio.all_tasks()
+    task = asyncio.create_task(
+        sf.bulk.insert(
+            "Contact",
+            [{"LastName": "x"}],
+            abort_on_cancel=True,
+            progress=progress,
+            poll_interval=30,
+        )
+    )
+    await polled.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    server = ("RequestHandler.start", "BulkApi._run_job")  # the emulator's side
+    left = {t for t in asyncio.all_tasks() - before if t.get_coro().__qualname__ not in server}
+    assert left == set()
+    [job] = emulator.bulk_jobs.values()
+    assert job.state == "Aborted"
+    states = [
+        json.loads(r.body)["state"] for r in emulator.requests if r.endpoint == "bulk_ingest_state"
+    ]
+    assert states == ["UploadComplete", "Aborted"]
+
+
+async def test_results_with_another_api_version_are_refused(
+    make_session: SessionFactory, emulator: Emulator
+) -> None:
+    sf = make_session(api_version="62.0")
+    [r async for r in sf.bulk.query("SELECT Id FROM Account LIMIT 1", **FAST)]
+    job_id = next(iter(emulator.bulk_jobs))
+    async with sf.get(f"/services/data/v61.0/jobs/query/{job_id}/results") as resp:
+        assert resp.status == 409
+        assert (await resp.json())[0]["errorCode"] == "INVALIDJOB"
+
+
+async def test_second_upload_fails_the_close(
+    make_session: SessionFactory, emulator: Emulator
+) -> None:
+    sf = make_session(api_version="62.0")
+    async with sf.post(
+        f"{V}/jobs/ingest", json={"object": "Contact", "operation": "insert"}
+    ) as resp:
+        job_id = (await resp.json())["id"]
+    for _ in range(2):
+        async with sf.put(
+            f"{V}/jobs/ingest/{job_id}/batches",
+            data=b"LastName\nx\n",
+            headers={"Content-Type": "text/csv"},
+        ) as resp:
+            assert resp.status == 201
+    async with sf.patch(f"{V}/jobs/ingest/{job_id}", json={"state": "UploadComplete"}) as resp:
+        assert resp.status == 400
+        assert (await resp.json())[0]["errorCode"] == "INVALIDJOB"
+    aborted = await sf.bulk.abort(job_id)
+    assert aborted.state == "Aborted"
+    await sf.bulk.delete_job(job_id)
+    assert emulator.bulk_jobs == {}
