@@ -26,6 +26,7 @@ import structlog
 
 from . import __version__
 from ._assertion import AssertionSigner
+from ._cli_data import add_data_commands
 from ._config import DEFAULT_LOGIN_URL, FlowConfig
 from ._env import settings_from_env
 from ._keys import load_private_key
@@ -281,6 +282,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     )
     _identity_flags(store)
     store.set_defaults(func=_cmd_store)
+    add_data_commands(sub, verbose_after, _identity_flags, _flow_kwargs)
     return parser, dict(sub.choices)
 
 
