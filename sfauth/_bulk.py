@@ -146,6 +146,7 @@ class BulkProgress:
         records_processed: Records Salesforce reported processed, summed over the jobs.
         records_failed: Records Salesforce reported failed, summed over the jobs.
         state: The state of the job that changed last.
+        job_id: That job's id.
     """
 
     jobs: int
@@ -153,6 +154,7 @@ class BulkProgress:
     records_processed: int
     records_failed: int
     state: str
+    job_id: str
 
 
 class BulkInputError(ConfigurationError):
@@ -696,14 +698,14 @@ async def _complete_rows(response: aiohttp.ClientResponse) -> AsyncIterator[byte
 def _reporter(
     progress: Callable[[BulkProgress], None] | None,
 ) -> Callable[[int, int, int, int, BulkJob | None], None]:
-    last_state = [""]
+    last = ["", ""]  # the job that changed last: its id and state
 
     def report(jobs: int, uploaded: int, processed: int, failed: int, job: BulkJob | None) -> None:
         if progress is None:
             return
         if job is not None:
-            last_state[0] = job.state
-        progress(BulkProgress(jobs, uploaded, processed, failed, last_state[0]))
+            last[:] = [job.id, job.state]
+        progress(BulkProgress(jobs, uploaded, processed, failed, last[1], last[0]))
 
     return report
 

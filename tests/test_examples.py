@@ -43,9 +43,10 @@ def numbers(stdout: str) -> dict[str, int]:
     return found
 
 
-def test_demo_mode_survives_faults_and_expiry() -> None:
+def test_demo_mode_survives_faults_and_expiries(tmp_path: Path) -> None:
+    failed = tmp_path / "failed.csv"
     result = subprocess.run(
-        command(),
+        command("--failed-records", str(failed)),
         env=clean_env(),
         capture_output=True,
         text=True,
@@ -54,21 +55,30 @@ def test_demo_mode_survives_faults_and_expiry() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     found = numbers(result.stdout)
-    assert found["records read"] == 1000
-    assert found["upserted"] == 1000
-    assert found["created"] == 1000
-    assert found["updated"] == 0
-    assert found["failed"] == 0
-    assert found["token requests"] == 2  # the first login and one refresh after the expiry
+    assert found["records read"] == 10_000
+    assert (found["upserted"], found["created"], found["updated"]) == (9997, 9997, 0)
+    assert found["failed"] == 3
+    assert found["token requests"] == 3  # the login and one refresh after each job's expiry
     assert found["faults injected"] > 0
-    assert found["401 replays"] > 0
-    assert "verified:        1000 Account_Copy__c records, one per Account" in result.stdout
+    assert (
+        "verified:        9997 Account_Copy__c records, one per valid Account; failed: the "
+        "planted ones" in result.stdout
+    )
+    assert f"failed records:  written to {failed}" in result.stdout
+    rows = failed.read_text().splitlines()
+    assert rows[0] == "sf__Id,sf__Error,Source_Id__c,Name,Industry__c"
+    assert len(rows) == 4
+    assert all(
+        ",STRING_TOO_LONG:Name: data value too large: " + "N" * 81 + " (max length=80):Name --,"
+        in row
+        for row in rows[1:]
+    )
     assert result.stderr == ""
 
 
 def test_demo_mode_options() -> None:
     result = subprocess.run(
-        command("--accounts", "300", "--batch-size", "250", "--concurrency", "3"),
+        command("--accounts", "300", "--invalid", "0", "--fault-rate", "0"),
         env=clean_env(),
         capture_output=True,
         text=True,
@@ -78,12 +88,13 @@ def test_demo_mode_options() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     found = numbers(result.stdout)
     assert (found["records read"], found["created"], found["failed"]) == (300, 300, 0)
-    assert found["token requests"] == 2
+    assert found["token requests"] == 3
+    assert found["faults injected"] == 0
 
 
-def test_bad_arguments_exit_2() -> None:
+def test_bad_arguments_exit_2(tmp_path: Path) -> None:
     result = subprocess.run(
-        command("--batch-size", "100"),
+        command("--invalid", "-1"),
         env=clean_env(),
         capture_output=True,
         text=True,
@@ -91,7 +102,19 @@ def test_bad_arguments_exit_2() -> None:
         check=False,
     )
     assert result.returncode == 2
-    assert "must be from 200 to 2000, got 100" in result.stderr
+    assert "argument --invalid: must be >= 0, got -1" in result.stderr
+    taken = tmp_path / "taken.csv"
+    taken.write_text("")
+    result = subprocess.run(
+        command("--failed-records", str(taken)),
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert f"argument --failed-records: {taken} exists; name a new file" in result.stderr
 
 
 def test_from_env_without_settings_exits_2_naming_the_variables() -> None:
@@ -142,7 +165,7 @@ async def test_from_env_against_an_https_org(tmp_path: Path) -> None:
         )
         assert emu.url.startswith("https://127.0.0.1:")
 
-        status, out, err = await run_example(env, "--from-env", "--concurrency", "8")
+        status, out, err = await run_example(env, "--from-env")
         assert status == 0, out + err
         found = numbers(out)
         assert found == {
@@ -158,15 +181,15 @@ async def test_from_env_against_an_https_org(tmp_path: Path) -> None:
         assert sorted(str(c["Source_Id__c"]) for c in copies) == sorted(ids)
         assert {r.path.split("/")[3] for r in emu.requests} == {"v61.0"}
 
-        # A second Account_Copy__c with the first Account's external id: Salesforce answers
-        # that upsert with 300 Multiple Choices, the worker counts it and exits 1.
+        # A second Account_Copy__c with the first Account's external id: Salesforce refuses
+        # that record (DUPLICATE_EXTERNAL_ID); the worker reports it and exits 1.
         emu.seed("Account_Copy__c", [{"Name": "duplicate", "Source_Id__c": ids[0]}])
         status, out, err = await run_example(env, "--from-env")
         assert status == 1, out + err
         found = numbers(out)
         assert (found["records read"], found["created"], found["updated"]) == (250, 0, 249)
         assert found["failed"] == 1
-        assert "  HTTP 300: 1" in out
+        assert f"  {ids[0]}: DUPLICATE_EXTERNAL_ID:Source_Id__c: more than one record" in out
         assert len(emu.records("Account_Copy__c")) == 251
 
 
