@@ -69,6 +69,10 @@ def _records(records: Iterable[Any], what: str, need: str | None) -> list[dict[s
     """The records as a list of dicts, every one checked before anything is sent."""
     if isinstance(records, (str, bytes, Mapping)):
         raise ConfigurationError(f"{what} must be an iterable of records (dicts), not one record")
+    if not isinstance(records, Iterable):
+        raise ConfigurationError(
+            f"{what} must be an iterable of records (dicts); got {type(records).__name__}"
+        )
     checked: list[dict[str, Any]] = []
     wanted = need.lower() if need is not None else None
     for index, record in enumerate(records):
@@ -92,10 +96,13 @@ def _records(records: Iterable[Any], what: str, need: str | None) -> list[dict[s
     return checked
 
 
-def _ids(ids: Iterable[Any]) -> list[str]:
+def _ids(ids: object) -> list[str]:
     """Record ids, each 15 or 18 letters and digits (they travel in a comma-separated list)."""
     if isinstance(ids, (str, bytes)):
         raise ConfigurationError("ids must be an iterable of record ids, not one string")
+    if not isinstance(ids, Iterable):
+        kind = type(ids).__name__
+        raise ConfigurationError(f"ids must be an iterable of record ids; got {kind}")
     checked = list(ids)
     for index, value in enumerate(checked):
         if not isinstance(value, str) or len(value) not in (15, 18) or not value.isalnum():

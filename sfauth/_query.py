@@ -23,8 +23,8 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from ._sobjects import api_error
-from .exceptions import APIError, ConfigurationError
+from ._sobjects import _version_error, api_error
+from .exceptions import APIError, ConfigurationError, NotFoundError
 
 __all__ = [
     "LATEST",
@@ -308,7 +308,10 @@ async def _get_json(session: _Session, path: str, *, what: str, **kwargs: Any) -
         body = await resp.read()
         url = str(resp.url.with_query(None).with_fragment(None))
         if resp.status != 200:
-            raise await api_error(resp, body, what=what)
+            error = await api_error(resp, body, what=what)
+            if isinstance(error, NotFoundError):  # a pinned version the org does not serve?
+                error = await _version_error(session, resp, error)
+            raise error
     try:
         return json.loads(body), url
     except (ValueError, RecursionError):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -86,6 +87,20 @@ def _segment(value: object, what: str) -> str:
     return value
 
 
+def _record_id(value: object) -> str:
+    """Check a record id: 15 or 18 letters and digits (anything else is not a record's path)."""
+    if not isinstance(value, str) or len(value) not in (15, 18) or not value.isalnum():
+        raise ConfigurationError(
+            f"record_id must be a Salesforce record id (15 or 18 letters and digits); got "
+            f"{_shown(value)}; nothing was sent"
+        )
+    return value
+
+
+#: An object's API name: a letter, then letters, digits and underscores (``Invoice__c``).
+_OBJECT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+
 def _shown(value: object) -> str:
     """A value for a message: its repr, at most 60 characters (no newlines, bounded)."""
     text = repr(value)
@@ -151,6 +166,7 @@ async def api_error(
     if status == 300:
         urls = _urls(body)
         written = "; nothing was written" if method in ("PATCH", "POST") else ""
+        kw["message"] = f"{len(urls)} records match (Salesforce lists their URLs)"
         return MultipleRecordsError(
             f"{what or method + ' ' + response.url.path} matched {len(urls)} records{written}",
             urls=urls,
@@ -243,9 +259,13 @@ class SObjectsMixin:
             An :class:`SObject` bound to this session.
 
         Raises:
-            ConfigurationError: ``name`` is not a non-empty string.
+            ConfigurationError: ``name`` is not an API name.
         """
-        _segment(name, "the sObject name")
+        if not isinstance(name, str) or not _OBJECT_NAME.fullmatch(name):
+            raise ConfigurationError(
+                f"the sObject name must be an API name such as 'Account' or 'Invoice__c' "
+                f"(a letter, then letters, digits and underscores); got {_shown(name)}"
+            )
         return SObject(self, name)
 
     async def describe_global(self: _Session, *, refresh: bool = False) -> dict[str, Any]:
@@ -356,7 +376,7 @@ class SObject:
             MalformedRequestError: An unknown field in ``fields``.
         """
         params = _params(fields)
-        path = await self._path(_segment(record_id, "record_id"))
+        path = await self._path(_record_id(record_id))
         what = f"get {self.name} {_shown(record_id)}"
         return _object(await _json(self._session, "GET", path, params=params, what=what), what)
 
@@ -394,7 +414,7 @@ class SObject:
             MalformedRequestError: Salesforce refused a value.
         """
         data = _record(record, "record")
-        path = await self._path(_segment(record_id, "record_id"))
+        path = await self._path(_record_id(record_id))
         what = f"update {self.name} {_shown(record_id)}"
         await _json(self._session, "PATCH", path, data=data, idempotent=True, what=what)
 
@@ -418,6 +438,12 @@ class SObject:
             MalformedRequestError: Salesforce refused a value.
         """
         data = _record(record, "record")
+        for key, given in record.items():
+            if isinstance(key, str) and key.lower() == str(field).lower() and given != value:
+                raise ConfigurationError(
+                    f"record has {key}={_shown(given)}, but the upsert is by {field}="
+                    f"{_shown(value)}; leave the field out of the record (the URL sets it)"
+                )
         version = await self._session.api_version_resolved()
         if _version_tuple(version) < (46, 0):
             raise ConfigurationError(
@@ -446,7 +472,7 @@ class SObject:
         Raises:
             NotFoundError: No such record (``NOT_FOUND``).
         """
-        path = await self._path(_segment(record_id, "record_id"))
+        path = await self._path(_record_id(record_id))
         what = f"delete {self.name} {_shown(record_id)}"
         try:
             await _json(self._session, "DELETE", path, idempotent=True, what=what)

@@ -12,6 +12,7 @@ import textwrap
 import tomllib
 from asyncio.subprocess import PIPE
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
@@ -35,6 +36,36 @@ def block(marker: str, language: str = "python") -> str:
         if m[2] == language and marker in m[3]
     ]
     return found
+
+
+async def test_the_data_plane_examples_run_as_written(
+    emulator: Emulator, make_session: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records, Collections, Composite and Bulk, in order, against the emulator."""
+    emulator.schema.add_field("Account", "External_Id__c", "string", external_id=True, unique=True)
+    (tmp_path / "contacts.csv").write_text("LastName,Email\nLovelace,ada@example.com\n")
+    monkeypatch.chdir(tmp_path)
+    markers = (
+        'accounts = sf.sobject("Account")',
+        "results = await accounts.create_many(rows)",
+        "results = await sf.composite(",
+        'result = await sf.bulk.upsert("Account"',
+    )
+    code = "\n".join(block(marker) for marker in markers)
+    namespace: dict[str, object] = {}
+    exec("async def run(sf):\n" + textwrap.indent(code, "    "), namespace)
+    sf = make_session()
+    await namespace["run"](sf)  # type: ignore[operator]
+    live = {r["Name"] for r in emulator.records("Account") if r.get("External_Id__c")}
+    assert live == set()  # the Bulk delete removed the upserted copies
+    assert [r["LastName"] for r in emulator.records("Contact")][-1] == "Lovelace"
+    assert [j.operation for j in emulator.bulk_jobs.values()] == [
+        "upsert",
+        "insert",
+        "delete",
+        "query",
+        "queryAll",
+    ]
 
 
 async def test_the_testing_example_passes() -> None:

@@ -59,6 +59,12 @@ async def test_upsert_reports_created_then_updated(
         await accounts.upsert("External_Id__c", "D", {"Name": "x"})
     assert len(caught.value.urls) == 2
     assert caught.value.status == 300
+    assert str(caught.value).startswith(
+        "upsert Account by 'External_Id__c' matched 2 records; nothing was written (PATCH "
+    )
+    assert str(caught.value).endswith(
+        "-> HTTP 300 -: 2 records match (Salesforce lists their URLs))"
+    )
 
 
 async def test_errors_carry_salesforce_code_message_and_fields(
@@ -135,6 +141,20 @@ async def test_an_unserved_pinned_version_says_which_are_served(
     )
     assert (caught.value.version, caught.value.served) == ("99.0", ["60.0", "61.0", "62.0"])
     assert isinstance(caught.value, NotFoundError)
+    # The query and limits paths say the same.
+    with pytest.raises(APIVersionError, match=r"API version 99\.0 is not served by this org"):
+        [r async for r in sf.query("SELECT Id FROM Account")]
+    with pytest.raises(APIVersionError, match=r"API version 99\.0 is not served by this org"):
+        await sf.limits()
+
+
+@pytest.mark.parametrize("name", [" Account", "Account/../Contact", "", "1Account", None])
+async def test_an_object_name_must_be_an_api_name(
+    make_session: SessionFactory, name: object
+) -> None:
+    sf = make_session(api_version="62.0")
+    with pytest.raises(ConfigurationError, match="the sObject name must be an API name"):
+        sf.sobject(name)  # type: ignore[arg-type]
 
 
 async def test_paths_follow_the_resolved_version_and_encode_segments(
@@ -175,10 +195,18 @@ async def test_describes_are_cached_until_refreshed(
         (lambda o: o.create(["Name"]), "record must be a mapping"),
         (lambda o: o.get("001", "Name"), "fields must be a non-empty sequence of field names"),
         (lambda o: o.get("001", []), "fields must be a non-empty sequence of field names"),
-        (lambda o: o.get(".."), "record_id cannot be '..'"),
+        (lambda o: o.get(".."), r"record_id must be a Salesforce record id \(15 or 18 letters"),
+        (lambda o: o.get("123"), r"record_id must be .* got '123'; nothing was sent"),
+        (lambda o: o.delete("001Em0000000003IA/"), "record_id must be a Salesforce record id"),
+        (
+            lambda o: o.upsert("Ext__c", "A-1", {"ext__C": "A-2"}),
+            r"record has ext__C='A-2', but the upsert is by Ext__c='A-1'; leave the field out",
+        ),
+        (lambda o: o.create_many(None), "records must be an iterable of records .dicts.; got"),
+        (lambda o: o.delete_many(None), "ids must be an iterable of record ids; got NoneType"),
         (lambda o: o.create({"When": dt.datetime(2024, 1, 1)}), "record must hold JSON values"),
         (lambda o: o.create({"Amount": math.nan}), "no NaN or infinity"),
-        (lambda o: o.update("", {}), "record_id must be a non-empty string"),
+        (lambda o: o.update("", {}), "record_id must be a Salesforce record id"),
     ],
 )
 async def test_bad_input_is_refused_before_sending(
