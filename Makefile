@@ -64,11 +64,14 @@ soak: $(VENV)/.installed-dev
 	$(BIN)/python -m benchmarks.soak --requests $(or $(N),1000000) --write benchmarks/SOAK.md \
 		--plot benchmarks/soak_telemetry.png
 
-# Throughput/CPU against raw aiohttp and the other clients, the herd, assertion cost, memory
-# (writes benchmarks/RESULTS.md and benchmarks/throughput.png), then logins per expiry for a
-# fleet of processes with and without Redis. About 6 minutes on 2 cores.
+# The fleet features' cost per request (benchmarks/LEASES.md); the data plane, Bulk API 2.0 and
+# Collections against the peers (benchmarks/BULK.md, bulk.png); throughput/CPU against raw
+# aiohttp and the other clients, the herd, assertion cost, memory (benchmarks/RESULTS.md, which
+# embeds the two before, and throughput.png); then logins per expiry for a fleet of processes
+# with and without Redis. About 8 minutes on 2 cores.
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m benchmarks.leases --write benchmarks/LEASES.md
+	$(BIN)/python -m benchmarks.bulk --write benchmarks/BULK.md --plot benchmarks/bulk.png
 	$(BIN)/python -m benchmarks.bench
 	$(BIN)/python -m benchmarks.fleet
 

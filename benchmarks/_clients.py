@@ -212,7 +212,7 @@ class RawAiohttp(AsyncDriver):
             return resp.status == 200 and len(body["records"]) == 3
 
 
-def sfauth_session(target: Target, limit: int) -> Any:
+def sfauth_session(target: Target, limit: int, **settings: Any) -> Any:
     """An ``AuthSession`` on the loopback server (also used by the herd and memory runs)."""
     from sfauth import AuthSession
 
@@ -224,6 +224,7 @@ def sfauth_session(target: Target, limit: int) -> Any:
         allow_http_loopback=True,
         limit=limit,
         keepalive_timeout=KEEPALIVE,
+        **settings,
     )
 
 
@@ -245,38 +246,79 @@ class SfauthDriver(AsyncDriver):
             return resp.status == 200 and len(body["records"]) == 3
 
 
+def aiosalesforce_client(target: Target, concurrency: int) -> tuple[Any, Any]:
+    """aiosalesforce's ``Salesforce`` on its httpx client, routed to the loopback server.
+
+    Returns:
+        ``(httpx.AsyncClient, aiosalesforce.Salesforce)``; close the client when done.
+    """
+    import httpx
+    from aiosalesforce import Salesforce
+    from aiosalesforce.auth import JwtBearerFlow
+
+    port = target.port
+
+    class LoopbackTransport(httpx.AsyncHTTPTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            request.url = request.url.copy_with(scheme="http", host="127.0.0.1", port=port)
+            return await super().handle_async_request(request)
+
+    limits = httpx.Limits(
+        max_connections=concurrency,
+        max_keepalive_connections=concurrency,
+        keepalive_expiry=KEEPALIVE,
+    )
+    http = httpx.AsyncClient(transport=LoopbackTransport(limits=limits), timeout=60.0)
+    sf = Salesforce(
+        http,
+        base_url=MY_DOMAIN,
+        auth=JwtBearerFlow(
+            client_id=CLIENT_ID, username=USERNAME, private_key_file=target.key_path
+        ),
+        version=API_VERSION,
+        concurrency_limit=concurrency,
+    )
+    return http, sf
+
+
+def simple_salesforce_client(target: Target, concurrency: int) -> tuple[Any, Any]:
+    """simple-salesforce's ``Salesforce`` (JWT login) on a ``requests`` session to loopback.
+
+    Returns:
+        ``(requests.Session, simple_salesforce.Salesforce)``; close the session when done.
+    """
+    import requests
+    from requests.adapters import HTTPAdapter
+    from simple_salesforce import Salesforce
+
+    netloc = f"127.0.0.1:{target.port}"
+
+    class LoopbackAdapter(HTTPAdapter):
+        def send(self, request: requests.PreparedRequest, **kwargs: Any) -> Any:
+            parts = urlsplit(request.url or "")
+            request.url = urlunsplit(("http", netloc, parts.path, parts.query, ""))
+            return super().send(request, **kwargs)
+
+    http = requests.Session()
+    http.mount("https://", LoopbackAdapter(pool_connections=1, pool_maxsize=concurrency))
+    sf = Salesforce(
+        username=USERNAME,
+        consumer_key=CLIENT_ID,
+        privatekey_file=target.key_path,
+        domain="login",
+        version=API_VERSION,
+        session=http,
+    )
+    return http, sf
+
+
 class AiosalesforceDriver(AsyncDriver):
     """aiosalesforce (httpx), its JWT bearer flow, routed to loopback by an httpx transport."""
 
     name = "aiosalesforce"
 
     async def open(self) -> None:
-        import httpx
-        from aiosalesforce import Salesforce
-        from aiosalesforce.auth import JwtBearerFlow
-
-        port = self.target.port
-
-        class LoopbackTransport(httpx.AsyncHTTPTransport):
-            async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-                request.url = request.url.copy_with(scheme="http", host="127.0.0.1", port=port)
-                return await super().handle_async_request(request)
-
-        limits = httpx.Limits(
-            max_connections=self.concurrency,
-            max_keepalive_connections=self.concurrency,
-            keepalive_expiry=KEEPALIVE,
-        )
-        self.http = httpx.AsyncClient(transport=LoopbackTransport(limits=limits), timeout=60.0)
-        self.sf = Salesforce(
-            self.http,
-            base_url=MY_DOMAIN,
-            auth=JwtBearerFlow(
-                client_id=CLIENT_ID, username=USERNAME, private_key_file=self.target.key_path
-            ),
-            version=API_VERSION,
-            concurrency_limit=self.concurrency,
-        )
+        self.http, self.sf = aiosalesforce_client(self.target, self.concurrency)
 
     async def close(self) -> None:
         await self.http.aclose()
@@ -298,29 +340,8 @@ class SimpleSalesforceDriver(Driver):
     name = "simple-salesforce"
 
     def setup(self, concurrency: int) -> None:
-        import requests
-        from requests.adapters import HTTPAdapter
-        from simple_salesforce import Salesforce
-
         self.concurrency = concurrency
-        netloc = f"127.0.0.1:{self.target.port}"
-
-        class LoopbackAdapter(HTTPAdapter):
-            def send(self, request: requests.PreparedRequest, **kwargs: Any) -> Any:
-                parts = urlsplit(request.url or "")
-                request.url = urlunsplit(("http", netloc, parts.path, parts.query, ""))
-                return super().send(request, **kwargs)
-
-        self.http = requests.Session()
-        self.http.mount("https://", LoopbackAdapter(pool_connections=1, pool_maxsize=concurrency))
-        self.sf = Salesforce(
-            username=USERNAME,
-            consumer_key=CLIENT_ID,
-            privatekey_file=self.target.key_path,
-            domain="login",
-            version=API_VERSION,
-            session=self.http,
-        )
+        self.http, self.sf = simple_salesforce_client(self.target, concurrency)
         self.pool = ThreadPoolExecutor(max_workers=concurrency)
 
     def run(self, n: int) -> Outcome:

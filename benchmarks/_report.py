@@ -35,6 +35,8 @@ NO_SOAK = "no soak summary recorded yet"
 #: What the fleet features add per request (``python -m benchmarks.leases``, run by make bench
 #: before this report is written).
 LEASES_SUMMARY = Path(__file__).resolve().parent / "LEASES.md"
+#: The data-plane benchmark's report (``python -m benchmarks.bulk --write``, run by make bench).
+BULK_SUMMARY = Path(__file__).resolve().parent / "BULK.md"
 
 _VERSIONS = (
     "sfauth",
@@ -520,7 +522,13 @@ def machine() -> dict[str, str]:
     here = Path(__file__).resolve().parent
     # The run's own outputs (this report, the plot, and LEASES.md that make bench wrote just
     # before) do not make the source dirty.
-    outputs = (here / "RESULTS.md", here / "throughput.png", LEASES_SUMMARY)
+    outputs = (
+        here / "RESULTS.md",
+        here / "throughput.png",
+        LEASES_SUMMARY,
+        BULK_SUMMARY,
+        here / "bulk.png",
+    )
     return {"revision": revision(*outputs), **_provenance_machine(_VERSIONS)}
 
 
@@ -732,7 +740,8 @@ def render(results: Any) -> str:
         out.extend(_profile_section(results.profile))
 
     out.extend(_soak_section(SOAK_SUMMARY))
-    out.extend(_leases_section(LEASES_SUMMARY))
+    out.extend(_embedded_section(LEASES_SUMMARY, "7. Fleet leases and the API budget guard"))
+    out.extend(_embedded_section(BULK_SUMMARY, "8. Data plane: Bulk API 2.0 and Collections"))
     out.extend(_interference(results))
     add("## Notes\n")
     add(
@@ -910,16 +919,21 @@ def _soak_section(path: Path) -> list[str]:
     return out
 
 
-def _leases_section(path: Path) -> list[str]:
-    """The fleet features' cost per request, from ``benchmarks/LEASES.md``."""
-    out = ["## 7. Fleet leases and the API budget guard\n"]
+def _embedded_section(path: Path, title: str) -> list[str]:
+    """A report ``make bench`` wrote just before this one (its own title replaced by ``title``).
+
+    ``benchmarks/LEASES.md`` (``python -m benchmarks.leases``) and ``benchmarks/BULK.md``
+    (``python -m benchmarks.bulk``) state their own command and revision.
+    """
+    out = [f"## {title}\n"]
     try:
         text = path.read_text(encoding="utf-8").strip()
     except OSError:
         text = ""
+    module = path.stem.lower()
     if not text:
         out.append(
-            f"No `{path.name}`: `python -m benchmarks.leases --write {path.name}` (run by "
+            f"No `{path.name}`: `python -m benchmarks.{module} --write {path.name}` (run by "
             "`make bench` before this report) measures it.\n"
         )
         return out

@@ -9,6 +9,13 @@ It answers the two routes every client in the benchmark uses, the same way for a
   3-record ``Account`` page with ``Sforce-Limit-Info`` for a live session id, Salesforce's
   401 ``INVALID_SESSION_ID`` body otherwise.
 
+For the data-plane benchmark (``benchmarks/bulk.py``) it also stands in for Bulk API 2.0 and
+sObject Collections without storing anything: an ingest job counts the rows of its upload,
+completes on its first poll and answers its results with as many generated rows; a query job serves
+``LIMIT n`` generated rows through ``maxRecords`` pages and ``Sforce-Locator``; a Collections
+upsert answers one success per record. Answers are not compressed (the clients' CPU, not the
+server's zlib, is what is measured).
+
 Plus, for the harness only: ``POST /_bench/expire`` (every session expires), ``GET /_bench/stats``
 (counters). Everything is precomputed; a request costs a header lookup and a set membership test,
 so the client side, not the server, is what the benchmark measures as far as two cores allow.
@@ -62,6 +69,7 @@ def _page() -> bytes:
 
 
 QUERY_PAGE = _page()
+_COLLECTION_RESULT = b'{"id":"0015g00000BENCHAAA","success":true,"errors":[],"created":true}'
 
 
 def _b64url_decode(part: str) -> bytes:
@@ -75,6 +83,7 @@ class BenchServer:
         self.public_key = public_key
         self.sessions: set[str] = set()
         self.counts: collections.Counter[str] = collections.Counter()
+        self.jobs: dict[str, dict[str, Any]] = {}
         self.url = ""
 
     def app(self) -> web.Application:
@@ -82,6 +91,17 @@ class BenchServer:
         app.router.add_post("/services/oauth2/token", self.token)
         app.router.add_get("/services/data/{version}/query", self.query)
         app.router.add_get("/services/data/{version}/query/", self.query)
+        jobs = "/services/data/{version}/jobs/{kind:ingest|query}"
+        app.router.add_post(jobs, self.bulk_create)
+        app.router.add_get(jobs + "/{job}", self.bulk_info)
+        app.router.add_patch(jobs + "/{job}", self.bulk_state)
+        app.router.add_delete(jobs + "/{job}", self.bulk_delete)
+        app.router.add_put(jobs + "/{job}/batches", self.bulk_upload)
+        app.router.add_get(jobs + "/{job}/{results:[A-Za-z]+}", self.bulk_results)
+        app.router.add_get(jobs + "/{job}/{results:[A-Za-z]+}/", self.bulk_results)
+        app.router.add_patch(
+            "/services/data/{version}/composite/sobjects/{sobject}/{field}", self.collection
+        )
         app.router.add_post("/_bench/expire", self.expire)
         app.router.add_get("/_bench/stats", self.stats)
         return app
@@ -98,6 +118,123 @@ class BenchServer:
             headers={
                 "Sforce-Limit-Info": f"api-usage={self.counts['query_200']}/{DAILY_API_LIMIT}"
             },
+        )
+
+    def _refused(self, request: web.Request) -> web.Response | None:
+        header = request.headers.get("Authorization", "")
+        if header[:7].lower() == "bearer " and header[7:] in self.sessions:
+            return None
+        return web.Response(status=401, body=_SESSION_INVALID, content_type="application/json")
+
+    async def bulk_create(self, request: web.Request) -> web.Response:
+        if (refused := self._refused(request)) is not None:
+            return refused
+        spec = await request.json()
+        self.counts["bulk_create"] += 1
+        job_id = f"7505g{len(self.jobs):010d}AAA"
+        kind = request.match_info["kind"]
+        version = request.match_info["version"]
+        job: dict[str, Any] = {
+            "id": job_id,
+            "operation": spec["operation"],
+            "object": spec.get("object", "Account"),
+            "state": "Open" if kind == "ingest" else "UploadComplete",
+            "apiVersion": float(request.match_info["version"].lstrip("v")),
+            "contentType": "CSV",
+            "columnDelimiter": "COMMA",
+            "lineEnding": "LF",
+            "concurrencyMode": "Parallel",
+            "createdById": USER_ID,
+            "createdDate": "2026-01-01T00:00:00.000+0000",
+            "systemModstamp": "2026-01-01T00:00:00.000+0000",
+            "contentUrl": f"services/data/{version}/jobs/ingest/{job_id}/batches",
+            "jobType": "V2Ingest" if kind == "ingest" else "V2Query",
+            "numberRecordsProcessed": 0,
+            "numberRecordsFailed": 0,
+        }
+        if kind == "query":  # "... LIMIT n": the job's size
+            job["numberRecordsProcessed"] = int(spec["query"].rsplit(" ", 1)[1])
+        self.jobs[job_id] = job
+        return web.json_response(job)
+
+    async def bulk_upload(self, request: web.Request) -> web.Response:
+        if (refused := self._refused(request)) is not None:
+            return refused
+        job = self.jobs[request.match_info["job"]]
+        newlines = 0
+        header = b""
+        async for chunk in request.content.iter_any():  # decompressed by aiohttp
+            if not header:
+                header = chunk.split(b"\n", 1)[0]
+            newlines += chunk.count(b"\n")
+        job["numberRecordsProcessed"] = newlines - 1
+        job["columns"] = header.count(b",") + 1
+        return web.Response(status=201)
+
+    async def bulk_state(self, request: web.Request) -> web.Response:
+        if (refused := self._refused(request)) is not None:
+            return refused
+        job = self.jobs[request.match_info["job"]]
+        job["state"] = (await request.json())["state"]
+        return web.json_response(job)
+
+    async def bulk_info(self, request: web.Request) -> web.Response:
+        if (refused := self._refused(request)) is not None:
+            return refused
+        job = self.jobs[request.match_info["job"]]
+        if job["state"] == "UploadComplete":  # done by the first poll
+            job["state"] = "JobComplete"
+        return web.json_response(job)
+
+    async def bulk_delete(self, request: web.Request) -> web.Response:
+        if (refused := self._refused(request)) is not None:
+            return refused
+        self.jobs.pop(request.match_info["job"], None)
+        return web.Response(status=204)
+
+    async def bulk_results(self, request: web.Request) -> web.StreamResponse:
+        if (refused := self._refused(request)) is not None:
+            return refused
+        job = self.jobs[request.match_info["job"]]
+        kind = request.match_info["results"]
+        headers = {"Content-Type": "text/csv"}
+        if kind == "results":  # a query job's page
+            size = int(request.query.get("maxRecords", "50000"))
+            offset = int(base64.b64decode(request.query.get("locator") or "MA==").decode())
+            end = min(job["numberRecordsProcessed"], offset + size)
+            more = end < job["numberRecordsProcessed"]
+            headers["Sforce-Locator"] = (
+                base64.b64encode(str(end).encode()).decode() if more else "null"
+            )
+            headers["Sforce-NumberOfRecords"] = str(end - offset)
+            header, row, count = (
+                b'"Id","Name"\n',
+                b'"0015g00000BENCHAAA","Account name"\n',
+                end - offset,
+            )
+        elif kind == "successfulResults":
+            columns = job.get("columns", 1)
+            header = b'"sf__Id","sf__Created"' + b",c" * columns + b"\n"
+            row = b'"0015g00000BENCHAAA","true"' + b",x" * columns + b"\n"
+            count = job["numberRecordsProcessed"]
+        else:  # failedResults, unprocessedrecords: none
+            header, row, count = b'"sf__Id","sf__Error"\n', b"", 0
+        response = web.StreamResponse(headers=headers)
+        await response.prepare(request)
+        await response.write(header)
+        for start in range(0, count, 10_000):  # generated as sent: the server holds no rows
+            await response.write(row * min(10_000, count - start))
+        await response.write_eof()
+        return response
+
+    async def collection(self, request: web.Request) -> web.Response:
+        if (refused := self._refused(request)) is not None:
+            return refused
+        records = (await request.json())["records"]
+        self.counts["collection"] += 1
+        return web.Response(
+            body=b"[" + b",".join([_COLLECTION_RESULT] * len(records)) + b"]",
+            content_type="application/json",
         )
 
     async def token(self, request: web.Request) -> web.Response:
@@ -197,5 +334,6 @@ def describe() -> dict[str, Any]:
     """What the report says about this server."""
     return {
         "name": "minimal aiohttp.web server (benchmarks/_server.py)",
-        "routes": "POST /services/oauth2/token, GET /services/data/vXX.X/query",
+        "routes": "POST /services/oauth2/token, GET /services/data/vXX.X/query, and for the "
+        "data-plane benchmark /jobs/ingest, /jobs/query and /composite/sobjects",
     }

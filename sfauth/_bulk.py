@@ -24,32 +24,34 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import json
-import os
 import re
-import tempfile
 import time
-import zlib
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping, Sequence
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import Any
 
 import aiohttp
 
-from ._bulkcsv import (
-    COLUMN_DELIMITERS,
-    LINE_ENDINGS,
-    NULL,
-    RecordEncoder,
-    RowSplitter,
-    UnknownColumnError,
-    parse_rows,
-    writer,
+from ._bulkcsv import RowSplitter, parse_rows
+from ._bulkinput import (
+    MAX_JOB_BYTES,
+    OPERATIONS,
+    PIECE,
+    IngestSpec,
+    JobData,
+    csv_runs,
+    finite_seconds,
+    is_csv,
+    pack,
+    record_runs,
 )
-from .exceptions import APIError, ConfigurationError, SFAuthError
+from .exceptions import APIError, ConfigurationError, MalformedRequestError, SFAuthError
 
 __all__ = [
+    "MAX_JOB_BYTES",
+    "OPERATIONS",
     "Bulk",
     "BulkIngestResult",
     "BulkInputError",
@@ -58,22 +60,9 @@ __all__ = [
     "BulkProgress",
 ]
 
-#: Bytes of CSV per job before sfauth starts another: Salesforce takes 150 MB of base64 per job
-#: and advises 100 MB of data ("Upload Job Data", Bulk API 2.0 Developer Guide).
-MAX_JOB_BYTES = 100_000_000
-#: Operations of an ingest job, by their lower-case spelling.
-OPERATIONS = {op.lower(): op for op in ("insert", "update", "upsert", "delete", "hardDelete")}
 #: Job states after which nothing changes.
 TERMINAL = frozenset({"JobComplete", "Failed", "Aborted"})
 _JOB_ID = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
-#: CSV is read and written in pieces of this many bytes.
-_PIECE = 1 << 20
-#: zlib level 1: 3-4x smaller CSV for a fraction of level 6's CPU (this runs on the loop).
-_GZIP_LEVEL = 1
-#: Records read ahead to find the columns of a call without ``columns=``.
-_LOOKAHEAD = 1000
-#: Rows encoded between yields to the event loop (the refresh and other requests keep moving).
-_YIELD_EVERY = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,20 +147,24 @@ class BulkProgress:
 
 
 class BulkInputError(ConfigurationError):
-    """Bad input found while encoding; says which jobs were already sent, if any.
+    """Bad input found while encoding; says what was already sent, if anything.
 
     Attributes:
-        jobs: Jobs uploaded and closed before the bad record was read (Salesforce processes
+        jobs: Jobs uploaded and closed before the bad input was read (Salesforce processes
             them; ``[]`` when nothing was sent).
+        records_sent: How many records (or CSV rows) those jobs hold: the first
+            ``records_sent`` of the input; none from there on was sent.
     """
 
-    def __init__(self, description: str, jobs: list[BulkJob]) -> None:
+    def __init__(self, description: str, jobs: list[BulkJob], records_sent: int) -> None:
         self.jobs = jobs
+        self.records_sent = records_sent
         if jobs:
             ids = ", ".join(job.id for job in jobs)
             description += (
-                f"; {len(jobs)} job(s) holding the records before it were already sent and "
-                f"are processed by Salesforce: {ids} (see .jobs)"
+                f"; the first {records_sent} records were sent in {len(jobs)} job(s), which "
+                f"Salesforce processes: {ids} (see .jobs); none from record {records_sent} on "
+                "was sent"
             )
         else:
             description += "; nothing was sent"
@@ -211,9 +204,11 @@ class BulkIngestResult:
     """
 
     def __init__(
-        self, bulk: Bulk, jobs: list[BulkJob], records_uploaded: int, elapsed: float
+        self, session: Any, jobs: list[BulkJob], records_uploaded: int, elapsed: float
     ) -> None:
-        self._bulk = bulk
+        # Weakly: a result is also reachable from a BulkJobError, which must not lead to the
+        # session (and its token).
+        self._session = weakref.ref(session)
         self.jobs = jobs
         self.records_uploaded = records_uploaded
         self.records_processed = sum(job.records_processed for job in jobs)
@@ -263,7 +258,13 @@ class BulkIngestResult:
 
     async def _rows(self, resource: str) -> AsyncIterator[dict[str, str]]:
         for job in self.jobs:
-            async for row in self._bulk._result_rows(job, resource):
+            session = self._session()
+            if session is None:
+                raise ConfigurationError(
+                    "the session this ingest ran on is gone; keep it open while reading the "
+                    "results, or read them later with sf.bulk.ingest_result(job_id)"
+                )
+            async for row in Bulk(session)._result_rows(job, resource):
                 yield row
 
 
@@ -353,7 +354,7 @@ class Bulk:
                 ``Aborted``; its ``result`` holds every job's results.
             APIError: Salesforce refused a request (typed as in ``sf.raise_for_status``).
         """
-        spec = _IngestSpec.check(
+        spec = IngestSpec.check(
             object,
             operation,
             external_id_field,
@@ -364,9 +365,10 @@ class Bulk:
             compress,
         )
         waits = _waits(poll_interval, max_poll_interval)
-        chunks = _csv_jobs(data, spec) if _is_csv(data) else _record_jobs(data, spec, columns)
+        _check_options(progress, abort_on_cancel)
+        runs = csv_runs(data, spec) if is_csv(data) else record_runs(data, spec, columns)
         run = _IngestRun(self, spec, waits, progress)
-        return await run.go(chunks, abort_on_cancel)
+        return await run.go(pack(runs, spec), abort_on_cancel)
 
     async def insert(self, object: str, records: Any, **options: Any) -> BulkIngestResult:
         """``ingest(object, "insert", records, **options)``: create records."""
@@ -434,6 +436,7 @@ class Bulk:
             APIError: Salesforce refused the query (e.g. ``MalformedRequestError``).
         """
         waits = _waits(poll_interval, max_poll_interval)
+        _check_options(progress, abort_on_cancel)
         query = _QuerySpec.check(soql, query_all, max_records)
         return self._query_records(query, waits, abort_on_cancel, progress)
 
@@ -455,6 +458,7 @@ class Bulk:
         first. Arguments and errors are those of :meth:`query`.
         """
         waits = _waits(poll_interval, max_poll_interval)
+        _check_options(progress, abort_on_cancel)
         query = _QuerySpec.check(soql, query_all, max_records)
         return self._query_csv(query, waits, abort_on_cancel, progress)
 
@@ -484,7 +488,7 @@ class Bulk:
         """
         job = await self.job(job_id)
         total = job.info.get("numberRecordsProcessed")
-        return BulkIngestResult(self, [job], _count(total), 0.0)
+        return BulkIngestResult(self._session, [job], _count(total), 0.0)
 
     async def abort(self, job_id: str, *, kind: str = "ingest") -> BulkJob:
         """Abort a job (``PATCH {"state": "Aborted"}``); return its info.
@@ -625,9 +629,19 @@ class Bulk:
                     params["locator"] = locator
                 async with self._download(job, "results", **params) as response:
                     locator = response.headers.get("Sforce-Locator")  # any case (HTTP/2)
+                    if locator is None:
+                        raise APIError(
+                            f"Bulk query job {job.id}: a results page came without its "
+                            "Sforce-Locator header, so whether more pages follow is unknown",
+                            status=response.status,
+                            error_code=None,
+                            message="(no Sforce-Locator header)",
+                            method="GET",
+                            url=str(response.url.with_query(None)),
+                        )
                     yield page, response
                 page += 1
-                if not locator or locator == "null":
+                if locator == "null":
                     return
         except asyncio.CancelledError:
             if abort_on_cancel:
@@ -686,7 +700,7 @@ class Bulk:
 async def _complete_rows(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
     """The body as runs of complete CSV rows, as it downloads (decompressed by aiohttp)."""
     splitter = RowSplitter()
-    async for chunk in response.content.iter_chunked(_PIECE):
+    async for chunk in response.content.iter_chunked(PIECE):
         rows = splitter.feed(chunk)
         if rows:
             yield rows
@@ -712,10 +726,8 @@ def _reporter(
 
 def _waits(first: object, longest: object) -> Callable[[], Iterable[float]]:
     """The waits between polls: ``first``, then 1.5x each time, up to ``longest`` seconds."""
-    for name, value in (("poll_interval", first), ("max_poll_interval", longest)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise ConfigurationError(f"{name} must be a positive number of seconds; got {value!r}")
-    start, cap = float(first), max(float(first), float(longest))  # type: ignore[arg-type]
+    start = finite_seconds("poll_interval", first)
+    cap = max(start, finite_seconds("max_poll_interval", longest))
 
     def waits() -> Iterable[float]:
         wait = start
@@ -724,6 +736,15 @@ def _waits(first: object, longest: object) -> Callable[[], Iterable[float]]:
             wait = min(cap, wait * 1.5)
 
     return waits
+
+
+def _check_options(progress: object, abort_on_cancel: object) -> None:
+    if progress is not None and not callable(progress):
+        raise ConfigurationError(
+            f"progress must be a function taking a BulkProgress, or None; got {progress!r:.60}"
+        )
+    if not isinstance(abort_on_cancel, bool):
+        raise ConfigurationError(f"abort_on_cancel must be True or False; got {abort_on_cancel!r}")
 
 
 def _job_ref(job_id: object, kind: object) -> tuple[str, str]:
@@ -767,436 +788,13 @@ class _QuerySpec:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class _IngestSpec:
-    sobject: str
-    operation: str
-    external_id_field: str | None
-    column_delimiter: str
-    line_ending: str
-    assignment_rule_id: str | None
-    max_job_bytes: int
-    compress: bool
-
-    @classmethod
-    def check(
-        cls,
-        sobject: Any,
-        operation: Any,
-        external_id_field: Any,
-        column_delimiter: Any,
-        line_ending: Any,
-        assignment_rule_id: Any,
-        max_job_bytes: Any,
-        compress: Any,
-    ) -> _IngestSpec:
-        from ._sobjects import _segment
-
-        _segment(sobject, "object")
-        op = OPERATIONS.get(operation.lower()) if isinstance(operation, str) else None
-        if op is None:
-            raise ConfigurationError(
-                f"unknown Bulk ingest operation {operation!r}; use one of "
-                f"{', '.join(OPERATIONS.values())}"
-            )
-        if op == "upsert":
-            if not isinstance(external_id_field, str) or not external_id_field:
-                raise ConfigurationError(
-                    "upsert needs external_id_field: the external id field the records are "
-                    "matched on, e.g. external_id_field='External_Id__c'"
-                )
-        elif external_id_field is not None:
-            raise ConfigurationError(
-                f"external_id_field is for upsert only; {op} matches records by Id"
-            )
-        if column_delimiter not in COLUMN_DELIMITERS:
-            raise ConfigurationError(
-                f"column_delimiter must be one of {', '.join(COLUMN_DELIMITERS)}; "
-                f"got {column_delimiter!r}"
-            )
-        if line_ending not in LINE_ENDINGS:
-            raise ConfigurationError(f"line_ending must be 'LF' or 'CRLF'; got {line_ending!r}")
-        if assignment_rule_id is not None and not isinstance(assignment_rule_id, str):
-            raise ConfigurationError("assignment_rule_id must be a string id")
-        if (
-            isinstance(max_job_bytes, bool)
-            or not isinstance(max_job_bytes, int)
-            or not 1024 <= max_job_bytes <= MAX_JOB_BYTES
-        ):
-            raise ConfigurationError(
-                f"max_job_bytes must be an int from 1024 to {MAX_JOB_BYTES} (Salesforce takes "
-                f"150 MB of base64 per job); got {max_job_bytes!r}"
-            )
-        if not isinstance(compress, bool):
-            raise ConfigurationError(f"compress must be True or False; got {compress!r}")
-        return cls(
-            sobject,
-            op,
-            external_id_field,
-            column_delimiter,
-            line_ending,
-            assignment_rule_id,
-            max_job_bytes,
-            compress,
-        )
-
-    @property
-    def key(self) -> str:
-        """The column every row needs: the external id for upsert, else ``Id``."""
-        if self.operation == "insert":
-            return ""
-        return self.external_id_field or "Id"
-
-    def body(self) -> dict[str, str]:
-        body = {
-            "object": self.sobject,
-            "operation": self.operation,
-            "contentType": "CSV",
-            "columnDelimiter": self.column_delimiter,
-            "lineEnding": self.line_ending,
-        }
-        if self.external_id_field is not None:
-            body["externalIdFieldName"] = self.external_id_field
-        if self.assignment_rule_id is not None:
-            body["assignmentRuleId"] = self.assignment_rule_id
-        return body
-
-    def check_header(self, header: Sequence[str], where: str) -> None:
-        """Refuse a header without the column the operation matches on."""
-        names = {name.lower() for name in header}
-        if self.key and self.key.lower() not in names:
-            raise ConfigurationError(
-                f"{where} has no {self.key!r} column, which {self.operation} needs to match "
-                f"records (columns: {', '.join(header)})"
-            )
-        if self.operation in ("delete", "hardDelete") and len(header) != 1:
-            raise ConfigurationError(
-                f"{where} for {self.operation} must have only the Id column; it has "
-                f"{', '.join(header)}"
-            )
-
-
-class _JobData:
-    """One job's CSV, gzipped or not, in a spooled temporary file (memory, then disk)."""
-
-    def __init__(self, compress: bool) -> None:
-        self.file: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=32 << 20)  # noqa: SIM115
-        self._zip = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, 31) if compress else None
-        self.compress = compress
-        self.size = 0
-        self.records = 0
-
-    def write(self, data: bytes) -> None:
-        self.size += len(data)
-        self.file.write(self._zip.compress(data) if self._zip is not None else data)
-
-    def finish(self) -> IO[bytes]:
-        if self._zip is not None:
-            self.file.write(self._zip.flush())
-        self.file.seek(0)
-        return self.file
-
-    def close(self) -> None:
-        self.file.close()
-
-
-def _is_csv(data: object) -> bool:
-    return isinstance(data, (bytes, bytearray, memoryview, str, os.PathLike)) or hasattr(
-        data, "read"
-    )
-
-
-async def _record_jobs(
-    data: Any, spec: _IngestSpec, columns: Sequence[str] | None
-) -> AsyncIterator[_JobData]:
-    """Encode records to CSV, one :class:`_JobData` per ``max_job_bytes``.
-
-    Without ``columns``, the header is every field of the first 1,000 records; a later record
-    with a field the header lacks ends the job and starts the next one with that field added
-    (an absent field is an empty cell: not set, or left unchanged by an update).
-    """
-    records = _record_source(data)
-    ahead: list[Any] = []
-    async for record in records:
-        ahead.append(record)
-        if len(ahead) == _LOOKAHEAD:
-            break
-    if not ahead:
-        raise ConfigurationError(f"no records to {spec.operation}; nothing was sent")
-    projection = spec.operation in ("delete", "hardDelete")
-    if columns is not None:
-        if isinstance(columns, str) or not all(isinstance(c, str) and c for c in columns):
-            raise ConfigurationError("columns must be a list of field names (strings)")
-        header = list(columns)
-    elif projection:
-        header = ["Id"]
-    else:
-        header = _union([], ahead, 0)
-    spec.check_header(header, "the header of the records")
-    key = spec.key.lower()
-    flush_at = min(_PIECE, max(1, spec.max_job_bytes // 16))
-    text = _TextBuffer(spec)
-    job: _JobData | None = None
-    encoder = RecordEncoder(header)
-    index = 0
-    try:
-        async for record in _chain(ahead, records):
-            where = f"record {index}"
-            if projection and isinstance(record, Mapping):
-                record = {k: v for k, v in record.items() if str(k).lower() == "id"}
-            try:
-                row = encoder.row(record, where)
-            except UnknownColumnError:
-                if columns is not None or projection:
-                    raise
-                # A new field: this job ends; the next one's header has it too.
-                header = _union(header, [record], index)
-                encoder = RecordEncoder(header)
-                row = encoder.row(record, where)
-                if job is not None:
-                    job.write(text.take())
-                    yield job
-                    job = None
-            if key and row[encoder.position(key)] in ("", NULL):
-                raise ConfigurationError(
-                    f"{where} has no {spec.key!r} value, which {spec.operation} needs"
-                )
-            if job is None:
-                job = _JobData(spec.compress)
-                job.write(text.header(header))
-            text.writer.writerow(row)
-            job.records += 1
-            index += 1
-            if text.size() >= flush_at:
-                job.write(text.take())
-                if job.size >= spec.max_job_bytes:
-                    yield job
-                    job = None
-            if index % _YIELD_EVERY == 0:
-                await asyncio.sleep(0)
-        if job is not None:
-            job.write(text.take())
-            yield job
-            job = None
-    finally:
-        if job is not None:
-            job.close()
-
-
-def _record_source(data: Any) -> AsyncIterator[Any]:
-    if isinstance(data, Mapping):
-        raise ConfigurationError("data must be an iterable of records (dicts), not one record")
-    if isinstance(data, AsyncIterable):
-        return aiter(data)
-    if isinstance(data, Iterable):
-        return _async(data)
-    raise ConfigurationError(
-        "data must be records (an iterable or async iterable of dicts) or CSV (bytes, a "
-        f"path or a binary file); got {type(data).__name__}"
-    )
-
-
-def _union(header: list[str], records: list[Any], first: int) -> list[str]:
-    """``header`` plus the fields of ``records`` it lacks (any case), in order of appearance."""
-    known = {name.lower() for name in header}
-    out = list(header)
-    for offset, record in enumerate(records):
-        for name in RecordEncoder.columns_of(record, f"record {first + offset}"):
-            if name.lower() not in known:
-                known.add(name.lower())
-                out.append(name)
-    return out
-
-
-async def _chain(first: list[Any], rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
-    for item in first:
-        yield item
-    async for item in rest:
-        yield item
-
-
-async def _async(items: Iterable[Any]) -> AsyncIterator[Any]:
-    for item in items:
-        yield item
-
-
-class _TextBuffer:
-    """The csv writer's ``StringIO``, drained as UTF-8 bytes."""
-
-    __slots__ = ("stream", "writer")
-
-    def __init__(self, spec: _IngestSpec) -> None:
-        self.stream = io.StringIO(newline="")
-        self.writer = writer(self.stream, spec.column_delimiter, spec.line_ending)
-
-    def size(self) -> int:
-        return self.stream.tell()
-
-    def take(self) -> bytes:
-        data = self.stream.getvalue().encode()
-        self.stream.seek(0)
-        self.stream.truncate()
-        return data
-
-    def header(self, header: list[str]) -> bytes:
-        """The header row alone (the buffer must be drained)."""
-        self.writer.writerow(header)
-        return self.take()
-
-
-async def _csv_jobs(data: Any, spec: _IngestSpec) -> AsyncIterator[_JobData]:
-    """Split CSV input at row boundaries into jobs, each with the header; rows pass as is."""
-    pieces = _csv_pieces(data)
-    splitter = RowSplitter()
-    header_line = b""
-    async for piece in pieces:
-        rows = splitter.feed(piece)
-        if rows:
-            header_line, rows = _split_header(rows, spec)
-            first_rows = rows
-            break
-    else:
-        rest = splitter.rest()
-        if rest.strip():
-            header_line, first_rows = _split_header(rest + b"\n", spec)
-        else:
-            raise ConfigurationError("the CSV is empty; nothing was sent")
-        pieces = _empty()
-    job = _JobData(spec.compress)
-    job.write(header_line)
-
-    async def runs() -> AsyncIterator[bytes]:
-        if first_rows:
-            yield first_rows
-        async for piece in pieces:
-            rows = splitter.feed(piece)
-            if rows:
-                yield rows
-        rest = splitter.rest()
-        if rest.strip():
-            yield rest if rest.endswith(b"\n") else rest + LINE_ENDINGS[spec.line_ending].encode()
-
-    try:
-        async for rows in runs():
-            start = 0
-            while start < len(rows):
-                room = spec.max_job_bytes - job.size
-                end = len(rows) if len(rows) - start <= room else _cut(rows, start, room)
-                if end <= start:  # not one more row fits: this job is full
-                    if job.records == 0:
-                        raise BulkInputError("a CSV row is longer than max_job_bytes", [])
-                    yield job
-                    job = _JobData(spec.compress)
-                    job.write(header_line)
-                    continue
-                chunk = rows[start:end]
-                job.records += chunk.count(b"\n") - _quoted_newlines(chunk)
-                job.write(chunk)
-                start = end
-                await asyncio.sleep(0)
-        if job.records:
-            yield job
-        else:
-            job.close()
-            if header_line and not first_rows:
-                raise ConfigurationError("the CSV has a header but no rows; nothing was sent")
-    except BaseException:
-        job.close()
-        raise
-
-
-async def _empty() -> AsyncIterator[bytes]:
-    nothing: tuple[bytes, ...] = ()
-    for piece in nothing:
-        yield piece
-
-
-def _quoted_newlines(chunk: bytes) -> int:
-    """Newlines inside quoted fields of complete rows (they do not end a record)."""
-    if b'"' not in chunk:
-        return 0
-    count = 0
-    inside = False
-    for part in chunk.split(b'"'):
-        if inside:
-            count += part.count(b"\n")
-        inside = not inside
-    return count
-
-
-def _cut(rows: bytes, start: int, room: int) -> int:
-    """The end of the last complete row of ``rows[start:]`` within ``room`` bytes."""
-    from ._bulkcsv import complete_rows
-
-    window = rows[start : start + max(0, room)]
-    return start + complete_rows(window)
-
-
-def _split_header(rows: bytes, spec: _IngestSpec) -> tuple[bytes, bytes]:
-    """The CSV's header line and the rows after it; the header is checked."""
-    end = rows.index(b"\n") + 1
-    line = rows[:end]
-    crlf = line.endswith(b"\r\n")
-    if crlf != (spec.line_ending == "CRLF"):
-        found, other = ("CRLF", "LF") if crlf else ("LF", "CRLF")
-        raise ConfigurationError(
-            f"the CSV's lines end with {found} but line_ending={other!r}; pass "
-            f"line_ending={found!r}"
-        )
-    header = next(parse_rows(line, spec.column_delimiter), [])
-    if not header or not all(name.strip() for name in header):
-        raise ConfigurationError(
-            "the CSV's first row must be a header of field names (none may be empty); check "
-            f"column_delimiter={spec.column_delimiter!r}"
-        )
-    if len(header) == 1 and spec.column_delimiter != "COMMA" and "," in header[0]:
-        raise ConfigurationError(
-            f"the CSV's header has one column with commas in it, but column_delimiter="
-            f"{spec.column_delimiter!r}; pass column_delimiter='COMMA'"
-        )
-    spec.check_header(header, "the CSV's header")
-    return line, rows[end:]
-
-
-async def _csv_pieces(data: Any) -> AsyncIterator[bytes]:
-    """CSV input in pieces: bytes as they are, a path or file read in 1 MiB pieces."""
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        view = memoryview(data)
-        for start in range(0, len(view), _PIECE):
-            yield bytes(view[start : start + _PIECE])
-        return
-    if isinstance(data, (str, os.PathLike)):
-        try:
-            file: IO[Any] = open(data, "rb")  # noqa: SIM115, ASYNC230
-        except OSError as exc:
-            raise ConfigurationError(
-                f"cannot read the CSV file {os.fspath(data)!r}: {exc.strerror}"
-            ) from None
-        with file:
-            async for piece in _file_pieces(file):
-                yield piece
-        return
-    async for piece in _file_pieces(data):
-        yield piece
-
-
-async def _file_pieces(file: Any) -> AsyncIterator[bytes]:
-    while True:
-        piece = await asyncio.to_thread(file.read, _PIECE)
-        if not piece:
-            return
-        if isinstance(piece, str):
-            piece = piece.encode()
-        yield piece
-
-
 class _IngestRun:
     """One ``ingest`` call: creates, uploads and closes jobs; waits for them."""
 
     def __init__(
         self,
         bulk: Bulk,
-        spec: _IngestSpec,
+        spec: IngestSpec,
         waits: Callable[[], Iterable[float]],
         progress: Callable[[BulkProgress], None] | None,
     ) -> None:
@@ -1204,22 +802,26 @@ class _IngestRun:
         self.spec = spec
         self.waits = waits
         self.report = _reporter(progress)
-        self.jobs: list[BulkJob] = []
+        #: Jobs uploaded and closed, as last polled.
+        self.sent: list[BulkJob] = []
+        #: The job being uploaded: created, not yet closed (aborted if the call fails).
+        self.open: BulkJob | None = None
+        #: Records in the jobs sent.
         self.uploaded = 0
 
     def _seen(self, job: BulkJob) -> None:
-        self.jobs = [job if j.id == job.id else j for j in self.jobs]
-        processed = sum(j.records_processed for j in self.jobs)
-        failed = sum(j.records_failed for j in self.jobs)
-        self.report(len(self.jobs), self.uploaded, processed, failed, job)
+        self.sent = [job if j.id == job.id else j for j in self.sent]
+        processed = sum(j.records_processed for j in self.sent)
+        failed = sum(j.records_failed for j in self.sent)
+        self.report(len(self.sent), self.uploaded, processed, failed, job)
 
-    async def go(self, chunks: AsyncIterator[_JobData], abort_on_cancel: bool) -> BulkIngestResult:
+    async def go(self, jobs: AsyncIterator[JobData], abort_on_cancel: bool) -> BulkIngestResult:
         started = time.monotonic()
         session = self.bulk._session
         polls: list[asyncio.Task[BulkJob]] = []
         try:
             version = await session.api_version_resolved()
-            async for data in chunks:
+            async for data in jobs:
                 try:
                     job = await self._send(version, data)
                 finally:
@@ -1227,25 +829,34 @@ class _IngestRun:
                 polls.append(asyncio.create_task(self.bulk._wait(job, self.waits, self._seen)))
             done = await asyncio.gather(*polls)
         except ConfigurationError as exc:
-            await _cancel(polls)
-            if isinstance(exc, BulkInputError):
-                raise
-            raise BulkInputError(str(exc).removesuffix("; nothing was sent"), self.jobs) from None
+            await self._stop(polls, abort=False)
+            raise BulkInputError(str(exc), self.sent, self.uploaded) from None
         except asyncio.CancelledError:
-            await _cancel(polls)
-            if abort_on_cancel:
-                await self.bulk._abort_quietly(self.jobs)
+            await self._stop(polls, abort=abort_on_cancel)
             raise
-        except BaseException:
-            await _cancel(polls)
+        except Exception as exc:
+            await self._stop(polls, abort=False)
+            if self.sent:
+                ids = ", ".join(job.id for job in self.sent)
+                exc.add_note(
+                    f"sfauth bulk: the first {self.uploaded} records were sent in "
+                    f"{len(self.sent)} job(s) before this error, which Salesforce processes: "
+                    f"{ids}"
+                )
             raise
-        result = BulkIngestResult(self.bulk, list(done), self.uploaded, time.monotonic() - started)
+        result = BulkIngestResult(session, list(done), self.uploaded, time.monotonic() - started)
         for job in done:
             if job.state != "JobComplete":
                 raise BulkJobError(job, result)
         return result
 
-    async def _send(self, version: str, data: _JobData) -> BulkJob:
+    async def _stop(self, polls: list[asyncio.Task[BulkJob]], *, abort: bool) -> None:
+        """Cancel the polls; abort the job left open, and with ``abort`` the ones sent."""
+        await _cancel(polls)
+        doomed = [self.open] if self.open is not None else []
+        await self.bulk._abort_quietly(doomed + (self.sent if abort else []))
+
+    async def _send(self, version: str, data: JobData) -> BulkJob:
         """Create one job, upload its data and close it."""
         from ._sobjects import api_error
 
@@ -1253,8 +864,7 @@ class _IngestRun:
         body = await self.bulk._call(
             "POST", version, "ingest", body=spec.body(), what=f"create {spec.operation} job"
         )
-        job = BulkJob._from("ingest", body, version)
-        self.jobs.append(job)
+        job = self.open = BulkJob._from("ingest", body, version)
         headers = {"Content-Type": "text/csv"}
         if spec.compress:
             headers["Content-Encoding"] = "gzip"
@@ -1262,7 +872,17 @@ class _IngestRun:
         async with self.bulk._session.put(path, data=data.finish(), headers=headers) as response:
             if response.status >= 300:
                 raise await api_error(response, what=f"Bulk upload to job {job.id}")
-        job = await self.bulk._set_state("ingest", job.id, version, "UploadComplete")
+        try:
+            job = await self.bulk._set_state("ingest", job.id, version, "UploadComplete")
+        except MalformedRequestError as exc:
+            # A close resent after a lost answer finds the job closed already.
+            if exc.error_code != "INVALIDJOBSTATE":
+                raise
+            job = await self.bulk._info("ingest", job.id, version)
+            if job.state == "Open":
+                raise
+        self.open = None
+        self.sent.append(job)
         self.uploaded += data.records
         self._seen(job)
         return job

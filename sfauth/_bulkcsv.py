@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import decimal
+import enum
 import io
 import math
 from collections.abc import Iterator, Mapping
@@ -29,6 +30,7 @@ __all__ = [
     "UnknownColumnError",
     "complete_rows",
     "parse_rows",
+    "quoted_newlines",
 ]
 
 #: Bulk API 2.0 ``columnDelimiter`` values and the character each stands for.
@@ -57,18 +59,21 @@ def _cell(value: object, where: str) -> str:
         return "true" if value else "false"
     if kind is int:
         return str(value)
-    if kind is float:
-        if not math.isfinite(value):  # type: ignore[arg-type]
-            raise ConfigurationError(f"{where} is {value!r}; Salesforce numbers are finite")
-        text = repr(value)
-        # 1e+20 is not a Salesforce number; write it out in full.
-        return format(decimal.Decimal(text), "f") if "e" in text else text
+    if isinstance(value, enum.Enum):  # its value, not "Status.ACTIVE"
+        return _cell(value.value, where)
     if isinstance(value, str):
-        return str(value)
+        return str.__str__(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
-        return str(int(value))
+        return int.__repr__(value)
+    if isinstance(value, float):  # numpy.float64 too
+        number = float(value)
+        if not math.isfinite(number):
+            raise ConfigurationError(f"{where} is {value!r}; Salesforce numbers are finite")
+        text = repr(number)
+        # 1e+20 is not a Salesforce number; write it out in full.
+        return format(decimal.Decimal(text), "f") if "e" in text else text
     if isinstance(value, decimal.Decimal):
         if not value.is_finite():
             raise ConfigurationError(f"{where} is {value!r}; Salesforce numbers are finite")
@@ -105,6 +110,10 @@ def _flatten(record: Mapping[str, Any], prefix: str, out: dict[str, Any], where:
             out[name] = value
 
 
+#: Value types that are one cell (not a relationship dict), for a fast check per value.
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 class RecordEncoder:
     """Turns records (dicts) into CSV rows of a fixed set of columns.
 
@@ -113,12 +122,17 @@ class RecordEncoder:
             record's field names case-insensitively, as Salesforce matches them.
     """
 
-    __slots__ = ("_index", "_width", "columns")
+    __slots__ = ("_index", "_positions", "_shape", "_width", "carriage_return", "columns")
 
     def __init__(self, columns: list[str]) -> None:
         self.columns = columns
         self._index = {name.lower(): i for i, name in enumerate(columns)}
         self._width = len(columns)
+        #: Whether the last row has a value with a carriage return (to be quoted).
+        self.carriage_return = False
+        #: The last record shape seen (its keys) and their columns, for the fast path.
+        self._shape: tuple[object, ...] = ()
+        self._positions: list[int] = []
         if len(self._index) != len(columns):
             raise ConfigurationError(
                 f"the columns {columns!r} name a field twice (field names ignore case)"
@@ -137,31 +151,80 @@ class RecordEncoder:
         """The index of column ``name`` (any case)."""
         return self._index[name.lower()]
 
-    def row(self, record: object, where: str) -> list[str]:
-        """One record as cells in column order; an absent field is an empty cell (not set).
+    def row(self, record: object, index: int) -> list[str | None]:
+        """Record number ``index`` as cells in column order; ``None`` for an absent field.
 
         Raises:
-            ConfigurationError: Not a mapping, a field not among the columns, or a value
-                that has no CSV form.
+            UnknownColumnError: A field not among the columns.
+            ConfigurationError: Not a mapping, a field named twice (in any case), or a value
+                that has no CSV form (the message names the record by ``index``).
         """
-        record = _mapping(record, where)
-        cells = [""] * self._width
+        # Fast path: records of one shape (the same keys, in the same order), plain values.
+        if type(record) is dict:
+            keys = tuple(record)
+            positions = self._positions if keys == self._shape else self._learn(keys)
+            if positions is not None:
+                cells: list[str | None] = [None] * self._width
+                carriage_return = False
+                for position, value in zip(positions, record.values(), strict=True):
+                    kind = type(value)
+                    if kind is str:
+                        if "\r" in value:
+                            carriage_return = True
+                        cells[position] = value
+                    elif value is None:
+                        cells[position] = NULL
+                    elif kind is int:
+                        cells[position] = str(value)
+                    elif kind is bool:
+                        cells[position] = "true" if value else "false"
+                    elif kind is float and math.isfinite(value):
+                        text = repr(value)
+                        cells[position] = text if "e" not in text else _cell(value, "")
+                    else:  # relationships, other types, errors: the general path
+                        return self._row(record, f"record {index}")
+                self.carriage_return = carriage_return
+                return cells
+        return self._row(record, f"record {index}")
+
+    def _learn(self, keys: tuple[object, ...]) -> list[int] | None:
+        """The columns of a record shape; ``None`` when the general path must look at it."""
         index = self._index
+        positions = [index.get(key.lower(), -1) if isinstance(key, str) else -1 for key in keys]
+        if -1 in positions or len(set(positions)) != len(positions):
+            return None  # unknown, relationship or repeated keys
+        self._shape, self._positions = keys, positions
+        return positions
+
+    def _row(self, record: object, where: str) -> list[str | None]:
+        """The general path: any mapping, relationship dicts, and every error."""
+        record = _mapping(record, where)
+        cells: list[str | None] = [None] * self._width
+        index = self._index
+        carriage_return = False
         for key, value in record.items():
-            if isinstance(value, Mapping):
+            if type(value) in _SCALARS or not isinstance(value, Mapping):
+                items: Any = ((key, value),)
+            else:
                 flat: dict[str, Any] = {}
                 _flatten({key: value}, "", flat, where)
-                items: Any = flat.items()
-            else:
-                items = ((key, value),)
-            for name, cell in items:
+                items = flat.items()
+            for name, value_ in items:
                 position = index.get(name.lower()) if isinstance(name, str) else None
                 if position is None:
                     raise UnknownColumnError(
                         f"{where} has the field {name!r}, which is not among the columns "
                         f"{self.columns!r} given; add it to columns="
                     )
-                cells[position] = _cell(cell, f"{where}[{name!r}]")
+                if cells[position] is not None:
+                    raise ConfigurationError(
+                        f"{where} names the field {self.columns[position]!r} twice (field "
+                        "names ignore case); keep one"
+                    )
+                text = _cell(value_, f"{where}[{name!r}]")
+                carriage_return = carriage_return or "\r" in text
+                cells[position] = text
+        self.carriage_return = carriage_return
         return cells
 
 
@@ -173,57 +236,91 @@ def _mapping(record: object, where: str) -> Mapping[str, Any]:
     return record
 
 
-def writer(stream: io.StringIO, delimiter: str, line_ending: str) -> Any:
-    """A ``csv.writer`` that writes Salesforce's CSV (quotes only where needed)."""
+def writer(
+    stream: io.StringIO, delimiter: str, line_ending: str, *, quote_all: bool = False
+) -> Any:
+    """A ``csv.writer`` of Salesforce's CSV: quotes where needed, or around every field."""
     return csv.writer(
         stream,
         delimiter=COLUMN_DELIMITERS[delimiter],
         lineterminator=LINE_ENDINGS[line_ending],
-        quoting=csv.QUOTE_MINIMAL,
+        quoting=csv.QUOTE_ALL if quote_all else csv.QUOTE_MINIMAL,
         doublequote=True,
         strict=True,
     )
 
 
-def complete_rows(buffer: bytes | bytearray, quote: int = 0x22) -> int:
+def complete_rows(buffer: bytes | bytearray, start: int = 0, parity: int = 0) -> int:
     """Where the complete CSV rows of ``buffer`` end: just after the last row's newline.
 
-    A newline ends a row only outside quotes: where the count of ``"`` before it is even
-    (an escaped quote, ``""``, counts twice). ``0`` when no row is complete yet.
+    A newline ends a row only outside quotes, where the count of ``"`` before it is even (an
+    escaped quote, ``""``, counts twice). Scans backward from the end, counting each byte
+    once: linear, however many newlines a quoted field holds.
+
+    Args:
+        buffer: CSV bytes.
+        start: Where to look from; no row ends before it.
+        parity: The count of ``"`` before ``start``, modulo 2.
+
+    Returns:
+        The index after the last complete row's newline, or ``0`` when there is none.
     """
     end = len(buffer)
+    after = 0  # quotes from the candidate newline to the end
+    total = (parity + buffer.count(b'"', start)) & 1
     while True:
-        newline = buffer.rfind(b"\n", 0, end)
+        newline = buffer.rfind(b"\n", start, end)
         if newline < 0:
             return 0
-        if buffer.count(quote, 0, newline) % 2 == 0:
+        after += buffer.count(b'"', newline, end)
+        if (total - after) & 1 == 0:
             return newline + 1
         end = newline
 
 
-class RowSplitter:
-    """Cuts a byte stream of CSV into runs of complete rows (for streaming parse and split)."""
+def quoted_newlines(rows: bytes) -> int:
+    """Newlines inside quoted fields of complete rows (they do not end a record)."""
+    if b'"' not in rows:
+        return 0
+    return sum(part.count(b"\n") for part in rows.split(b'"')[1::2])
 
-    __slots__ = ("_pending",)
+
+class RowSplitter:
+    """Cuts a byte stream of CSV into runs of complete rows, in linear time."""
+
+    __slots__ = ("_parity", "_pending", "_scanned")
 
     def __init__(self) -> None:
         self._pending = bytearray()
+        self._scanned = 0  # bytes of _pending already known to hold no row end
+        self._parity = 0  # quotes in _pending[:_scanned], modulo 2
+
+    @property
+    def inside_quotes(self) -> bool:
+        """Whether what is pending ends inside a quoted field."""
+        return bool((self._parity + self._pending.count(b'"', self._scanned)) & 1)
 
     def feed(self, chunk: bytes) -> bytes:
         """Add ``chunk``; return the complete rows now available (maybe ``b""``)."""
         pending = self._pending
+        scanned = self._scanned
         pending += chunk
-        cut = complete_rows(pending)
+        cut = complete_rows(pending, scanned, self._parity)
         if not cut:
+            self._parity = (self._parity + pending.count(b'"', scanned)) & 1
+            self._scanned = len(pending)
             return b""
         rows = bytes(pending[:cut])
         del pending[:cut]
+        self._scanned = 0  # a row ended at the cut: the rest starts outside quotes
+        self._parity = 0
         return rows
 
     def rest(self) -> bytes:
         """What is left at the end of the stream (a last row without a newline)."""
         rest = bytes(self._pending)
         self._pending.clear()
+        self._scanned = self._parity = 0
         return rest
 
 

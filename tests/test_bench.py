@@ -275,3 +275,18 @@ def _functions(path: Path) -> set[str]:
 )
 def test_the_profile_names_functions_that_exist(file_name: str, function: str) -> None:
     assert function in _functions(SFAUTH / file_name), f"sfauth/{file_name} has no {function}"
+
+
+def test_the_data_plane_benchmark_runs_every_case_and_renders() -> None:
+    from benchmarks import bulk
+
+    result = bulk.run(rounds=1, scale=0.001, quiet=True)  # 1,000 records a case
+    rows = bulk.table(result)
+    assert [(r["case"], r["client"]) for r in rows] == [
+        (case, client) for case, _, clients in bulk.CASES for client in clients
+    ]
+    assert all(r["records"] == 1000 and r["rate"] > 0 for r in rows)
+    text = bulk.render(result, command="python -m benchmarks.bulk --scale 0.001")
+    assert text.startswith("## Data plane: Bulk API 2.0 and sObject Collections\n")
+    assert "| ingest | 1,000 | aiosalesforce |" in text
+    assert "| sfauth ahead of simple-salesforce on records/s: query of 1,000 |" in text

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import csv
+import enum
 import gzip
 import io
 import json
@@ -11,6 +13,8 @@ from typing import Any
 
 import aiohttp
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sfauth import (
     BulkInputError,
@@ -20,7 +24,9 @@ from sfauth import (
     MalformedRequestError,
     NotFoundError,
     RetryPolicy,
+    TransientAPIError,
 )
+from sfauth._bulkcsv import RecordEncoder, RowSplitter, parse_rows
 from sfauth.testing import Emulator
 
 from .conftest import SessionFactory
@@ -420,6 +426,51 @@ async def test_failed_job_raises_with_salesforce_message(
             "was sent",
         ),
         (
+            lambda sf: sf.bulk.insert("Contact", [{"LastName": "x"}], columns=5),
+            "columns must be a list of field names (non-empty strings); got 5; nothing was sent",
+        ),
+        (
+            lambda sf: sf.bulk.insert("Contact", [{"LastName": "x"}], column_delimiter=["COMMA"]),
+            "column_delimiter must be one of COMMA, TAB, PIPE, SEMICOLON, CARET, BACKQUOTE; "
+            "got ['COMMA']",
+        ),
+        (
+            lambda sf: sf.bulk.insert("Contact", [{"LastName": "x"}], progress=5),
+            "progress must be a function taking a BulkProgress, or None; got 5",
+        ),
+        (
+            lambda sf: sf.bulk.insert("Contact", [{"LastName": "x"}], poll_interval=float("inf")),
+            "poll_interval must be a positive, finite number of seconds; got inf",
+        ),
+        (
+            lambda sf: sf.bulk.insert("Contact", [{"LastName": "x"}], abort_on_cancel="no"),
+            "abort_on_cancel must be True or False; got 'no'",
+        ),
+        (
+            lambda sf: sf.bulk.insert("Contact", io.StringIO("LastName\nx\n")),
+            "the CSV file object is in text mode; open it in binary mode ('rb'), so that its "
+            "bytes and line endings go to Salesforce as they are; nothing was sent",
+        ),
+        (
+            lambda sf: sf.bulk.insert("Contact", b"LastName\r\nx\ny\n", line_ending="CRLF"),
+            "the CSV's rows end with LF but line_ending='CRLF'; pass line_ending='LF'; "
+            "nothing was sent",
+        ),
+        (
+            lambda sf: sf.bulk.insert("Contact", b"LastName\rx\r"),
+            "the CSV's lines end with CR alone; Bulk API 2.0 takes LF or CRLF line endings; "
+            "nothing was sent",
+        ),
+        (
+            lambda sf: sf.bulk.insert("Contact", b"LastName;Description\nx;y\n"),
+            "the CSV's header 'LastName;Description' looks delimited by SEMICOLON, but "
+            "column_delimiter='COMMA'; pass column_delimiter='SEMICOLON'; nothing was sent",
+        ),
+        (
+            lambda sf: sf.bulk.insert("Contact", b'LastName\n"open\n'),
+            'the CSV ends inside a quoted field: a " is never closed; nothing was sent',
+        ),
+        (
             lambda sf: sf.bulk.job("not-an-id"),
             "job_id must be a Salesforce job id (15 or 18 letters and digits, e.g. "
             "'7505e00000AbCdEAAV'); got 'not-an-id'",
@@ -444,16 +495,156 @@ async def test_bad_record_after_a_sent_job_names_that_job(
     records.append({"LastName": object()})
     with pytest.raises(BulkInputError) as caught:
         await sf.bulk.insert("Contact", records, max_job_bytes=2048, **FAST)
-    jobs = caught.value.jobs
-    assert len(jobs) >= 1
-    assert [j.id for j in jobs] == list(emulator.bulk_jobs)
+    error = caught.value
+    stored = [r["LastName"] for r in emulator.records("Contact")]
+    # Exactly the first records_sent records were sent (the job being filled was not).
+    assert 0 < error.records_sent < 100
+    assert stored == [f"L{n:03d}" for n in range(error.records_sent)]
+    assert [j.id for j in error.jobs] == list(emulator.bulk_jobs)
+    assert str(error) == (
+        "record 100['LastName'] is a object; Bulk CSV cells are str, int, float, Decimal, "
+        "bool, date, aware datetime or None (null); a relationship is a dict such as "
+        "{'Account': {'External_Id__c': 'A-1'}}; the first "
+        f"{error.records_sent} records were sent in {len(error.jobs)} job(s), which "
+        f"Salesforce processes: {', '.join(j.id for j in error.jobs)} (see .jobs); none from "
+        f"record {error.records_sent} on was sent"
+    )
+
+
+async def test_a_csv_row_too_long_after_sent_jobs_names_them(
+    make_session: SessionFactory, emulator: Emulator
+) -> None:
+    sf = make_session(api_version="62.0")
+    data = b"LastName\n" + b"".join(b"L%05d\n" % i for i in range(2000)) + b"B" * 5000 + b"\n"
+    with pytest.raises(BulkInputError) as caught:
+        await sf.bulk.insert("Contact", data, max_job_bytes=4096, **FAST)
+    assert caught.value.records_sent == 2000
+    assert len(caught.value.jobs) == len(emulator.bulk_jobs) > 1
     assert str(caught.value).startswith(
-        "record 100['LastName'] is a object; Bulk CSV cells are str, int, float, Decimal, bool, "
+        "a row of about 5001 bytes does not fit in a job of max_job_bytes=4096 with its "
+        "header; raise max_job_bytes; the first 2000 records were sent in "
     )
-    assert "job(s) holding the records before it were already sent and are processed by " in (
-        str(caught.value)
+    assert len(emulator.records("Contact")) == 2000
+
+
+async def test_a_failed_upload_aborts_its_job_and_names_the_sent_ones(
+    make_session: SessionFactory, emulator: Emulator
+) -> None:
+    sf = make_session(api_version="62.0", retry=RetryPolicy(attempts=1))
+    emulator.script_rest_responses([])  # (nothing scripted: the first job goes through)
+    records = [{"LastName": f"L{n:04d}", "Description": "z" * 50} for n in range(200)]
+    uploads = 0
+
+    def second_upload_fails(p: BulkProgress) -> None:
+        nonlocal uploads
+        if p.state == "UploadComplete":
+            uploads += 1
+            emulator.inject_faults(1.0, seed=1, endpoints=["bulk_ingest_upload"], kinds=["503"])
+
+    with pytest.raises(TransientAPIError) as caught:
+        await sf.bulk.insert(
+            "Contact", records, max_job_bytes=8192, progress=second_upload_fails, **FAST
+        )
+    first, second = emulator.bulk_jobs.values()
+    assert second.state == "Aborted"  # created, never uploaded: not left Open
+    assert caught.value.__notes__ == [
+        f"sfauth bulk: the first {first.processed} records were sent in 1 job(s) before this "
+        f"error, which Salesforce processes: {first.id}"
+    ]
+    assert uploads == 1
+
+
+async def test_a_lone_carriage_return_is_quoted(
+    make_session: SessionFactory, emulator: Emulator
+) -> None:
+    sf = make_session(api_version="62.0")
+    result = await sf.bulk.insert(
+        "Contact", [{"LastName": "Smith", "Description": "line1\rline2"}], **FAST
     )
-    assert jobs[0].id in str(caught.value)
+    assert (result.records_uploaded, result.records_processed) == (1, 1)
+    [upload] = [r.body for r in emulator.requests if r.method == "PUT"]
+    assert upload == b'LastName,Description\n"Smith","line1\rline2"\n'
+    [stored] = emulator.records("Contact")
+    assert stored["Description"] == "line1\rline2"
+
+
+async def test_results_of_a_pipe_delimited_job(
+    make_session: SessionFactory, emulator: Emulator
+) -> None:
+    sf = make_session(api_version="62.0")
+    result = await sf.bulk.insert(
+        "Contact", [{"LastName": "A|B"}, {"Email": "x@y.z"}], column_delimiter="PIPE", **FAST
+    )
+    assert [r["LastName"] async for r in result.successful_records()] == ["A|B"]
+    assert [r["Email"] async for r in result.failed_records()] == ["x@y.z"]
+
+
+class Status(enum.Enum):
+    ACTIVE = "Active"
+
+
+class Tier(str, enum.Enum):  # noqa: UP042 (the mixin whose str() is "Tier.GOLD")
+    GOLD = "Gold"
+
+
+class Ratio(float):
+    pass
+
+
+def test_cells_of_enums_and_number_subclasses() -> None:
+    encoder = RecordEncoder(["A", "B", "C", "D", "E"])
+    row = encoder.row(
+        {"A": Status.ACTIVE, "B": Tier.GOLD, "C": Ratio(1.5), "D": 1e20, "E": True}, 0
+    )
+    assert row == ["Active", "Gold", "1.5", "100000000000000000000", "true"]
+    assert encoder.row({"A": "x"}, 1) == ["x", None, None, None, None]
+    assert encoder.row({"E": False, "D": 2.5, "C": None}, 2) == [
+        None,
+        None,
+        "#N/A",
+        "2.5",
+        "false",
+    ]
+    with pytest.raises(ConfigurationError, match="record 3 names the field 'A' twice"):
+        encoder.row({"A": "x", "a": "y"}, 3)
+    with pytest.raises(ConfigurationError, match=r"record 4\['D'\] is nan"):
+        encoder.row({"D": float("nan")}, 4)
+
+
+async def test_max_job_bytes_is_respected_for_records(
+    make_session: SessionFactory, emulator: Emulator
+) -> None:
+    sf = make_session(api_version="62.0")
+    records = [{"LastName": f"L{n}", "Description": "d" * 500} for n in range(40)]
+    result = await sf.bulk.insert("Contact", records, max_job_bytes=2048, **FAST)
+    uploads = [r.body for r in emulator.requests if r.method == "PUT"]
+    assert max(len(u) for u in uploads) <= 2048
+    assert sum(j.records_processed for j in result.jobs) == 40
+    with pytest.raises(BulkInputError, match="a row of about 3"):
+        await sf.bulk.insert("Contact", [{"LastName": "x" * 3000}], max_job_bytes=2048)
+
+
+class AsyncFile:
+    """A file with ``async def read`` (as aiofiles gives)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+
+    async def read(self, size: int = -1) -> bytes:
+        return self._data.read(size)
+
+
+async def test_csv_from_an_async_file_and_blank_lines(
+    make_session: SessionFactory, emulator: Emulator
+) -> None:
+    sf = make_session(api_version="62.0")
+    result = await sf.bulk.insert("Contact", AsyncFile(b"LastName\n\nA\n\n\nB\n\n"), **FAST)
+    assert (result.records_uploaded, result.records_processed, result.records_unprocessed) == (
+        2,
+        2,
+        0,
+    )
+    assert [r.body for r in emulator.requests if r.method == "PUT"] == [b"LastName\nA\nB\n"]
 
 
 async def test_unknown_job_id_is_not_found(make_session: SessionFactory) -> None:
@@ -569,3 +760,32 @@ async def test_second_upload_fails_the_close(
     assert aborted.state == "Aborted"
     await sf.bulk.delete_job(job_id)
     assert emulator.bulk_jobs == {}
+
+
+_FIELD = st.text(alphabet='ab,"\n\r é', max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rows=st.lists(st.lists(_FIELD, min_size=1, max_size=4), min_size=1, max_size=12),
+    cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=12),
+)
+def test_the_row_splitter_cuts_only_between_rows(rows: list[list[str]], cuts: list[int]) -> None:
+    """Fed any chunking of CSV, it hands out complete rows, in order, and loses nothing."""
+    text = io.StringIO(newline="")
+    minimal = csv.writer(text, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+    quoted = csv.writer(text, lineterminator="\n", quoting=csv.QUOTE_ALL)
+    for row in rows:  # as sfauth writes them: a row with a CR fully quoted
+        (quoted if any("\r" in field for field in row) else minimal).writerow(row)
+    data = text.getvalue().encode()
+    splitter = RowSplitter()
+    runs = []
+    previous = 0
+    for cut in [*sorted({c for c in cuts if c < len(data)}), len(data)]:
+        run = splitter.feed(data[previous:cut])
+        previous = cut
+        if run:
+            runs.append(run)
+    assert not splitter.inside_quotes
+    assert b"".join(runs) + splitter.rest() == data
+    assert [row for run in runs for row in parse_rows(run)] == rows

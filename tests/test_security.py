@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import io
 import logging
 import os
@@ -592,9 +593,11 @@ def _reachable(root: BaseException, depth: int = 8) -> list[object]:
     """
     seen: set[int] = set()
     found: list[object] = []
-    stack: list[tuple[object, int]] = [(root, 0)]
-    while stack:
-        obj, level = stack.pop()
+    # Breadth first: each object is met at its shortest distance from the root, so the depth
+    # bound cannot hide one that a longer path reached first.
+    queue: collections.deque[tuple[object, int]] = collections.deque([(root, 0)])
+    while queue:
+        obj, level = queue.popleft()
         if obj is None or id(obj) in seen or level > depth:
             continue
         seen.add(id(obj))
@@ -615,7 +618,7 @@ def _reachable(root: BaseException, depth: int = 8) -> list[object]:
                     children.append(getattr(obj, slot, None))
             if hasattr(obj, "items") and hasattr(obj, "keys"):  # multidicts: request headers
                 children += [value for _, value in obj.items()]
-        stack += [(child, level + 1) for child in children]
+        queue.extend((child, level + 1) for child in children)
     return found
 
 
@@ -709,6 +712,36 @@ async def test_no_object_reachable_from_a_token_error_holds_the_assertion(
             text = repr(obj) + str(obj)
             for assertion in assertions:
                 assert assertion.split(".")[2] not in text
+
+
+async def test_no_object_reachable_from_bulk_errors_holds_the_bearer(
+    make_session: Any, emulator: Emulator
+) -> None:
+    """A BulkJobError carries the ingest's result: it must not lead to the session's token."""
+    from sfauth import BulkInputError, BulkJobError
+
+    sf = make_session(api_version="62.0")
+    fast = {"poll_interval": 0.001, "max_poll_interval": 0.01}
+    errors: list[BaseException] = []
+    with pytest.raises(BulkJobError) as failed:  # an unknown column fails the job
+        await sf.bulk.insert("Contact", [{"LastName": "x", "Nope__c": "y"}], **fast)
+    errors.append(failed.value)
+    records: list[Any] = [{"LastName": f"L{n}", "Description": "d" * 80} for n in range(50)]
+    with pytest.raises(BulkInputError) as bad:  # a bad record after a job was sent
+        await sf.bulk.insert(
+            "Contact", [*records, {"LastName": object()}], max_job_bytes=2048, **fast
+        )
+    errors.append(bad.value)
+    token = (await sf.token()).access_token
+    for error in errors:
+        for obj in _reachable(error, depth=12):
+            text = repr(obj) + str(obj)
+            assert token.split("!")[1] not in text, f"{error!r} -> {type(obj)}"
+    assert failed.value.result is not None
+    # Still readable while the session lives.
+    assert [r async for r in failed.value.result.unprocessed_records()] == [
+        {"LastName": "x", "Nope__c": "y"}
+    ]
 
 
 # --- redaction keeps prose; odd key input (trust issue items 17, 18) -------------------------

@@ -165,9 +165,17 @@ def _job_error(status: int, code: str, message: str) -> web.Response:
     return json_response(status, [{"errorCode": code, "message": message}])
 
 
-def _csv_bytes(header: list[str], rows: list[list[str]], line_ending: str = "\n") -> bytes:
+def _csv_bytes(
+    header: list[str], rows: list[list[str]], delimiter: str = "COMMA", line_ending: str = "LF"
+) -> bytes:
+    """CSV with every field quoted, in a job's delimiter and line ending."""
     out = io.StringIO(newline="")
-    writer = csv.writer(out, lineterminator=line_ending, quoting=csv.QUOTE_ALL)
+    writer = csv.writer(
+        out,
+        delimiter=_DELIMITERS[delimiter],
+        lineterminator="\r\n" if line_ending == "CRLF" else "\n",
+        quoting=csv.QUOTE_ALL,
+    )
     writer.writerow(header)
     writer.writerows(rows)
     return out.getvalue().encode()
@@ -397,12 +405,14 @@ class BulkApi:
         if request.match_info["ver"][1:] != job.api_version:
             return _version_conflict(job.id, job.api_version)
         kind = request.match_info["results"]
+        # In the job's own delimiter and line ending, like the data it was given.
+        form = (job.column_delimiter, job.line_ending)
         if kind == "successfulResults":
-            data = _csv_bytes(["sf__Id", "sf__Created", *job.header], job.successful)
+            data = _csv_bytes(["sf__Id", "sf__Created", *job.header], job.successful, *form)
         elif kind == "failedResults":
-            data = _csv_bytes(["sf__Id", "sf__Error", *job.header], job.failures)
+            data = _csv_bytes(["sf__Id", "sf__Error", *job.header], job.failures, *form)
         else:
-            data = _csv_bytes(job.header, job.unprocessed) if job.header else b""
+            data = _csv_bytes(job.header, job.unprocessed, *form) if job.header else b""
         return _csv_answer(request, data)
 
     async def _ingest(self, job: IngestJob) -> None:
@@ -420,6 +430,7 @@ class BulkApi:
                 processed += 1
                 job.processed = processed
             await asyncio.sleep(0)
+        job.unprocessed = []
         job.state = "JobComplete"
 
     def _parse_upload(self, job: IngestJob) -> list[list[str]] | None:
@@ -447,6 +458,7 @@ class BulkApi:
             return _fail(job, f"InvalidBatch : Failed to parse CSV: {exc} (emulator's wording)")
         header, rows = table[0], [row for row in table[1:] if row]
         job.header = header
+        job.unprocessed = rows  # until they are processed: all of them, if the job fails
         for column in header:
             if not self._column_known(job.sobject, column):
                 return _fail(job, f"InvalidBatch : Field name not found : {column}")
