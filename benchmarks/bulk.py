@@ -51,6 +51,8 @@ from benchmarks._provenance import machine, revision
 
 HERE = Path(__file__).resolve().parent
 BULK_SUMMARY = HERE / "BULK.md"
+#: What make bench writes (this report and the ones before it): not changes to the source.
+_OUTPUTS = (BULK_SUMMARY, HERE / "bulk.png", HERE / "LEASES.md")
 POLL = 0.05
 FIELDS = ["Name", "External_Id__c", "Industry", "NumberOfEmployees"]
 QUERY = "SELECT Id, Name FROM Account LIMIT {n}"
@@ -314,7 +316,7 @@ def render(result: dict[str, Any], command: str) -> str:
     lines = [
         "## Data plane: Bulk API 2.0 and sObject Collections\n",
         f"Command: `{command}`; {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; revision "
-        f"{revision(BULK_SUMMARY)}; {result['seconds']:.0f} s.\n",
+        f"{revision(*_OUTPUTS)}; {result['seconds']:.0f} s.\n",
         "Machine: " + "; ".join(f"{k} {v}" for k, v in info.items()) + ".\n",
         "One stand-in server process answers every client (`benchmarks/_server.py`: jobs "
         "complete on their first poll, results are generated as sent, nothing is compressed); "
