@@ -435,10 +435,11 @@ class Bulk:
             BulkJobError: The job ended ``Failed`` or ``Aborted``.
             APIError: Salesforce refused the query (e.g. ``MalformedRequestError``).
         """
-        waits = _waits(poll_interval, max_poll_interval)
+        query = _QuerySpec.check(
+            soql, query_all, max_records, poll_interval, max_poll_interval, abort_on_cancel
+        )
         _check_options(progress, abort_on_cancel)
-        query = _QuerySpec.check(soql, query_all, max_records)
-        return self._query_records(query, waits, abort_on_cancel, progress)
+        return self._query_records(query, progress)
 
     def query_csv(
         self,
@@ -457,10 +458,11 @@ class Bulk:
         sends them (comma-delimited, LF), without the repeated header of pages after the
         first. Arguments and errors are those of :meth:`query`.
         """
-        waits = _waits(poll_interval, max_poll_interval)
+        query = _QuerySpec.check(
+            soql, query_all, max_records, poll_interval, max_poll_interval, abort_on_cancel
+        )
         _check_options(progress, abort_on_cancel)
-        query = _QuerySpec.check(soql, query_all, max_records)
-        return self._query_csv(query, waits, abort_on_cancel, progress)
+        return self._query_csv(query, progress)
 
     # ------------------------------------------------------------------ jobs
 
@@ -602,11 +604,7 @@ class Bulk:
                         yield dict(zip(header, row, strict=False))
 
     async def _run_query(
-        self,
-        query: _QuerySpec,
-        waits: Callable[[], Iterable[float]],
-        abort_on_cancel: bool,
-        progress: Callable[[BulkProgress], None] | None,
+        self, query: _QuerySpec, progress: Callable[[BulkProgress], None] | None
     ) -> AsyncIterator[tuple[int, Any]]:
         """Create the job, wait for it, then yield ``(page number, response)`` per page."""
         version = await self._session.api_version_resolved()
@@ -616,7 +614,9 @@ class Bulk:
         job = BulkJob._from("query", body, version)
         report = _reporter(progress)
         try:
-            job = await self._wait(job, waits, lambda j: report(1, 0, j.records_processed, 0, j))
+            job = await self._wait(
+                job, query.waits, lambda j: report(1, 0, j.records_processed, 0, j)
+            )
             if job.state != "JobComplete":
                 raise BulkJobError(job)
             locator: str | None = None
@@ -644,20 +644,16 @@ class Bulk:
                 if locator == "null":
                     return
         except asyncio.CancelledError:
-            if abort_on_cancel:
+            if query.abort_on_cancel:
                 await self._abort_quietly([job])
             raise
 
     async def _query_records(
-        self,
-        query: _QuerySpec,
-        waits: Callable[[], Iterable[float]],
-        abort_on_cancel: bool,
-        progress: Callable[[BulkProgress], None] | None,
+        self, query: _QuerySpec, progress: Callable[[BulkProgress], None] | None
     ) -> AsyncIterator[dict[str, str | None]]:
         report = _reporter(progress)
         downloaded = 0
-        async for _page, response in self._run_query(query, waits, abort_on_cancel, progress):
+        async for _page, response in self._run_query(query, progress):
             header: list[str] | None = None
             async for rows in _complete_rows(response):
                 for row in parse_rows(rows):
@@ -669,15 +665,11 @@ class Bulk:
             report(1, downloaded, downloaded, 0, None)
 
     async def _query_csv(
-        self,
-        query: _QuerySpec,
-        waits: Callable[[], Iterable[float]],
-        abort_on_cancel: bool,
-        progress: Callable[[BulkProgress], None] | None,
+        self, query: _QuerySpec, progress: Callable[[BulkProgress], None] | None
     ) -> AsyncIterator[bytes]:
         report = _reporter(progress)
         downloaded = 0
-        async for page, response in self._run_query(query, waits, abort_on_cancel, progress):
+        async for page, response in self._run_query(query, progress):
             splitter = RowSplitter()
             header_done = page == 0
             async for chunk in response.content.iter_any():
@@ -763,9 +755,19 @@ class _QuerySpec:
     soql: str
     query_all: bool
     max_records: int | None
+    waits: Callable[[], Iterable[float]]
+    abort_on_cancel: bool
 
     @classmethod
-    def check(cls, soql: object, query_all: object, max_records: object) -> _QuerySpec:
+    def check(
+        cls,
+        soql: object,
+        query_all: object,
+        max_records: object,
+        poll_interval: object,
+        max_poll_interval: object,
+        abort_on_cancel: bool,
+    ) -> _QuerySpec:
         if not isinstance(soql, str) or not soql.strip():
             raise ConfigurationError(f"soql must be a non-empty SOQL string; got {soql!r}")
         if not isinstance(query_all, bool):
@@ -776,7 +778,8 @@ class _QuerySpec:
             raise ConfigurationError(
                 f"max_records must be a positive number of records per page; got {max_records!r}"
             )
-        return cls(soql, query_all, max_records)
+        waits = _waits(poll_interval, max_poll_interval)
+        return cls(soql, query_all, max_records, waits, abort_on_cancel)
 
     def body(self) -> dict[str, str]:
         return {

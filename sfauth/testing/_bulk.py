@@ -34,7 +34,7 @@ from sfauth.testing._ids import IdFactory, canonical_id
 from sfauth.testing._schema import FieldSchema, Schema, SObjectSchema
 from sfauth.testing._soql import SoqlError, compile_query
 from sfauth.testing._state import NOT_FOUND, Session, json_response, rest_error
-from sfauth.testing._store import DmlError, RecordStore, format_datetime
+from sfauth.testing._store import DmlError, RecordStore, format_datetime, record_id_of
 
 __all__ = ["BulkApi", "IngestJob", "QueryJob"]
 
@@ -256,28 +256,14 @@ class BulkApi:
         version = self._version(request)
         if version is None:
             return json_response(404, NOT_FOUND)
-        try:
-            spec = json.loads(body)
-        except (ValueError, RecursionError):
-            return _job_error(400, "JSON_PARSER_ERROR", "The request body is not valid JSON")
-        if not isinstance(spec, dict):
-            return _job_error(400, "JSON_PARSER_ERROR", "The request body must be a JSON object")
-        operation = spec.get("operation")
-        if operation not in _OPERATIONS:
-            return _job_error(
-                400, "INVALIDJOB", f"Invalid operation: {operation} (emulator's wording)"
-            )
+        spec = _job_spec(body, _OPERATIONS, tuple(_DELIMITERS))
+        if isinstance(spec, web.Response):
+            return spec
+        operation = spec["operation"]
         name = spec.get("object")
         sobject = self.schema.get(name) if isinstance(name, str) else None
         if sobject is None:
             return _job_error(400, "INVALIDJOB", f"Unable to find object: {name}")
-        for key, allowed in (
-            ("contentType", ("CSV",)),
-            ("columnDelimiter", tuple(_DELIMITERS)),
-            ("lineEnding", ("LF", "CRLF")),
-        ):
-            if key in spec and spec[key] not in allowed:
-                return _job_error(400, "INVALIDJOB", f"Invalid {key}: {spec[key]}")
         external_id: FieldSchema | None = None
         if operation == "upsert":
             field_name = spec.get("externalIdFieldName")
@@ -360,28 +346,27 @@ class BulkApi:
             return _invalid_transition(job.id, job.state, state)
         return json_response(200, job.info(counts=False))
 
-    async def _bulk_ingest_info(
+    async def _bulk_info(
         self, request: web.Request, session: Session | None, body: bytes
     ) -> web.Response:
-        job = self._job(request, IngestJob)
+        job = self._job(request, _kind(request))
         if isinstance(job, web.Response):
             return job
-        assert isinstance(job, IngestJob)
         return json_response(200, job.info())
 
-    async def _bulk_ingest_list(
+    async def _bulk_list(
         self, request: web.Request, session: Session | None, body: bytes
     ) -> web.Response:
         if self._version(request) is None:
             return json_response(404, NOT_FOUND)
-        jobs = [j.info(counts=False) for j in self.bulk_jobs.values() if isinstance(j, IngestJob)]
+        kind = _kind(request)
+        jobs = [job.info() for job in self.bulk_jobs.values() if isinstance(job, kind)]
         return json_response(200, {"done": True, "records": jobs, "nextRecordsUrl": None})
 
     async def _bulk_delete(
         self, request: web.Request, session: Session | None, body: bytes
     ) -> web.Response:
-        kind = IngestJob if "/jobs/ingest/" in request.path else QueryJob
-        job = self._job(request, kind)
+        job = self._job(request, _kind(request))
         if isinstance(job, web.Response):
             return job
         if job.state not in (*_TERMINAL, "UploadComplete") or (
@@ -550,16 +535,7 @@ class BulkApi:
     def _row_by_id(self, job: IngestJob, values: dict[str, object]) -> str:
         """Update, delete or hard-delete the record the row's ``Id`` names."""
         sobject = job.sobject
-        raw_id = next((v for k, v in values.items() if k.lower() == "id"), None)
-        record_id = canonical_id(raw_id) if isinstance(raw_id, str) else None
-        if record_id is None:
-            raise DmlError(
-                "MISSING_ARGUMENT" if raw_id is None else "MALFORMED_ID",
-                "Id not specified in an update call"
-                if raw_id is None
-                else f"{sobject.label} ID: id value of incorrect type: {raw_id}",
-                ["Id"],
-            )
+        record_id = record_id_of(sobject, values)
         record = self._store.find(sobject, record_id)
         if record is None:
             raise DmlError("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", [])
@@ -580,31 +556,14 @@ class BulkApi:
         version = self._version(request)
         if version is None:
             return json_response(404, NOT_FOUND)
-        try:
-            spec = json.loads(body)
-        except (ValueError, RecursionError):
-            return _job_error(400, "JSON_PARSER_ERROR", "The request body is not valid JSON")
-        if not isinstance(spec, dict):
-            return _job_error(400, "JSON_PARSER_ERROR", "The request body must be a JSON object")
-        operation = spec.get("operation")
-        if operation not in ("query", "queryAll"):
-            return _job_error(
-                400, "INVALIDJOB", f"Invalid operation: {operation} (emulator's wording)"
-            )
+        # (the emulator's query jobs write COMMA-delimited CSV)
+        spec = _job_spec(body, ("query", "queryAll"), ("COMMA",))
+        if isinstance(spec, web.Response):
+            return spec
+        operation = spec["operation"]
         soql = spec.get("query")
         if not isinstance(soql, str) or not soql.strip():
             return _job_error(400, "INVALIDJOB", "The query is required (emulator's wording)")
-        for key, allowed in (
-            ("contentType", ("CSV",)),
-            ("columnDelimiter", ("COMMA",)),
-            ("lineEnding", ("LF", "CRLF")),
-        ):
-            if key in spec and spec[key] not in allowed:
-                return _job_error(
-                    400,
-                    "INVALIDJOB",
-                    f"Invalid {key}: {spec[key]} (the emulator's query jobs write COMMA, LF)",
-                )
         try:
             compiled = compile_query(soql, self.schema)
         except SoqlError as exc:
@@ -676,23 +635,6 @@ class BulkApi:
         assert isinstance(job, QueryJob)
         return json_response(200, job.info())
 
-    async def _bulk_query_info(
-        self, request: web.Request, session: Session | None, body: bytes
-    ) -> web.Response:
-        job = self._job(request, QueryJob)
-        if isinstance(job, web.Response):
-            return job
-        assert isinstance(job, QueryJob)
-        return json_response(200, job.info())
-
-    async def _bulk_query_list(
-        self, request: web.Request, session: Session | None, body: bytes
-    ) -> web.Response:
-        if self._version(request) is None:
-            return json_response(404, NOT_FOUND)
-        jobs = [j.info() for j in self.bulk_jobs.values() if isinstance(j, QueryJob)]
-        return json_response(200, {"done": True, "records": jobs, "nextRecordsUrl": None})
-
     async def _bulk_query_results(
         self, request: web.Request, session: Session | None, body: bytes
     ) -> web.Response:
@@ -726,6 +668,36 @@ class BulkApi:
         return _csv_answer(
             request, data, **{"Sforce-Locator": locator, "Sforce-NumberOfRecords": str(len(page))}
         )
+
+
+def _kind(request: web.Request) -> type[IngestJob] | type[QueryJob]:
+    """The job type a ``/jobs/ingest…`` or ``/jobs/query…`` path is about."""
+    return IngestJob if "/jobs/ingest" in request.path else QueryJob
+
+
+def _job_spec(
+    body: bytes, operations: tuple[str, ...], delimiters: tuple[str, ...]
+) -> dict[str, Any] | web.Response:
+    """A "Create a Job" body: a JSON object with a known operation and CSV options."""
+    try:
+        spec = json.loads(body)
+    except (ValueError, RecursionError):
+        return _job_error(400, "JSON_PARSER_ERROR", "The request body is not valid JSON")
+    if not isinstance(spec, dict):
+        return _job_error(400, "JSON_PARSER_ERROR", "The request body must be a JSON object")
+    operation = spec.get("operation")
+    if operation not in operations:
+        return _job_error(
+            400, "INVALIDJOB", f"Invalid operation: {operation} (emulator's wording)"
+        )
+    for key, allowed in (
+        ("contentType", ("CSV",)),
+        ("columnDelimiter", delimiters),
+        ("lineEnding", ("LF", "CRLF")),
+    ):
+        if key in spec and spec[key] not in allowed:
+            return _job_error(400, "INVALIDJOB", f"Invalid {key}: {spec[key]}")
+    return spec
 
 
 def _locator_offset(locator: str | None) -> int | None:

@@ -19,7 +19,7 @@ from aiohttp import web
 from sfauth.testing._ids import canonical_id
 from sfauth.testing._schema import FieldSchema, Schema, SObjectSchema
 from sfauth.testing._state import NOT_FOUND, Session, json_response, rest_error
-from sfauth.testing._store import DmlError, RecordStore
+from sfauth.testing._store import DmlError, RecordStore, record_id_of
 
 __all__ = ["MAX_RECORDS", "CollectionsApi"]
 
@@ -151,16 +151,7 @@ class CollectionsApi:
             if isinstance(sobject, DmlError):
                 raise sobject
             values = {k: v for k, v in record.items() if k.lower() != "id"}
-            raw_id = next((v for k, v in record.items() if k.lower() == "id"), None)
-            record_id = canonical_id(raw_id) if isinstance(raw_id, str) else None
-            if record_id is None:
-                raise DmlError(
-                    "MISSING_ARGUMENT" if raw_id is None else "MALFORMED_ID",
-                    "Id not specified in an update call"
-                    if raw_id is None
-                    else f"{sobject.label} ID: id value of incorrect type: {raw_id}",
-                    ["Id"],
-                )
+            record_id = record_id_of(sobject, record)
             stored = self._store.find(sobject, record_id)
             if stored is None:
                 raise DmlError("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", [])

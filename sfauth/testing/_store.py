@@ -71,6 +71,25 @@ class DmlError(Exception):
         return [error]
 
 
+def record_id_of(sobject: SObjectSchema, values: Mapping[str, object]) -> str:
+    """The 18-character id a record's ``Id`` (any case) names, as an update needs it.
+
+    Raises:
+        DmlError: ``MISSING_ARGUMENT`` without an ``Id``, ``MALFORMED_ID`` for a bad one.
+    """
+    raw_id = next((v for k, v in values.items() if k.lower() == "id"), None)
+    record_id = canonical_id(raw_id) if isinstance(raw_id, str) else None
+    if record_id is None:
+        raise DmlError(
+            "MISSING_ARGUMENT" if raw_id is None else "MALFORMED_ID",
+            "Id not specified in an update call"
+            if raw_id is None
+            else f"{sobject.label} ID: id value of incorrect type: {raw_id}",
+            ["Id"],
+        )
+    return record_id
+
+
 def format_datetime(value: dt.datetime) -> str:
     """Return ``value`` as the REST API writes datetimes: ``2024-01-15T10:00:00.000+0000`` (UTC).
 
