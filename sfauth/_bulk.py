@@ -47,7 +47,14 @@ from ._bulkinput import (
     pack,
     record_runs,
 )
-from .exceptions import APIError, ConfigurationError, MalformedRequestError, SFAuthError
+from .exceptions import (
+    APIError,
+    ConfigurationError,
+    MalformedRequestError,
+    SFAuthError,
+    TransientAPIError,
+    TransportError,
+)
 
 __all__ = [
     "MAX_JOB_BYTES",
@@ -535,6 +542,26 @@ class Bulk:
             self._session, method, path, data=data, idempotent=idempotent, what=f"Bulk {what}"
         )
 
+    async def _create(
+        self, kind: str, version: str, body: Mapping[str, Any], what: str
+    ) -> BulkJob:
+        """Create a job (never resent); a cancellation meanwhile aborts the job it created.
+
+        The create runs to its answer even when the caller is cancelled (for at most 10
+        seconds more), so that a job Salesforce opened is known, and aborted, not left open.
+        """
+        created = asyncio.ensure_future(self._call("POST", version, kind, body=body, what=what))
+        try:
+            answer = await asyncio.shield(created)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(10):
+                    answer = await created
+                await self._abort_quietly([BulkJob._from(kind, answer, version)])
+            created.cancel()
+            raise
+        return BulkJob._from(kind, answer, version)
+
     async def _info(self, kind: str, job_id: str, version: str) -> BulkJob:
         body = await self._call("GET", version, kind, job_id, what=f"{kind} job info")
         return BulkJob._from(kind, body, version)
@@ -557,12 +584,20 @@ class Bulk:
         waits: Callable[[], Iterable[float]],
         seen: Callable[[BulkJob], None] | None = None,
     ) -> BulkJob:
-        """Poll a job until it ends; return its last info."""
+        """Poll a job until it ends; return its last info.
+
+        A poll that still fails after the session's retries (a transient answer, a lost
+        connection) does not end the wait: the job goes on at Salesforce, so the next poll
+        asks again. Only the caller's deadline or another error ends it.
+        """
         for wait in waits():
             if job.state in TERMINAL:
                 return job
             await asyncio.sleep(wait)
-            job = await self._info(job.kind, job.id, job.api_version)
+            try:
+                job = await self._info(job.kind, job.id, job.api_version)
+            except (TransientAPIError, TransportError):
+                continue
             if seen is not None:
                 seen(job)
         raise AssertionError("unreachable: waits() is endless")  # pragma: no cover
@@ -605,14 +640,12 @@ class Bulk:
 
     async def _run_query(
         self, query: _QuerySpec, progress: Callable[[BulkProgress], None] | None
-    ) -> AsyncIterator[tuple[int, Any]]:
-        """Create the job, wait for it, then yield ``(page number, response)`` per page."""
+    ) -> AsyncIterator[tuple[int, Any, BulkJob]]:
+        """Create the job, wait for it, then yield ``(page number, response, job)`` per page."""
         version = await self._session.api_version_resolved()
-        body = await self._call(
-            "POST", version, "query", body=query.body(), what="create query job"
-        )
-        job = BulkJob._from("query", body, version)
+        job = await self._create("query", version, query.body(), "create query job")
         report = _reporter(progress)
+        report(1, 0, 0, 0, job)
         try:
             job = await self._wait(
                 job, query.waits, lambda j: report(1, 0, j.records_processed, 0, j)
@@ -639,7 +672,7 @@ class Bulk:
                             method="GET",
                             url=str(response.url.with_query(None)),
                         )
-                    yield page, response
+                    yield page, response, job
                 page += 1
                 if locator == "null":
                     return
@@ -653,7 +686,7 @@ class Bulk:
     ) -> AsyncIterator[dict[str, str | None]]:
         report = _reporter(progress)
         downloaded = 0
-        async for _page, response in self._run_query(query, progress):
+        async for _page, response, job in self._run_query(query, progress):
             header: list[str] | None = None
             async for rows in _complete_rows(response):
                 for row in parse_rows(rows):
@@ -662,14 +695,14 @@ class Bulk:
                         continue
                     downloaded += 1
                     yield {k: (v if v else None) for k, v in zip(header, row, strict=False)}
-            report(1, downloaded, downloaded, 0, None)
+            report(1, downloaded, job.records_processed, 0, job)
 
     async def _query_csv(
         self, query: _QuerySpec, progress: Callable[[BulkProgress], None] | None
     ) -> AsyncIterator[bytes]:
         report = _reporter(progress)
         downloaded = 0
-        async for page, response in self._run_query(query, progress):
+        async for page, response, job in self._run_query(query, progress):
             splitter = RowSplitter()
             header_done = page == 0
             async for chunk in response.content.iter_any():
@@ -686,7 +719,7 @@ class Bulk:
                 splitter.rest()
             count = response.headers.get("Sforce-NumberOfRecords", "")
             downloaded += int(count) if count.isdigit() else 0
-            report(1, downloaded, downloaded, 0, None)
+            report(1, downloaded, job.records_processed, 0, job)
 
 
 async def _complete_rows(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
@@ -824,14 +857,14 @@ class _IngestRun:
         polls: list[asyncio.Task[BulkJob]] = []
         try:
             version = await session.api_version_resolved()
-            async for data in jobs:
+            async for data in _input(jobs):
                 try:
                     job = await self._send(version, data)
                 finally:
                     data.close()
                 polls.append(asyncio.create_task(self.bulk._wait(job, self.waits, self._seen)))
             done = await asyncio.gather(*polls)
-        except ConfigurationError as exc:
+        except _BadInput as exc:
             await self._stop(polls, abort=False)
             raise BulkInputError(str(exc), self.sent, self.uploaded) from None
         except asyncio.CancelledError:
@@ -842,7 +875,7 @@ class _IngestRun:
             if self.sent:
                 ids = ", ".join(job.id for job in self.sent)
                 exc.add_note(
-                    f"sfauth bulk: the first {self.uploaded} records were sent in "
+                    f"sfauth bulk: the first {self.uploaded} record(s) were sent in "
                     f"{len(self.sent)} job(s) before this error, which Salesforce processes: "
                     f"{ids}"
                 )
@@ -864,10 +897,10 @@ class _IngestRun:
         from ._sobjects import api_error
 
         spec = self.spec
-        body = await self.bulk._call(
-            "POST", version, "ingest", body=spec.body(), what=f"create {spec.operation} job"
+        job = await self.bulk._create(
+            "ingest", version, spec.body(), f"create {spec.operation} job"
         )
-        job = self.open = BulkJob._from("ingest", body, version)
+        self.open = job
         headers = {"Content-Type": "text/csv"}
         if spec.compress:
             headers["Content-Encoding"] = "gzip"
@@ -889,6 +922,22 @@ class _IngestRun:
         self.uploaded += data.records
         self._seen(job)
         return job
+
+
+class _BadInput(Exception):
+    """A ``ConfigurationError`` of the input (records or CSV), as opposed to any other."""
+
+
+async def _input(jobs: AsyncIterator[JobData]) -> AsyncIterator[JobData]:
+    """The jobs of the input; its ``ConfigurationError`` becomes ``_BadInput``."""
+    while True:
+        try:
+            data = await anext(jobs)
+        except StopAsyncIteration:
+            return
+        except ConfigurationError as exc:
+            raise _BadInput(str(exc)) from None
+        yield data
 
 
 async def _cancel(tasks: list[asyncio.Task[BulkJob]]) -> None:

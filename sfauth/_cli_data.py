@@ -135,28 +135,44 @@ def _run(
     flow_kwargs: Callable[[argparse.Namespace], dict[str, Any]],
     command: Callable[[AuthSession, argparse.Namespace, _Progress], Any],
 ) -> int:
+    # No live line while records stream to a terminal: it would be drawn between them.
+    data_to_screen = getattr(args, "output_file", "no output") is None
+
+    summary: list[str] = []
+
     async def run() -> int:
-        with _Progress.for_terminal() as progress:
+        with _Progress.for_terminal(summary, allowed=not data_to_screen) as progress:
             async with AuthSession(**flow_kwargs(args)) as sf:
                 result: int = await command(sf, args, progress)
                 return result
 
-    return asyncio.run(run())
+    try:
+        return asyncio.run(run())
+    except ConfigurationError as exc:  # in the CLI's words: flags, not Python arguments
+        raise ConfigurationError(_in_cli_words(str(exc))) from None
+    finally:  # once the live line is gone (it would erase a line printed under it)
+        for line in summary:
+            print(f"sfauth: {line}", file=sys.stderr)
 
 
 class _Progress:
     """A one-line rich progress display on standard error, or nothing."""
 
-    def __init__(self, progress: Any) -> None:
+    def __init__(self, progress: Any, summary: list[str]) -> None:
         self._progress = progress
         self._task: Any = None
+        self._summary = summary
+
+    def summary(self, text: str) -> None:
+        """The run's one-line summary, printed once the live line is gone."""
+        self._summary.append(text)
 
     @classmethod
     @contextlib.contextmanager
-    def for_terminal(cls) -> Iterator[_Progress]:
+    def for_terminal(cls, summary: list[str], *, allowed: bool = True) -> Iterator[_Progress]:
         """A live display when standard output and standard error are terminals."""
-        if not (sys.stdout.isatty() and sys.stderr.isatty()):
-            yield cls(None)
+        if not (allowed and sys.stdout.isatty() and sys.stderr.isatty()):
+            yield cls(None, summary)
             return
         from rich.console import Console
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -169,7 +185,9 @@ class _Progress:
             transient=True,
         )
         with display:
-            yield cls(display)
+            shown = cls(display, summary)
+            shown.show("logging in")  # drawn at once, the timer running from the start
+            yield shown
 
     def show(self, text: str) -> None:
         """Replace the line's text."""
@@ -181,23 +199,49 @@ class _Progress:
             self._progress.update(self._task, description=text)
 
 
-def _summary(text: str) -> None:
-    print(f"sfauth: {text}", file=sys.stderr)
+class _Output:
+    """Where data goes: standard output, or ``path`` opened at the first write.
+
+    A query that fails before its first record leaves an existing file as it was.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.file: IO[bytes] | None = sys.stdout.buffer if path is None else None
+
+    def write(self, data: bytes) -> None:
+        if self.file is None:
+            assert self.path is not None
+            try:
+                self.file = self.path.open("wb")
+            except OSError as exc:
+                raise ConfigurationError(
+                    f"--output-file {str(self.path)!r}: {exc.strerror}"
+                ) from None
+        self.file.write(data)
+
+    def close(self, succeeded: bool) -> None:
+        if self.path is None:
+            sys.stdout.buffer.flush()
+            return
+        if self.file is None and succeeded:
+            self.write(b"")  # no records: the file is still created, empty
+        if self.file is not None:
+            self.file.close()
 
 
 @contextlib.contextmanager
-def _output(path: Path | None) -> Iterator[IO[bytes]]:
-    """The binary stream to write data to: ``path``, or standard output."""
-    if path is None:
-        yield sys.stdout.buffer
-        sys.stdout.buffer.flush()
-        return
+def _output(path: Path | None) -> Iterator[_Output]:
+    """The stream data is written to; closed (or flushed) once the command succeeded."""
+    if path is not None and not path.parent.is_dir():
+        raise ConfigurationError(f"--output-file {str(path)!r}: no such directory")
+    out = _Output(path)
     try:
-        file = path.open("wb")
-    except OSError as exc:
-        raise ConfigurationError(f"--output-file {str(path)!r}: {exc.strerror}") from None
-    with file:
-        yield file
+        yield out
+    except BaseException:
+        out.close(succeeded=False)
+        raise
+    out.close(succeeded=True)
 
 
 def _written(count: int, path: Path | None, started: float) -> str:
@@ -215,6 +259,8 @@ _CLI_WORDS = (
     ("external_id_field", "--external-id"),
     ("column_delimiter=", "--column-delimiter "),
     ("line_ending=", "--line-ending "),
+    ("max_records", "--max-records"),
+    ("soql must", "the query must"),
 )
 
 
@@ -237,7 +283,7 @@ async def _query(sf: AuthSession, args: argparse.Namespace, progress: _Progress)
                     progress.show(f"query: {count} records")
         else:
             count = await _write_csv(records, out, progress)
-    _summary(_written(count, args.output_file, started))
+    progress.summary(_written(count, args.output_file, started))
     return 0
 
 
@@ -265,7 +311,7 @@ def _flat(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-async def _write_csv(records: AsyncIterator[Any], out: IO[bytes], progress: _Progress) -> int:
+async def _write_csv(records: AsyncIterator[Any], out: _Output, progress: _Progress) -> int:
     """Write REST records as CSV; the header is the columns of the first 1,000."""
     ahead: list[dict[str, Any]] = []
     async for record in records:
@@ -291,6 +337,8 @@ async def _write_csv(records: AsyncIterator[Any], out: IO[bytes], progress: _Pro
         writer.writerow(["" if row.get(c) is None else _text(row.get(c)) for c in columns])
 
     known = set(columns)
+    if not columns:  # no records: no header to write either
+        return 0
     writer.writerow(columns)
     count = 0
     for row in ahead:
@@ -317,8 +365,14 @@ def _text(value: object) -> str:
 async def _export(sf: AuthSession, args: argparse.Namespace, progress: _Progress) -> int:
     started = time.monotonic()
 
+    downloaded = [0]
+
     def shown(p: BulkProgress) -> None:
-        progress.show(f"bulk query: job {p.state or 'created'}, {p.records_uploaded} records")
+        downloaded[0] = p.records_uploaded  # Sforce-NumberOfRecords, summed over the pages
+        progress.show(
+            f"bulk query {p.job_id}: {p.state}, {p.records_processed:,} records, "
+            f"{p.records_uploaded:,} downloaded"
+        )
 
     options: dict[str, Any] = {
         "query_all": args.all_rows,
@@ -331,13 +385,12 @@ async def _export(sf: AuthSession, args: argparse.Namespace, progress: _Progress
         if args.result_format == "csv":
             async for chunk in sf.bulk.query_csv(args.query, **options):
                 out.write(chunk)
-                count += chunk.count(b"\n")
-            count = max(0, count - 1)  # the header row (rows with newlines inside count more)
+            count = downloaded[0]
         else:
             async for record in sf.bulk.query(args.query, **options):
                 out.write(json.dumps(record, ensure_ascii=False).encode() + b"\n")
                 count += 1
-    _summary(_written(count, args.output_file, started))
+    progress.summary(_written(count, args.output_file, started))
     return 0
 
 
@@ -346,16 +399,17 @@ async def _ingest(sf: AuthSession, args: argparse.Namespace, progress: _Progress
 
     def shown(p: BulkProgress) -> None:
         progress.show(
-            f"{what}: {p.records_uploaded} records uploaded in {p.jobs} job(s), "
-            f"{p.state}, {p.records_processed} processed, {p.records_failed} failed"
+            f"{what}: {p.records_uploaded:,} sent, {p.state}, {p.records_processed:,} done, "
+            f"{p.records_failed:,} failed"
         )
 
     if not args.file.is_file():
         raise ConfigurationError(f"--file {str(args.file)!r}: no such file")
-    if args.failed_records is not None and args.failed_records.exists():
-        raise ConfigurationError(
-            f"--failed-records {str(args.failed_records)!r} exists; name a new file"
-        )
+    failed_to = args.failed_records
+    if failed_to is not None and failed_to.exists():
+        raise ConfigurationError(f"--failed-records {str(failed_to)!r} exists; name a new file")
+    if failed_to is not None and not failed_to.parent.is_dir():
+        raise ConfigurationError(f"--failed-records {str(failed_to)!r}: no such directory")
     failure: BulkJobError | None = None
     try:
         result = await _ingest_file(sf, args, shown)
@@ -370,8 +424,10 @@ async def _ingest(sf: AuthSession, args: argparse.Namespace, progress: _Progress
     elif result.records_failed:
         kept = " (pass --failed-records FILE to keep them)"
     jobs = len(result.jobs)
-    _summary(
-        f"{what}: {_records(result.records_uploaded)} in {jobs} job{'s' if jobs != 1 else ''}, "
+    ids = " ".join(job.id for job in result.jobs[:3]) + (" ..." if jobs > 3 else "")
+    progress.summary(
+        f"{what}: {_records(result.records_uploaded)} in {jobs} job{'s' if jobs != 1 else ''} "
+        f"({ids}), "
         f"{result.records_processed} processed, {result.records_failed} failed{kept}, "
         f"{result.records_unprocessed} unprocessed, {result.elapsed:.1f} s"
     )
@@ -383,19 +439,16 @@ async def _ingest(sf: AuthSession, args: argparse.Namespace, progress: _Progress
 async def _ingest_file(
     sf: AuthSession, args: argparse.Namespace, shown: Callable[[BulkProgress], None]
 ) -> BulkIngestResult:
-    try:
-        return await sf.bulk.ingest(
-            args.sobject,
-            args.operation,
-            args.file,
-            external_id_field=args.external_id,
-            column_delimiter=args.column_delimiter,
-            line_ending=args.line_ending,
-            progress=shown,
-            abort_on_cancel=True,
-        )
-    except ConfigurationError as exc:
-        raise ConfigurationError(_in_cli_words(str(exc))) from None
+    return await sf.bulk.ingest(
+        args.sobject,
+        args.operation,
+        args.file,
+        external_id_field=args.external_id,
+        column_delimiter=args.column_delimiter,
+        line_ending=args.line_ending,
+        progress=shown,
+        abort_on_cancel=True,
+    )
 
 
 async def _write_failed(result: BulkIngestResult, path: Path) -> int:

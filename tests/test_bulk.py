@@ -413,7 +413,7 @@ async def test_failed_job_raises_with_salesforce_message(
         ),
         (
             lambda sf: sf.bulk.insert("Contact", [{"LastName": "x"}], external_id_field="X"),
-            "external_id_field is for upsert only; insert matches records by Id",
+            "external_id_field is for upsert only; insert creates records",
         ),
         (
             lambda sf: sf.bulk.insert("Contact", [{"LastName": "x"}], max_job_bytes=200_000_000),
@@ -465,6 +465,23 @@ async def test_failed_job_raises_with_salesforce_message(
             lambda sf: sf.bulk.insert("Contact", b"LastName;Description\nx;y\n"),
             "the CSV's header 'LastName;Description' looks delimited by SEMICOLON, but "
             "column_delimiter='COMMA'; pass column_delimiter='SEMICOLON'; nothing was sent",
+        ),
+        (
+            lambda sf: sf.bulk.insert(
+                "Contact", b"LastName\tDescription\nA\tx\ry\n", column_delimiter="TAB"
+            ),
+            "the CSV has a carriage return outside quotes inside a row; quote that field "
+            "(Salesforce would split the row there); nothing was sent",
+        ),
+        (
+            lambda sf: sf.bulk.insert("Contact", b'LastName,Description\nA,"x"\r\nB,y\r\n'),
+            "the CSV's rows end with CRLF but line_ending='LF'; pass line_ending='CRLF'; "
+            "nothing was sent",
+        ),
+        (
+            lambda sf: sf.bulk.insert("Contact", [{"LastName": "ok"}, {"LastName": "\ud800"}]),
+            "a value holds '\\ud800', which is not text UTF-8 can carry (a lone surrogate); "
+            "clean it before loading; nothing was sent",
         ),
         (
             lambda sf: sf.bulk.insert("Contact", b'LastName\n"open\n'),
@@ -548,7 +565,7 @@ async def test_a_failed_upload_aborts_its_job_and_names_the_sent_ones(
     first, second = emulator.bulk_jobs.values()
     assert second.state == "Aborted"  # created, never uploaded: not left Open
     assert caught.value.__notes__ == [
-        f"sfauth bulk: the first {first.processed} records were sent in 1 job(s) before this "
+        f"sfauth bulk: the first {first.processed} record(s) were sent in 1 job(s) before this "
         f"error, which Salesforce processes: {first.id}"
     ]
     assert uploads == 1
@@ -789,3 +806,50 @@ def test_the_row_splitter_cuts_only_between_rows(rows: list[list[str]], cuts: li
     assert not splitter.inside_quotes
     assert b"".join(runs) + splitter.rest() == data
     assert [row for run in runs for row in parse_rows(run)] == rows
+
+
+async def test_a_reused_dict_and_quoted_fields_in_the_last_row(
+    make_session: SessionFactory, emulator: Emulator
+) -> None:
+    def reused() -> Any:
+        record: dict[str, str] = {}
+        for n in range(3):
+            record["LastName"] = f"L{n}"
+            yield record  # one dict, changed after each yield
+
+    sf = make_session(api_version="62.0")
+    await sf.bulk.insert("Contact", reused(), **FAST)
+    assert [r["LastName"] for r in emulator.records("Contact")] == ["L0", "L1", "L2"]
+    # A quoted CR in a last row without a newline; a blank line after a quoted field.
+    result = await sf.bulk.insert(
+        "Contact", b'LastName,Description\nQ1,"hello, world"\n\nZ,"p\rq"', **FAST
+    )
+    assert (result.records_uploaded, result.records_processed) == (2, 2)
+    assert [r.body for r in emulator.requests if r.method == "PUT"][-1] == (
+        b'LastName,Description\nQ1,"hello, world"\nZ,"p\rq"\n'
+    )
+
+
+async def test_cancelling_during_the_create_aborts_the_job_it_made(
+    make_session: SessionFactory, emulator: Emulator
+) -> None:
+    sf = make_session(api_version="62.0")
+    await sf.token()
+    emulator.response_delay = 0.2  # the create is in flight when the caller gives up
+    task = asyncio.create_task(sf.bulk.insert("Contact", [{"LastName": "x"}], **FAST))
+    await emulator.wait_for_in_flight(1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    [job] = emulator.bulk_jobs.values()
+    assert job.state == "Aborted"
+
+
+async def test_polls_outlast_transient_failures_past_the_retry_policy(
+    make_session: SessionFactory, emulator: Emulator
+) -> None:
+    sf = make_session(api_version="62.0", retry=RetryPolicy(attempts=1))
+    emulator.inject_faults(0.7, seed=3, endpoints=["bulk_ingest_info"], kinds=["503", "reset"])
+    result = await sf.bulk.insert("Contact", [{"LastName": "x"}], **FAST)
+    assert result.records_processed == 1
+    assert emulator.faults_injected["503"] + emulator.faults_injected["reset"] > 0

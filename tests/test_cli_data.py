@@ -7,6 +7,7 @@ import io
 import json
 import os
 import pty
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -84,10 +85,11 @@ def test_bulk_ingest_writes_the_failed_records(org: dict[str, str], tmp_path: Pa
     assert done.returncode == 1  # some records failed
     assert done.stdout == ""
     summary = done.stderr.strip()
-    assert summary.startswith(
-        "sfauth: bulk insert Contact: 3 records in 1 job, 3 processed, 2 failed (written to "
-        f"{failed}), 0 unprocessed, "
-    )
+    assert re.fullmatch(
+        r"sfauth: bulk insert Contact: 3 records in 1 job \(750\w{15}\), 3 processed, 2 "
+        rf"failed \(written to {re.escape(str(failed))}\), 0 unprocessed, \d+\.\d s",
+        summary,
+    ), summary
     rows = list(csv.DictReader(io.StringIO(failed.read_text())))
     assert rows == [
         {
@@ -165,11 +167,10 @@ def test_bulk_query_jsonl_to_a_file(org: dict[str, str], tmp_path: Path) -> None
     ]
 
 
-def test_progress_is_shown_only_on_a_terminal(org: dict[str, str]) -> None:
-    """With a terminal on stdout and stderr, rich draws the job's progress on stderr."""
-    command = [*SFAUTH, "bulk", "query", "--query", "SELECT Name FROM Account", *flags(org)]
+def _on_a_terminal(command: list[str]) -> tuple[int, str]:
+    """Run ``command`` with a terminal as stdin, stdout and stderr; its status and output."""
     pid, fd = pty.fork()
-    if pid == 0:  # the child: stdin, stdout and stderr are the terminal
+    if pid == 0:  # the child
         os.execvp(command[0], command)
     chunks = []
     while True:
@@ -181,11 +182,73 @@ def test_progress_is_shown_only_on_a_terminal(org: dict[str, str]) -> None:
             break
         chunks.append(chunk)
     _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    output = b"".join(chunks).decode()
-    assert "bulk query: job " in output  # the progress line
-    assert "sfauth: 250 records written to standard output in " in output
+    return os.waitstatus_to_exitcode(status), b"".join(chunks).decode()
+
+
+def test_progress_is_shown_only_on_a_terminal(org: dict[str, str], tmp_path: Path) -> None:
+    """rich draws the job's progress on a terminal, but never between records on screen."""
+    out = tmp_path / "accounts.csv"
+    query = ["bulk", "query", "--query", "SELECT Name FROM Account", *flags(org)]
+    status, output = _on_a_terminal([*SFAUTH, *query, "--output-file", str(out)])
+    assert status == 0
+    assert "bulk query 750" in output  # the progress line
+    assert f"sfauth: 250 records written to {out} in " in output
+    assert out.read_text().count("\n") == 251
+    status, output = _on_a_terminal([*SFAUTH, *query])  # records to the terminal
+    assert status == 0
+    assert "bulk query 750" not in output
+    assert output.startswith('"Name"\r\n"Account 0001"\r\n')
     # Piped (not a terminal): no progress at all.
-    done = run(org, "bulk", "query", "--query", "SELECT Name FROM Account")
-    assert "bulk query: job" not in done.stderr
-    assert done.stderr.startswith("sfauth: 250 records written to standard output in ")
+    done = run(
+        org, "bulk", "query", "--query", "SELECT Name FROM Account", "--output-file", str(out)
+    )
+    assert "bulk query 750" not in done.stderr
+    assert done.stderr.startswith(f"sfauth: 250 records written to {out} in ")
+
+
+def test_a_failing_query_leaves_the_output_file_alone(org: dict[str, str], tmp_path: Path) -> None:
+    out = tmp_path / "kept.csv"
+    out.write_text("yesterday's export\n")
+    for command in (
+        ["query", "SELECT Nope FROM Account"],
+        ["bulk", "query", "--query", "SELECT Nope FROM Account"],
+    ):
+        done = run(org, *command, "--output-file", str(out))
+        assert done.returncode == 1
+        assert out.read_text() == "yesterday's export\n"
+    empty = tmp_path / "empty.csv"
+    done = run(
+        org, "query", "SELECT Name FROM Account WHERE Name = 'none'", "--output-file", str(empty)
+    )
+    assert (done.returncode, empty.read_bytes()) == (0, b"")
+    assert done.stderr.startswith(f"sfauth: 0 records written to {empty} in ")
+
+
+def test_bad_output_places_are_refused_before_loading(org: dict[str, str], tmp_path: Path) -> None:
+    source = tmp_path / "contacts.csv"
+    source.write_text("LastName\nNoDirCheck\n")
+    missing = tmp_path / "nodir" / "failed.csv"
+    done = run(
+        org,
+        "bulk",
+        "ingest",
+        "--sobject",
+        "Contact",
+        "--file",
+        str(source),
+        "--failed-records",
+        str(missing),
+    )
+    assert (done.returncode, done.stderr) == (
+        2,
+        f"sfauth: error: --failed-records '{missing}': no such directory\n",
+    )
+    done = run(
+        org, "bulk", "query", "--query", "SELECT Id FROM Contact WHERE LastName = 'NoDirCheck'"
+    )
+    assert done.stdout == '"Id"\n'  # nothing was loaded
+    done = run(org, "bulk", "query", "--query", "SELECT Id FROM Account", "--max-records", "0")
+    assert (
+        done.stderr
+        == "sfauth: error: --max-records must be a positive number of records per page; got 0\n"
+    )
