@@ -715,8 +715,6 @@ class Bulk:
                     if not chunk:
                         continue
                 yield chunk
-            if not header_done:
-                splitter.rest()
             count = response.headers.get("Sforce-NumberOfRecords", "")
             downloaded += int(count) if count.isdigit() else 0
             report(1, downloaded, job.records_processed, 0, job)

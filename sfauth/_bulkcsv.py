@@ -63,9 +63,7 @@ def _cell(value: object, where: str) -> str:
         return _cell(value.value, where)
     if isinstance(value, str):
         return str.__str__(value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
+    if isinstance(value, int):  # bool cannot be subclassed: only int subclasses get here
         return int.__repr__(value)
     if isinstance(value, float):  # numpy.float64 too
         number = float(value)
