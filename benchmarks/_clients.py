@@ -30,7 +30,7 @@ USERNAME = "bench@example.com"
 MY_DOMAIN = "https://bench.my.salesforce.com"
 KEEPALIVE = 600.0
 
-CLIENTS = ("aiohttp", "sfauth", "aiosalesforce", "simple-salesforce")
+CLIENTS = ("aiohttp", "aiohttp+middleware", "sfauth", "aiosalesforce", "simple-salesforce")
 
 #: How each client is configured, for the report.
 CONFIGURATION = {
@@ -44,6 +44,14 @@ CONFIGURATION = {
         "`AuthSession(client_id, username, private_key=<path>, login_url=<server>, "
         "allow_http_loopback=True, limit=C, keepalive_timeout=600)`; "
         "`async with sf.get('/services/data/v62.0/query', params=...) as r: await r.json()`."
+    ),
+    "aiohttp+middleware": (
+        "as aiohttp, with the bearer stamped by a client middleware instead of the session's "
+        "headers: `async def stamp(request, handler): request.headers['Authorization'] = "
+        "bearer; response = await handler(request); await response.read(); return response`, "
+        "installed with `ClientSession(middlewares=(stamp,))`. Not a client anyone would use: "
+        "the floor of any design that authenticates inside aiohttp's middleware chain (as "
+        "sfauth does, so that every redirect hop is checked), measured beside the others."
     ),
     "aiosalesforce": (
         "`Salesforce(httpx.AsyncClient(transport=T, timeout=60), "
@@ -210,6 +218,31 @@ class RawAiohttp(AsyncDriver):
         async with self.http.get(self.url, params=PARAMS) as resp:
             body = await resp.json()
             return resp.status == 200 and len(body["records"]) == 3
+
+
+class MiddlewareAiohttp(RawAiohttp):
+    """aiohttp with a fixed bearer stamped by a trivial client middleware (a floor, not a peer)."""
+
+    name = "aiohttp+middleware"
+
+    async def open(self) -> None:
+        import aiohttp
+
+        bearer = "Bearer " + await fetch_token(self.target)
+
+        async def stamp(
+            request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+        ) -> aiohttp.ClientResponse:
+            request.headers["Authorization"] = bearer
+            response = await handler(request)
+            await response.read()  # as sfauth does: a body cut short is seen inside the chain
+            return response
+
+        self.url = self.target.url + QUERY_PATH
+        self.http = aiohttp.ClientSession(
+            middlewares=(stamp,),
+            connector=aiohttp.TCPConnector(limit=self.concurrency, keepalive_timeout=KEEPALIVE),
+        )
 
 
 def sfauth_session(target: Target, limit: int, **settings: Any) -> Any:
@@ -379,6 +412,8 @@ def make_driver(name: str, target: Target, runner: asyncio.Runner) -> Driver:
     """The driver for client ``name``."""
     if name == "aiohttp":
         return RawAiohttp(target, runner)
+    if name == "aiohttp+middleware":
+        return MiddlewareAiohttp(target, runner)
     if name == "sfauth":
         return SfauthDriver(target, runner)
     if name == "aiosalesforce":

@@ -595,7 +595,7 @@ def render(results: Any) -> str:
     add("## Setup\n")
     add(
         f"- **Server**: {results.server['name']}, in its own process on 127.0.0.1, the same "
-        f"for all four clients. It answers `{results.server['routes']}` with precomputed "
+        f"for every client. It answers `{results.server['routes']}` with precomputed "
         "bodies (a 3-record `Account` page plus `Sforce-Limit-Info: api-usage=N/5000000`, "
         "N counting up like Salesforce's; 401 `INVALID_SESSION_ID` for an unknown or expired "
         "session) and verifies each assertion's RS256 signature. It was chosen over "
@@ -619,20 +619,34 @@ def render(results: Any) -> str:
         "holds C connections."
     )
     fresh = [client for client in cfg["clients"] if client in cfg.get("fresh_per_round", ())]
+    peers = [client for client in cfg["clients"] if client not in fresh]
     fresh_text = (
-        f"{' and '.join(fresh)} get a new process, set up and warmed up the same way, for "
+        f"{', '.join(fresh)} get a new process, set up and warmed up the same way, for "
         "every round: one process's memory layout can make it 10-15 % faster or slower than "
         "the next for its whole life, and the median over fresh processes keeps that out of "
         "their ratio; the other clients keep one process per level. "
         if fresh
         else ""
     )
+    peer_text = (
+        f"The peers ({', '.join(peers)}) take part in the first "
+        f"{_rounds(cfg.get('peer_rounds', cfg['rounds']))} only: they are an order of "
+        "magnitude slower, compared for the record, and their rounds would take most of the "
+        "run. "
+        if peers and cfg.get("peer_rounds", cfg["rounds"]) < cfg["rounds"]
+        else ""
+    )
     add(
         f"- **Method**: per concurrency level, each client is set up and warmed up "
         f"(max({cfg['warmup_factor']} x C, {cfg['warmup_min']}) requests, which also opens "
         f"the pool's connections and logs in), then {_rounds(cfg['rounds'])} run interleaved "
-        "across clients (aiohttp, sfauth, aiosalesforce, simple-salesforce, then again). "
+        f"across clients ({', '.join(cfg['clients'])}, then again). "
+        + peer_text
         + fresh_text
+        + "Every client process imports the same libraries (all the clients') before it "
+        "measures anything: the modules a process has imported shift its speed (importing "
+        "structlog alone made raw aiohttp about 15 % cheaper per request on this 2-core "
+        "machine), so the processes compared differ only in the code each request runs. "
         + "Requests/s = requests / wall time of the round; CPU per request = the client "
         "process's user+sys CPU time (`getrusage(RUSAGE_SELF)`, all threads) over the round / "
         "requests. Tables show the median round (and the range); ratios are medians over "
@@ -688,6 +702,7 @@ def render(results: Any) -> str:
             "open; this is why aiosalesforce's figures at one concurrency can differ by up to "
             "2x between runs."
         )
+    out.extend(_floor_lines(results))
     add("")
 
     out.extend(_herd_section(results))
@@ -754,6 +769,43 @@ def render(results: Any) -> str:
         "figure measured."
     )
     return "\n".join(out) + "\n"
+
+
+def _floor_lines(results: Any) -> list[str]:
+    """The middleware floor: what authenticating inside aiohttp's middleware chain costs."""
+    floor = "aiohttp+middleware"
+    levels = [level for level in results.config["levels"] if level > 1]
+    parts, rest = [], []
+    for level in levels:
+        mid, raw = _median_rate(results, floor, level), _median_rate(results, "aiohttp", level)
+        sf = _median_rate(results, "sfauth", level)
+        if not (mid and raw and sf):
+            continue
+        mid_cpu, raw_cpu = (
+            _median_cpu(results, floor, level),
+            _median_cpu(results, "aiohttp", level),
+        )
+        sf_cpu = _median_cpu(results, "sfauth", level)
+        if not (mid_cpu and raw_cpu and sf_cpu):
+            continue
+        parts.append(f"{level}: {mid / raw:.3f} (CPU {mid_cpu / raw_cpu:.3f})")
+        rest.append(f"{level}: {sf / mid:.3f} (CPU {sf_cpu / mid_cpu:.3f})")
+    if not parts:
+        return []
+    return [
+        "",
+        "**The middleware floor.** sfauth authenticates inside aiohttp's client middleware "
+        "chain, so that every redirect hop is checked and a 401 is replayed before the caller "
+        "sees it. The `aiohttp+middleware` client does nothing but stamp a fixed bearer there "
+        "and read the body: its cost over raw aiohttp is what any such design pays, whatever "
+        "the middleware does. Requests/s over raw aiohttp (concurrency: ratio): "
+        f"{', '.join(parts)}. sfauth over that floor: {', '.join(rest)}. aiohttp builds the "
+        "chain for every request (a closure, its cells and one more coroutine per "
+        "middleware), and CPython's cyclic garbage collector costs more per request the more "
+        "requests are in flight, because every live object is traversed by more collections "
+        "before it dies: objects a request keeps alive cost little at concurrency 16 and "
+        "much at 1024.",
+    ]
 
 
 def _herd_table(herd: dict[str, Any], extra: list[tuple[str, list[str], str]]) -> list[str]:
@@ -1212,6 +1264,7 @@ def plot(results: Any, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(9, 5.5), dpi=110)
     styles = {
         "aiohttp": ("#555555", "s", "--"),
+        "aiohttp+middleware": ("#999999", "v", ":"),
         "sfauth": ("#1f77b4", "o", "-"),
         "aiosalesforce": ("#d62728", "^", "-"),
         "simple-salesforce": ("#2ca02c", "D", "-"),

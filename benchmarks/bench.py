@@ -56,7 +56,10 @@ class Config:
 
     levels: tuple[int, ...] = (1, 16, 64, 256, 1024)
     requests: int = 3_000
-    rounds: int = 5
+    #: Interleaved rounds of the clients in ``fresh_per_round`` (the targets' ratios).
+    rounds: int = 9
+    #: Rounds of the other clients (the peers: far slower, compared for the record only).
+    peer_rounds: int = 3
     warmup_factor: int = 2
     warmup_min: int = 200
     #: The herd all in flight: ``AuthSession(limit=herd)``, ``herd`` requests.
@@ -82,7 +85,7 @@ class Config:
     #: ratio between them does not ride on one process's luck (memory layout, hash seed):
     #: the two whose ratio is a target; the peers keep one process per level (their warm-up
     #: at high concurrency takes seconds).
-    fresh_per_round: tuple[str, ...] = ("aiohttp", "sfauth")
+    fresh_per_round: tuple[str, ...] = ("aiohttp", "aiohttp+middleware", "sfauth")
     foreign_limit: float = 0.25
     extra_rounds: int = 3
     retry_until: float = 420.0
@@ -96,6 +99,7 @@ class Config:
             levels=(1, 16),
             requests=200,
             rounds=1,
+            peer_rounds=1,
             warmup_factor=1,
             warmup_min=20,
             herd=500,
@@ -483,6 +487,8 @@ def _overhead(
                 setup(name, level)
             runs: dict[str, dict[str, Any]] = {}
             for name in config.clients:  # interleaved: ABCD ABCD ...
+                if name not in fresh and kept >= config.peer_rounds:
+                    continue  # a peer with its rounds done
                 before = _server_stats(target.url)
                 mark = meter.mark()
                 server_before = meter.process_seconds(server_pid)

@@ -26,8 +26,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from benchmarks import _server
 from benchmarks._clients import Target, make_driver
+from benchmarks._worker import preload
 
-CLIENTS = ("aiohttp", "sfauth")
+CLIENTS = ("aiohttp", "aiohttp+middleware", "sfauth")
 
 
 def cpu_seconds() -> float:
@@ -63,6 +64,7 @@ def main() -> None:
         try:
             target = Target(url=ours.recv(), key_path=str(key_path))
             _server.pin_to_cpu(1)
+            preload()
             with asyncio.Runner() as runner:
                 for level in levels:
                     compare(runner, target, level, args.requests, args.rounds)
