@@ -1,4 +1,4 @@
-"""sfauth-only measurements, each in a fresh client process: herds, memory, assertion, profile."""
+"""Measurements beside the rounds, each in a fresh process: herds, memory, GC, profile…"""
 
 from __future__ import annotations
 
@@ -268,6 +268,77 @@ async def memory(target: Target, checkpoints: list[int], concurrency: int) -> di
         "token_requests": token_requests,
         "seconds": time.perf_counter() - started,
     }
+
+
+# ---------------------------------------------------------------------------------- GC
+
+
+def gc_cost(
+    target: Target,
+    runner: asyncio.Runner,
+    clients: list[str],
+    levels: list[int],
+    n: int,
+    rounds: int,
+) -> dict[str, Any]:
+    """Time CPython's cyclic garbage collector spends per request, per client and concurrency.
+
+    Every client runs in this one process (interleaved rounds, medians), timed by
+    ``gc.callbacks`` around each collection, beside the process's CPU time over the round.
+    """
+    from benchmarks._clients import make_driver
+
+    spent = [0.0, 0.0]  # collection time so far, start of the collection running
+
+    def timer(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            spent[1] = time.perf_counter()
+        else:
+            spent[0] += time.perf_counter() - spent[1]
+
+    rows = []
+    for level in levels:
+        drivers = {name: make_driver(name, target, runner) for name in clients}
+        per: dict[str, list[tuple[float, float, int]]] = {name: [] for name in clients}
+        try:
+            for driver in drivers.values():
+                driver.setup(level)
+                driver.run(max(2 * level, 200))
+            for _ in range(rounds):
+                for name, driver in drivers.items():
+                    gc.collect()
+                    collections_before = sum(stat["collections"] for stat in gc.get_stats())
+                    spent[0] = 0.0
+                    gc.callbacks.append(timer)
+                    cpu0 = _cpu()
+                    try:
+                        ok, errors = driver.run(n)
+                    finally:
+                        gc.callbacks.remove(timer)
+                    cpu = _cpu() - cpu0
+                    assert ok == n, errors
+                    count = sum(stat["collections"] for stat in gc.get_stats())
+                    per[name].append((spent[0], cpu, count - collections_before))
+        finally:
+            for driver in drivers.values():
+                driver.teardown()
+        for name, runs in per.items():
+            rows.append(
+                {
+                    "client": name,
+                    "concurrency": level,
+                    "gc_us": statistics.median(run[0] for run in runs) / n * 1e6,
+                    "cpu_us": statistics.median(run[1] for run in runs) / n * 1e6,
+                    "share": statistics.median(run[0] / run[1] for run in runs),
+                    "collections": statistics.median(run[2] for run in runs),
+                }
+            )
+    return {"requests": n, "rounds": rounds, "rows": rows}
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 # ---------------------------------------------------------------------------------- assertion

@@ -703,6 +703,7 @@ def render(results: Any) -> str:
             "2x between runs."
         )
     out.extend(_floor_lines(results))
+    out.extend(_gc_lines(results))
     add("")
 
     out.extend(_herd_section(results))
@@ -806,6 +807,30 @@ def _floor_lines(results: Any) -> list[str]:
         "before it dies: objects a request keeps alive cost little at concurrency 16 and "
         "much at 1024.",
     ]
+
+
+def _gc_lines(results: Any) -> list[str]:
+    """The garbage collector's share of each client's CPU, by concurrency (the GC probe)."""
+    data = getattr(results, "gc", None)
+    if not data:
+        return []
+    out = [
+        "",
+        f"**The garbage collector.** Time CPython's cyclic GC spent per request (`gc.callbacks` "
+        f"around each collection; one process for the clients below, medians of "
+        f"{_rounds(data['rounds'])} of {data['requests']:,} requests):",
+        "",
+        "| concurrency | client | GC us/request | CPU us/request | GC share of CPU | "
+        "collections per 1,000 requests |",
+        "|---:|---|---:|---:|---:|---:|",
+    ]
+    for row in data["rows"]:
+        out.append(
+            f"| {row['concurrency']} | {row['client']} | {row['gc_us']:.1f} | "
+            f"{row['cpu_us']:.1f} | {row['share']:.0%} | "
+            f"{row['collections'] / data['requests'] * 1000:.1f} |"
+        )
+    return out
 
 
 def _herd_table(herd: dict[str, Any], extra: list[tuple[str, list[str], str]]) -> list[str]:

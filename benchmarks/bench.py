@@ -75,6 +75,10 @@ class Config:
     memory_concurrency: int = 64
     assertion_round_seconds: float = 0.2
     assertion_rounds: int = 7
+    #: The GC probe: requests per round, rounds, at these concurrencies.
+    gc_requests: int = 6_000
+    gc_rounds: int = 3
+    gc_levels: tuple[int, ...] = (16, 1024)
     profile_requests: int = 20_000
     profile_concurrency: int = 64
     #: A client's round is "disturbed" when processes outside the benchmark used more than
@@ -110,6 +114,9 @@ class Config:
             memory_concurrency=16,
             assertion_round_seconds=0.01,
             assertion_rounds=2,
+            gc_requests=200,
+            gc_rounds=1,
+            gc_levels=(16,),
             profile_requests=0,
             extra_rounds=0,
             quick=True,
@@ -137,6 +144,7 @@ class Results:
     memory: dict[str, Any] = field(default_factory=dict)
     assertion: dict[str, Any] = field(default_factory=dict)
     profile: dict[str, Any] = field(default_factory=dict)
+    gc: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     command: str = ""
 
@@ -406,6 +414,15 @@ def run(config: Config, *, quiet: bool = False) -> Results:
                 _log("assertion cost", quiet)
                 results.assertion = probe(
                     "assertion", config.assertion_round_seconds, config.assertion_rounds
+                )
+                gc_clients = [name for name in config.fresh_per_round if name in config.clients]
+                _log(
+                    f"garbage collector: {', '.join(gc_clients)} at concurrency "
+                    f"{', '.join(map(str, config.gc_levels))}",
+                    quiet,
+                )
+                results.gc = probe(
+                    "gc", gc_clients, list(config.gc_levels), config.gc_requests, config.gc_rounds
                 )
                 if config.profile_requests:
                     _log(
