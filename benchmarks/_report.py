@@ -628,14 +628,26 @@ def render(results: Any) -> str:
         if fresh
         else ""
     )
+    peer_rounds = cfg.get("peer_rounds", cfg["rounds"])
+    target_levels = cfg.get("target_levels", cfg["levels"])
+    others = [level for level in cfg["levels"] if level not in target_levels]
     peer_text = (
-        f"The peers ({', '.join(peers)}) take part in the first "
-        f"{_rounds(cfg.get('peer_rounds', cfg['rounds']))} only: they are an order of "
-        "magnitude slower, compared for the record, and their rounds would take most of the "
-        "run. "
-        if peers and cfg.get("peer_rounds", cfg["rounds"]) < cfg["rounds"]
+        f"The peers ({', '.join(peers)}) take part in the first {_rounds(peer_rounds)} "
+        "only: they are an order of magnitude slower, compared for the record, and their "
+        "rounds would take most of the run. "
+        if peers and peer_rounds < cfg["rounds"]
         else ""
     )
+    if others and peer_rounds < cfg["rounds"]:
+        peer_text += (
+            f"At concurrency {', '.join(map(str, others))} (no target) every client runs "
+            f"{_rounds(peer_rounds)}. "
+        )
+    for client, level in cfg.get("not_run", ()):
+        peer_text += (
+            f"{client} is not run at concurrency {level}: it manages 20-80 requests/s there, "
+            "so its rounds alone would take longer than the rest of the benchmark. "
+        )
     add(
         f"- **Method**: per concurrency level, each client is set up and warmed up "
         f"(max({cfg['warmup_factor']} x C, {cfg['warmup_min']}) requests, which also opens "
@@ -643,10 +655,11 @@ def render(results: Any) -> str:
         f"across clients ({', '.join(cfg['clients'])}, then again). "
         + peer_text
         + fresh_text
-        + "Every client process imports the same libraries (all the clients') before it "
-        "measures anything: the modules a process has imported shift its speed (importing "
-        "structlog alone made raw aiohttp about 15 % cheaper per request on this 2-core "
-        "machine), so the processes compared differ only in the code each request runs. "
+        + "Every client process imports aiohttp, PyJWT and sfauth before it measures "
+        "anything, whichever client it runs: the modules a process has imported shift its "
+        "speed (importing structlog alone made raw aiohttp about 15 % cheaper per request on "
+        "this 2-core machine), so the processes compared differ only in the code each "
+        "request runs. "
         + "Requests/s = requests / wall time of the round; CPU per request = the client "
         "process's user+sys CPU time (`getrusage(RUSAGE_SELF)`, all threads) over the round / "
         "requests. Tables show the median round (and the range); ratios are medians over "

@@ -41,12 +41,12 @@ def measured_run(driver: Driver, n: int) -> dict[str, Any]:
 #: Imported by every client process before it measures anything, whichever client it runs: the
 #: modules a process has imported shift its speed (on the 2-core benchmark machine, importing
 #: structlog alone made raw aiohttp's requests about 15 % cheaper), so the processes compared
-#: differ only in the code each request runs.
-PRELOAD = ("aiohttp", "jwt", "sfauth", "httpx", "aiosalesforce", "requests", "simple_salesforce")
+#: (raw aiohttp, aiohttp+middleware, sfauth) differ only in the code each request runs.
+PRELOAD = ("aiohttp", "jwt", "sfauth")
 
 
 def preload() -> None:
-    """Import every client's library (those installed) into this process."""
+    """Import the libraries of the clients compared (``PRELOAD``) into this process."""
     for module in PRELOAD:
         with contextlib.suppress(ImportError):
             importlib.import_module(module)
