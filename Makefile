@@ -68,7 +68,7 @@ soak: $(VENV)/.installed-dev
 # Collections against the peers (benchmarks/BULK.md, bulk.png); throughput/CPU against raw
 # aiohttp and the other clients, the herd, assertion cost, memory (benchmarks/RESULTS.md, which
 # embeds the two before, and throughput.png); then logins per expiry for a fleet of processes
-# with and without Redis. About 8 minutes on 2 cores.
+# with and without Redis. About 7 minutes on 2 cores.
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m benchmarks.leases --write benchmarks/LEASES.md
 	$(BIN)/python -m benchmarks.bulk --write benchmarks/BULK.md --plot benchmarks/bulk.png
