@@ -300,9 +300,11 @@ def gc_cost(
     for level in levels:
         drivers = {name: make_driver(name, target, runner) for name in clients}
         per: dict[str, list[tuple[float, float, int]]] = {name: [] for name in clients}
+        ready = []
         try:
             for driver in drivers.values():
                 driver.setup(level)
+                ready.append(driver)
                 driver.run(max(2 * level, 200))
             for _ in range(rounds):
                 for name, driver in drivers.items():
@@ -320,7 +322,7 @@ def gc_cost(
                     count = sum(stat["collections"] for stat in gc.get_stats())
                     per[name].append((spent[0], cpu, count - collections_before))
         finally:
-            for driver in drivers.values():
+            for driver in ready:
                 driver.teardown()
         for name, runs in per.items():
             rows.append(

@@ -371,9 +371,11 @@ def targets(results: Any) -> list[Target]:
         name = f"sfauth ahead of {peer} at every concurrency"
         behind = []
         measured = []
+        missing = []
         for level in results.config["levels"]:
             sf, other = _median_rate(results, "sfauth", level), _median_rate(results, peer, level)
             if sf is None or other is None:
+                missing.append(level)
                 continue
             measured.append(f"{level}: {sf / other:.1f}x")
             if sf <= other:
@@ -384,6 +386,8 @@ def targets(results: Any) -> list[Target]:
             text = "sfauth/peer " + ", ".join(measured)
             if behind:
                 text += f"; behind at {', '.join(map(str, behind))}"
+            if missing:
+                text += f"; not run at {', '.join(map(str, missing))}"
             found.append(Target(name, text, not behind))
     found.extend(_herd_targets(results))
     assertion = results.assertion
@@ -439,6 +443,7 @@ def _probes(results: Any) -> list[tuple[str, dict[str, Any]]]:
         ("memory", results.memory),
         ("assertion", results.assertion),
         ("profile", results.profile),
+        ("GC", getattr(results, "gc", {})),
     ]
 
 
@@ -645,8 +650,8 @@ def render(results: Any) -> str:
         )
     for client, level in cfg.get("not_run", ()):
         peer_text += (
-            f"{client} is not run at concurrency {level}: it manages 20-80 requests/s there, "
-            "so its rounds alone would take longer than the rest of the benchmark. "
+            f"{client} is not run at concurrency {level}: its rounds there alone would take "
+            "longer than the rest of the benchmark. "
         )
     add(
         f"- **Method**: per concurrency level, each client is set up and warmed up "
@@ -831,7 +836,8 @@ def _gc_lines(results: Any) -> list[str]:
         "",
         f"**The garbage collector.** Time CPython's cyclic GC spent per request (`gc.callbacks` "
         f"around each collection; one process for the clients below, medians of "
-        f"{_rounds(data['rounds'])} of {data['requests']:,} requests):",
+        f"{_rounds(data['rounds'])} of {data['requests']:,} requests; the share is the median "
+        f"of each round's GC time over its CPU time){_probe_disturbed(results, data)}:",
         "",
         "| concurrency | client | GC us/request | CPU us/request | GC share of CPU | "
         "collections per 1,000 requests |",

@@ -510,7 +510,8 @@ def _overhead(
                     stop(workers.pop(name))
             workers.update(start_workers(fresh))
             for name in fresh:
-                setup(name, level)
+                if name not in skipped:
+                    setup(name, level)
             runs: dict[str, dict[str, Any]] = {}
             for name in config.clients:  # interleaved: ABCD ABCD ...
                 if name in skipped or (name not in fresh and kept >= config.peer_rounds):
@@ -544,8 +545,9 @@ def _overhead(
             for name, run in runs.items():
                 results.overhead[name][key].append(run)
             _log(f"concurrency {level:>4} round {kept}: {line}", quiet)
-        for worker in workers.values():
-            worker.call("teardown")
+        for name, worker in workers.items():
+            if name not in skipped:
+                worker.call("teardown")
     for worker in workers.values():
         stop(worker)
 
