@@ -287,6 +287,7 @@ def gc_cost(
     ``gc.callbacks`` around each collection, beside the process's CPU time over the round.
     """
     from benchmarks._clients import make_driver
+    from benchmarks._worker import cpu_seconds
 
     spent = [0.0, 0.0]  # collection time so far, start of the collection running
 
@@ -312,12 +313,12 @@ def gc_cost(
                     collections_before = sum(stat["collections"] for stat in gc.get_stats())
                     spent[0] = 0.0
                     gc.callbacks.append(timer)
-                    cpu0 = _cpu()
+                    cpu0 = cpu_seconds()
                     try:
                         ok, errors = driver.run(n)
                     finally:
                         gc.callbacks.remove(timer)
-                    cpu = _cpu() - cpu0
+                    cpu = cpu_seconds() - cpu0
                     assert ok == n, errors
                     count = sum(stat["collections"] for stat in gc.get_stats())
                     per[name].append((spent[0], cpu, count - collections_before))
@@ -336,11 +337,6 @@ def gc_cost(
                 }
             )
     return {"requests": n, "rounds": rounds, "rows": rows}
-
-
-def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 # ---------------------------------------------------------------------------------- assertion

@@ -8,7 +8,6 @@ where the platform allows, so the user+sys CPU time measured around a run
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import importlib
 import resource
@@ -48,8 +47,7 @@ PRELOAD = ("aiohttp", "jwt", "sfauth")
 def preload() -> None:
     """Import the libraries of the clients compared (``PRELOAD``) into this process."""
     for module in PRELOAD:
-        with contextlib.suppress(ImportError):
-            importlib.import_module(module)
+        importlib.import_module(module)
 
 
 def main(conn: Connection, client: str, target: Target, cpu: int | None) -> None:

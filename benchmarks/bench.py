@@ -45,6 +45,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from benchmarks import _server, _worker
 from benchmarks._clients import CLIENTS, Target
+from benchmarks._report import TARGET_LEVELS
 
 BENCH_DIR = Path(__file__).resolve().parent
 COMMAND_TIMEOUT = 900.0
@@ -59,7 +60,7 @@ class Config:
     #: Interleaved rounds of the clients in ``fresh_per_round`` (the targets' ratios) at the
     #: concurrencies the targets name; ``peer_rounds`` at the others.
     rounds: int = 11
-    target_levels: tuple[int, ...] = (16, 64, 256, 1024)
+    target_levels: tuple[int, ...] = TARGET_LEVELS
     #: Rounds of the other clients (the peers: far slower, compared for the record only).
     peer_rounds: int = 3
     #: (client, concurrency) pairs not run: aiosalesforce manages 20-80 requests/s at 1024,
@@ -92,8 +93,8 @@ class Config:
     #: younger than ``retry_until`` seconds. Disturbed rounds are reported, not hidden.
     #: Clients given a new process (and pool, and warm-up) for every round, so that the
     #: ratio between them does not ride on one process's luck (memory layout, hash seed):
-    #: the two whose ratio is a target; the peers keep one process per level (their warm-up
-    #: at high concurrency takes seconds).
+    #: raw aiohttp and sfauth, whose ratio is a target, and the middleware floor; the peers
+    #: keep one process per level (their warm-up at high concurrency takes seconds).
     fresh_per_round: tuple[str, ...] = ("aiohttp", "aiohttp+middleware", "sfauth")
     foreign_limit: float = 0.25
     extra_rounds: int = 3

@@ -18,9 +18,9 @@ from aiohttp import ClientHandlerType, ClientRequest, ClientResponse, hdrs
 
 from ._admission import Admission, Budget, Leases
 from ._bodies import resendable_as_is
-from ._classify import ASYNC_API, CLASSIFIED, transport_error
+from ._classify import ASYNC_API, CLASSIFIED
 from ._config import FlowConfig
-from ._exchange import Engine, Exchange, is_json
+from ._exchange import Engine, Exchange, is_json, read_json
 from ._gate import SendGate
 from ._keys import load_signing_key
 from ._limits import ApiUsage, UsageTracker
@@ -351,15 +351,11 @@ class SalesforceAuthMiddleware:
                     engine.usage.observe(usage)
                 if not is_json(response):
                     return response
-                # Read inside the retry loop (a body cut short is retried); inlined, not
-                # read_json(): one coroutine fewer alive per request in flight.
-                try:
-                    await response.read()
+                # Read inside the retry loop: a body cut short is retried.
+                cut = await read_json(response, request, may_resend=self._may_resend(request))
+                if cut is None:
                     return response
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    response.close()
-                    resend = self._idempotent or request.method in IDEMPOTENT_METHODS
-                    failure = transport_error(exc, request, sent=True, retryable=resend)
+                failure = cut
         finally:
             if gate is not None and not handed_over:
                 gate.leave()

@@ -118,6 +118,16 @@ def test_the_herd_all_in_flight_costs_exactly_one_token_request(results: Results
         assert 0 < herd_round["served_401"] <= config.herd  # the expired session was met
 
 
+def test_the_gc_probe_timed_each_compared_client(results: Results) -> None:
+    rows = results.gc["rows"]
+    assert [(row["client"], row["concurrency"]) for row in rows] == [
+        ("aiohttp", 16),
+        ("aiohttp+middleware", 16),
+        ("sfauth", 16),
+    ]
+    assert all(row["cpu_us"] > 0 and 0 <= row["gc_us"] <= row["cpu_us"] for row in rows)
+
+
 def test_memory_and_assertion_probes_ran(results: Results) -> None:
     memory = results.memory
     assert [row["requests"] for row in memory["rows"]] == list(Config.reduced().memory)
@@ -161,6 +171,8 @@ def test_the_report_renders(results: Results, tmp_path: Path) -> None:
     assert "## 6. Million-request soak" in text
     assert "## 7. Fleet leases and the API budget guard" in text
     assert "| **median** |" in text
+    assert "**The middleware floor.**" in text
+    assert "**The garbage collector.**" in text
     for client in CLIENTS:
         assert f"| {client} |" in text
     assert (tmp_path / _report.PLOT_NAME).read_bytes().startswith(b"\x89PNG")
@@ -231,6 +243,19 @@ def test_the_overhead_targets_say_by_how_much() -> None:
     assert falls.measured == (
         "0.920 at 1024 vs 0.960 at 16: fell by 0.040, 0.010 more than the 0.03 allowed"
     )
+
+
+def test_a_peer_target_names_the_levels_the_peer_was_not_run_at() -> None:
+    results = _results({16: (1.0, 1.0), 1024: (1.0, 1.0)})
+    results.config["levels"] = [16, 1024]
+    results.overhead["aiosalesforce"] = {"16": _runs(1_000, 1_000), "1024": []}
+    (peer,) = [
+        t
+        for t in _report.targets(results)
+        if t.name.endswith("aiosalesforce at every concurrency")
+    ]
+    assert peer.met is True
+    assert peer.measured == "sfauth/peer 16: 10.0x; not run at 1024"
 
 
 def test_the_ratio_may_fall_by_the_allowed_amount() -> None:
