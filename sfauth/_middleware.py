@@ -2,8 +2,10 @@
 
 Shape from aiohttp's ``DigestAuthMiddleware`` (client middlewares, aiohttp 3.12+): an async
 callable ``(request, handler) -> response``. ``AuthSession`` installs it on its own
-``ClientSession``; your ``ClientSession`` can use the same object. The common case runs in
-``__call__`` itself (the fast path); everything else is an ``Exchange`` (``_exchange.py``):
+``ClientSession``; your ``ClientSession`` can use the same object. ``AuthSession`` sends its
+requests through ``send``, whose common case skips aiohttp's middleware chain (the direct
+path) and hands the rest to the chain. There, the common case runs in ``__call__`` itself
+(the fast path); everything else is an ``Exchange`` (``_exchange.py``):
 the 401 replay (``_replay.py``), classification (``_classify.py``), bodies (``_bodies.py``),
 origin scoping (``_scoping.py``), send slots (``_gate.py``).
 """
@@ -11,14 +13,17 @@ origin scoping (``_scoping.py``), send slots (``_gate.py``).
 from __future__ import annotations
 
 import copy
-from typing import Unpack
+import time
+from collections.abc import MutableMapping
+from typing import Any, Unpack
 
 import aiohttp
 from aiohttp import ClientHandlerType, ClientRequest, ClientResponse, hdrs
+from multidict import CIMultiDict
 
 from ._admission import Admission, Budget, Leases
 from ._bodies import resendable_as_is
-from ._classify import ASYNC_API, CLASSIFIED
+from ._classify import ASYNC_API, CLASSIFIED, transport_error
 from ._config import FlowConfig
 from ._exchange import Engine, Exchange, is_json, read_json
 from ._gate import SendGate
@@ -30,6 +35,7 @@ from ._retry import RetryPolicy
 from ._scoping import open_session, rebind, request_origin
 from ._settings import Options, Settings, settings_from
 from ._telemetry import Telemetry
+from ._timeouts import total_seconds, with_total
 from ._token import Token
 from .exceptions import InvalidSessionError
 
@@ -40,6 +46,8 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRAC
 #: Request header by which a caller allows retrying a non-idempotent request (value ``"1"``).
 #: The middleware removes it before sending.
 RETRY_UNSAFE_HEADER = "X-Sfauth-Retry-Unsafe"
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 class SalesforceAuthMiddleware:
@@ -297,6 +305,98 @@ class SalesforceAuthMiddleware:
             raise refusal
         return await manager.replace(rejected, http)
 
+    async def send(
+        self,
+        http: aiohttp.ClientSession,
+        token: Token,
+        method: str,
+        url: str,
+        kwargs: dict[str, Any],
+    ) -> ClientResponse:
+        """Send one ``AuthSession`` request: straight to aiohttp when it can, else through it.
+
+        aiohttp builds a request's middleware chain anew for every request (a closure and a
+        coroutine per middleware, more objects for the garbage collector to traverse while
+        requests are in flight), which costs most at high concurrency (benchmarks/RESULTS.md
+        §1). So the common case (a token that has worked, a URL built from a path on the
+        instance, no body or a bytes, str or JSON body, a free send slot) is sent here, outside
+        the chain: the bearer in the request's headers, redirects not followed. Anything
+        else, and whatever that send's answer needs (a redirect to follow, a 401, a
+        classified answer, a failed send or a body cut short), goes through this middleware:
+        the same request is passed to aiohttp again, with a ``_Continued`` middleware whose
+        first hop is the answer already in hand, so every replay, retry and later redirect
+        hop is the middleware's, within what is left of the request's total timeout.
+
+        Args:
+            http: The ``aiohttp.ClientSession`` to send through (``AuthSession.http``).
+            token: The current token (``url`` was built from its ``instance_url``).
+            method: The HTTP method.
+            url: The absolute URL (on the instance when this view is ``relative``).
+            kwargs: aiohttp ``request()`` arguments, ``middlewares`` excepted (not changed).
+
+        Returns:
+            The response, as the middleware returns it (see ``__call__``).
+
+        Raises:
+            The middleware's errors (see ``__call__``), and aiohttp's from outside its
+            middleware chain (e.g. ``TooManyRedirects``, ``InvalidUrlClientError``).
+        """
+        engine = self._engine
+        manager = self._manager
+        gate = engine.gate
+        headers = kwargs.get("headers")
+        data = kwargs.get("data")
+        if (
+            not self._relative  # an absolute URL: the middleware checks its origin
+            or not manager.proven  # a token that has not worked yet
+            or "auth" in kwargs  # aiohttp's own Authorization: the middleware replaces it
+            or "raise_for_status" in kwargs  # a 401 must be replayed, not raised
+            or (data is not None and not isinstance(data, bytes | str))  # a stream, a form
+            or (headers is not None and RETRY_UNSAFE_HEADER in CIMultiDict(headers))
+            or ASYNC_API in url  # Bulk API 1.0 also reads X-SFDC-Session
+            or (gate is not None and not gate.try_enter())  # no free send slot: queue
+        ):
+            return await http.request(method, url, middlewares=(self,), **kwargs)
+        # The direct path: a token that works, its instance, bytes to send, a free slot.
+        sent_at = time.monotonic()  # the total timeout counts this first attempt
+        started = engine.retry.clock()  # and so does the retry budget
+        in_slot = False  # the slot goes with a response the middleware finishes
+        try:
+            try:
+                # Nothing made for the send is kept here: every object alive while requests
+                # are in flight is traversed by every garbage collection meanwhile.
+                response = await http.request(method, url, **_direct(kwargs, token))
+            except aiohttp.ClientError as exc:
+                rest = _Continued(self, started, error=exc)
+            else:
+                status = response.status
+                if status == 401 or status in CLASSIFIED:
+                    in_slot = True  # a rejected session or a failure: finished in this slot
+                    rest = _Continued(self, started, response=response, token=token)
+                else:
+                    usage = response.headers.get("Sforce-Limit-Info")
+                    if usage is not None:
+                        engine.usage.observe(usage)
+                    if status in _REDIRECTS and kwargs.get("allow_redirects", True):
+                        rest = _Continued(self, started, response=response)  # hop 1, answered
+                    elif not is_json(response):
+                        return response
+                    else:
+                        try:  # read inside the retry loop: a body cut short is retried
+                            await response.read()
+                        except (aiohttp.ClientError, TimeoutError) as exc:
+                            response.close()
+                            rest = _Continued(self, started, error=exc, cut=True)
+                        except BaseException:
+                            response.close()
+                            raise
+                        else:
+                            return response
+        finally:
+            if gate is not None and not in_slot:
+                gate.leave()
+        return await rest.send(http, method, url, kwargs, sent_at)
+
     async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
         """Authenticate one request hop (aiohttp client middleware protocol).
 
@@ -392,3 +492,98 @@ class SalesforceAuthMiddleware:
             rebind(request, token.instance_url)  # built for an instance the org has left
         exchange = self._new_exchange(request, handler, opt_in=opt_in)
         return await exchange.run(token, started)
+
+
+def _direct(kwargs: dict[str, Any], token: Token) -> dict[str, Any]:
+    """The ``request()`` arguments of a direct send: the bearer, no redirects, no chain."""
+    headers = kwargs.get("headers")
+    stamped: MutableMapping[str, str] = {} if headers is None else CIMultiDict(headers)
+    stamped[hdrs.AUTHORIZATION] = "Bearer " + token.access_token
+    return {**kwargs, "headers": stamped, "allow_redirects": False, "middlewares": ()}
+
+
+class _Continued:
+    """The middleware of a request the direct path began (``SalesforceAuthMiddleware.send``).
+
+    Its first call is the request's first hop, already answered: it finishes that answer (a
+    401 or a classified answer, its send slot still held), recovers from the failure, or
+    returns the redirect for aiohttp to follow. Later calls (redirect hops) are the
+    middleware's.
+
+    Args:
+        view: The middleware (view) that began the request.
+        started: ``retry.clock()`` before the first attempt (the retry budget counts it).
+        response: The first hop's answer, if it was answered.
+        token: The token the first hop carried, when ``response`` holds a send slot.
+        error: The aiohttp error of the first hop (its send, or its body when ``cut``).
+        cut: ``error`` came from reading the body.
+    """
+
+    __slots__ = ("_cut", "_error", "_response", "_started", "_token", "_view", "taken")
+
+    def __init__(
+        self,
+        view: SalesforceAuthMiddleware,
+        started: float,
+        *,
+        response: ClientResponse | None = None,
+        token: Token | None = None,
+        error: aiohttp.ClientError | TimeoutError | None = None,
+        cut: bool = False,
+    ) -> None:
+        self._view = view
+        self._started = started
+        self._response = response
+        self._token = token
+        self._error = error
+        self._cut = cut
+        self.taken = False
+
+    async def send(
+        self,
+        http: aiohttp.ClientSession,
+        method: str,
+        url: str,
+        kwargs: dict[str, Any],
+        sent_at: float,
+    ) -> ClientResponse:
+        """Pass the request to aiohttp again with this middleware, within its total timeout."""
+        timeout = kwargs.get("timeout", http.timeout)
+        total = total_seconds(timeout)
+        kwargs = {**kwargs, "middlewares": (self,)}
+        if total is not None:
+            kwargs["timeout"] = with_total(timeout, max(total - time.monotonic() + sent_at, 0.001))
+        try:
+            return await http.request(method, url, **kwargs)
+        finally:
+            if not self.taken:  # aiohttp failed before the first hop, or was cancelled
+                self._abandon()
+
+    async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
+        """Finish the first hop's answer, or authenticate a later hop (middleware protocol)."""
+        view = self._view
+        if self.taken:
+            return await view(request, handler)  # a redirect hop
+        self.taken = True
+        response, token, error = self._response, self._token, self._error
+        self._response = self._token = self._error = None
+        if response is not None and token is None:
+            return response  # a redirect: aiohttp follows it, its hops come back here
+        exchange = view._new_exchange(request, handler)
+        if response is not None and token is not None:
+            return await exchange.resume(response, token, self._started)
+        if isinstance(error, aiohttp.ClientError) and not self._cut:
+            failure = exchange.failure(error)
+        else:
+            assert error is not None
+            failure = transport_error(error, request, sent=True, retryable=exchange.may_resend)
+        return await exchange.recover(failure, self._started)
+
+    def _abandon(self) -> None:
+        response, self._response = self._response, None
+        if response is not None:
+            response.close()
+            gate = self._view._engine.gate
+            if self._token is not None and gate is not None:
+                gate.leave()
+        self._error = self._token = None

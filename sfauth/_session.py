@@ -20,6 +20,7 @@ from ._query import QueryMixin
 from ._scoping import resolve
 from ._settings import Options, Settings, settings_from
 from ._sobjects import SObjectsMixin
+from ._timeouts import total_seconds, with_total
 from ._token import Token
 from .exceptions import ConfigurationError, RequestTimeoutError, SFAuthError, TransportError
 
@@ -83,9 +84,9 @@ class AuthSession(QueryMixin, SObjectsMixin, BulkMixin):
         admission = self.auth.admission
         #: Every request takes a fleet lease (``fleet_limit_scope="all"``).
         self._admit_all = admission.leases is not None and admission.every_request
-        #: ``_views[relative][idempotent]``: the ``middlewares`` argument of each request.
+        #: ``_views[relative][idempotent]``: the middleware that sends each request.
         self._views = tuple(
-            tuple((self.auth.for_request(relative=r, idempotent=i),) for i in (False, True))
+            tuple(self.auth.for_request(relative=r, idempotent=i) for i in (False, True))
             for r in (False, True)
         )
 
@@ -161,11 +162,15 @@ class AuthSession(QueryMixin, SObjectsMixin, BulkMixin):
             ssl=settings.ssl,
             keepalive_timeout=settings.keepalive_timeout,
         )
-        self._http = aiohttp.ClientSession(
+        self._http = http = aiohttp.ClientSession(
             connector=connector,
             middlewares=(self.auth,),
             timeout=settings.timeout,
         )
+        # aiohttp resends an idempotent request once, unasked, when its connection drops; the
+        # retry policy alone decides (no public switch; the attribute is in 3.12.2 to 3.14).
+        if hasattr(http, "_retry_connection"):
+            http._retry_connection = False
 
     async def close(self) -> None:
         """Close the pool and its connections, and stop a token refresh in flight.
@@ -392,7 +397,7 @@ class AuthSession(QueryMixin, SObjectsMixin, BulkMixin):
             RequestTimeoutError: The total timeout ran out first (nothing was sent).
         """
         timeout = kwargs.get("timeout", self._settings.timeout)
-        total = _total(timeout)
+        total = total_seconds(timeout)
         started = time.monotonic()
         try:
             async with asyncio.timeout(total):
@@ -407,30 +412,8 @@ class AuthSession(QueryMixin, SObjectsMixin, BulkMixin):
             ) from None
         if total is not None:
             left = max(total - (time.monotonic() - started), 0.001)
-            kwargs["timeout"] = _with_total(timeout, left)
+            kwargs["timeout"] = with_total(timeout, left)
         return result
-
-
-def _total(timeout: object) -> float | None:
-    """Seconds of a request's total timeout; ``None`` for none (aiohttp reads 0 so too)."""
-    if isinstance(timeout, aiohttp.ClientTimeout):
-        return timeout.total or None
-    if isinstance(timeout, int | float) and not isinstance(timeout, bool):
-        return float(timeout) or None  # aiohttp takes a number as the total
-    return None
-
-
-def _with_total(timeout: object, total: float) -> aiohttp.ClientTimeout:
-    """``timeout`` with its total replaced (its other limits kept)."""
-    if not isinstance(timeout, aiohttp.ClientTimeout):
-        return aiohttp.ClientTimeout(total=total)
-    return aiohttp.ClientTimeout(
-        total=total,
-        connect=timeout.connect,
-        sock_read=timeout.sock_read,
-        sock_connect=timeout.sock_connect,
-        ceil_threshold=timeout.ceil_threshold,
-    )
 
 
 def _shown(path: object) -> str:
@@ -489,9 +472,11 @@ class _ResponseContext:
             )
         failure: TransportError
         try:
-            self._resp = response = await http.request(
-                method, url, middlewares=(*theirs, *ours) if theirs else ours, **kwargs
-            )
+            if theirs:
+                response = await http.request(method, url, middlewares=(*theirs, ours), **kwargs)
+            else:
+                response = await ours.send(http, token, method, url, kwargs)
+            self._resp = response
             return response
         except RuntimeError:
             if not http.closed:

@@ -1,4 +1,7 @@
-"""The middleware's fast path: once a token has worked, requests go out without an Exchange.
+"""The fast paths: once a token has worked, requests go out without an Exchange.
+
+``AuthSession``'s requests skip aiohttp's middleware chain then (the direct path, section 7);
+other clients' requests take the middleware's own fast path.
 
 Checked from outside: what the servers see (bearer, concurrency, retries), what the caller
 gets, and how many token requests were made.
@@ -19,10 +22,12 @@ from aiohttp.test_utils import TestServer
 from sfauth import (
     AuthSession,
     ConfigurationError,
+    RequestTimeoutError,
     RetryPolicy,
     SalesforceAuthMiddleware,
     TransportError,
 )
+from sfauth._middleware import RETRY_UNSAFE_HEADER, _Continued
 from sfauth.testing import Emulator, ScriptedResponse, no_backoff
 
 from .conftest import SessionFactory
@@ -433,3 +438,179 @@ async def test_a_redirect_to_another_origin_carries_no_bearer(
         await elsewhere.server.close()
     assert probe.authorizations == [f"Bearer {token.access_token}"] * 2
     assert elsewhere.authorizations == [None]
+
+
+# --- (7) the direct path: AuthSession's common case skips aiohttp's middleware chain -------------
+
+
+@pytest.fixture
+def chain_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths of the hops that went through the middleware (aiohttp's chain)."""
+    calls: list[str] = []
+    through_chain = SalesforceAuthMiddleware.__call__
+
+    async def counted(
+        self: SalesforceAuthMiddleware, request: ClientRequest, handler: ClientHandlerType
+    ) -> ClientResponse:
+        calls.append(request.url.path)
+        return await through_chain(self, request, handler)
+
+    monkeypatch.setattr(SalesforceAuthMiddleware, "__call__", counted)
+    return calls
+
+
+async def test_a_token_that_works_sends_outside_the_chain_and_the_rest_through_it(
+    emulator: Emulator, make_session: SessionFactory, chain_calls: list[str]
+) -> None:
+    async def stream() -> AsyncIterator[bytes]:
+        yield b'{"Name": "Streamed"}'
+
+    sf = make_session()
+    assert await status_of(sf) == 200  # the first login: through the chain
+    assert chain_calls == [LIMITS]
+    assert await status_of(sf) == 200  # the token has worked: direct
+    assert await status_of(sf, headers={"Accept": "application/json"}) == 200
+    async with sf.post(SOBJECTS, json={"Name": "Json"}) as resp:
+        assert resp.status == 201
+    assert chain_calls == [LIMITS]
+    token = await sf.token()
+    assert await status_of(sf, f"{token.instance_url}{LIMITS}") == 200  # absolute: checked
+    async with sf.post(SOBJECTS, data=stream(), headers={"Content-Type": "application/json"}):
+        pass  # a stream: the chain sends it
+    async with sf.post(SOBJECTS, json={"Name": "OptIn"}, headers={RETRY_UNSAFE_HEADER: "1"}):
+        pass  # the opt-in header: the chain removes it
+    assert await status_of(sf, raise_for_status=True) == 200
+    assert chain_calls == [LIMITS, LIMITS, SOBJECTS, SOBJECTS, LIMITS]
+    bearer = f"Bearer {token.access_token}"
+    assert [(r.method, r.status, r.authorization) for r in emulator.requests] == [
+        ("GET", 200, bearer),
+        ("GET", 200, bearer),
+        ("GET", 200, bearer),
+        ("POST", 201, bearer),
+        ("GET", 200, bearer),
+        ("POST", 201, bearer),
+        ("POST", 201, bearer),
+        ("GET", 200, bearer),
+    ]
+    assert all(RETRY_UNSAFE_HEADER not in r.headers for r in emulator.requests)
+    assert [r["Name"] for r in emulator.records("Account")][-3:] == ["Json", "Streamed", "OptIn"]
+
+
+async def test_a_redirect_on_the_instance_continues_through_the_chain_with_the_bearer(
+    emulator: Emulator, make_session: SessionFactory, chain_calls: list[str]
+) -> None:
+    sf = make_session()
+    assert await status_of(sf) == 200
+    token = await sf.token()
+    emulator.script_rest_responses(
+        [ScriptedResponse(status=307, headers={"Location": f"{emulator.url}{SOBJECTS}"})]
+    )
+    async with sf.get(LIMITS) as resp:
+        assert resp.status == 200
+        assert [r.status for r in resp.history] == [307]
+        assert resp.url.path == SOBJECTS
+    assert chain_calls == [LIMITS, SOBJECTS]  # the login's request, then the second hop
+    bearer = f"Bearer {token.access_token}"
+    assert [(r.path, r.status, r.authorization) for r in emulator.requests] == [
+        (LIMITS, 200, bearer),
+        (LIMITS, 307, bearer),
+        (SOBJECTS, 200, bearer),
+    ]
+    async with sf.get(LIMITS, allow_redirects=False) as resp:  # not followed when asked so
+        emulator.script_rest_responses([])
+    assert emulator.requests[-1].status == 200
+
+
+async def test_a_503_after_most_of_the_total_timeout_is_retried_within_what_is_left(
+    emulator: Emulator, make_session: SessionFactory
+) -> None:
+    sf = make_session(timeout=aiohttp.ClientTimeout(total=0.5))
+    assert await status_of(sf) == 200
+    emulator.script_rest_responses(
+        [
+            ScriptedResponse(status=503, json=UNAVAILABLE, delay=0.3),
+            ScriptedResponse(status=200, json={"late": True}, delay=0.3),
+        ]
+    )
+    with no_backoff(), pytest.raises(RequestTimeoutError) as info:
+        await status_of(sf)
+    assert info.value.sent is True
+    assert [r.status for r in emulator.requests][:2] == [200, 503]
+    gate = sf.auth._engine.gate
+    assert gate is not None
+    assert gate.in_use == 0
+
+
+class CutOnce:
+    """An instance whose first answer declares 100 bytes of JSON and closes after 10."""
+
+    def __init__(self) -> None:
+        self.methods: list[str] = []
+        self.server = TestServer(self._app())
+
+    def _app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        return app
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.methods.append(request.method)
+        if len(self.methods) != 2:  # the first (the login's) and the third are whole
+            return web.json_response({"whole": True})
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.content_length = 100
+        await response.prepare(request)
+        await response.write(b'{"whole": ')
+        assert request.transport is not None
+        request.transport.close()
+        return response
+
+
+@pytest.mark.parametrize(
+    ("method", "outcome"), [("GET", 200), ("POST", ("ClientPayloadError", True))]
+)
+async def test_a_body_cut_short_is_retried_when_the_request_may_be_resent(
+    emulator: Emulator, make_session: SessionFactory, method: str, outcome: object
+) -> None:
+    cut = CutOnce()
+    await cut.server.start_server()
+    try:
+        emulator.set_instance_url(str(cut.server.make_url("")).rstrip("/"))
+        sf = make_session()
+        assert await status_of(sf) == 200
+        got: object
+        with no_backoff():
+            try:
+                async with sf.request(method, LIMITS) as resp:
+                    assert await resp.json() == {"whole": True}
+                    got = resp.status
+            except TransportError as exc:
+                got = (exc.reason, exc.sent)
+        gate = sf.auth._engine.gate
+        assert gate is not None
+        assert gate.in_use == 0
+    finally:
+        await cut.server.close()
+    assert got == outcome
+    assert cut.methods == ["GET", method, method] if outcome == 200 else ["GET", method]
+
+
+async def test_a_handed_over_answer_is_closed_and_its_slot_freed_if_aiohttp_stops_first(
+    emulator: Emulator, make_session: SessionFactory
+) -> None:
+    sf = make_session()
+    assert await status_of(sf) == 200
+    view = sf.auth.for_request(relative=True, idempotent=False)
+    gate = sf.auth._engine.gate
+    assert gate is not None
+    assert gate.try_enter()
+    emulator.script_rest_responses([ScriptedResponse(status=503, json=UNAVAILABLE)])
+    response = await sf.http.get(f"{emulator.url}{LIMITS}", middlewares=())
+    assert response.status == 503
+    rest = _Continued(view, 0.0, response=response, token=await sf.token())
+    closed = aiohttp.ClientSession()
+    await closed.close()
+    with pytest.raises(RuntimeError, match="Session is closed"):
+        await rest.send(closed, "GET", f"{emulator.url}{LIMITS}", {}, 0.0)
+    assert response.closed
+    assert gate.in_use == 0
