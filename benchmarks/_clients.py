@@ -50,8 +50,8 @@ CONFIGURATION = {
         "headers: `async def stamp(request, handler): request.headers['Authorization'] = "
         "bearer; response = await handler(request); await response.read(); return response`, "
         "installed with `ClientSession(middlewares=(stamp,))`. Not a client anyone would use: "
-        "the floor of any design that authenticates inside aiohttp's middleware chain (as "
-        "sfauth does, so that every redirect hop is checked), measured beside the others."
+        "the floor of any design that authenticates inside aiohttp's middleware chain, "
+        "measured beside the others (sfauth sends its common case outside the chain)."
     ),
     "aiosalesforce": (
         "`Salesforce(httpx.AsyncClient(transport=T, timeout=60), "
@@ -235,7 +235,7 @@ class MiddlewareAiohttp(RawAiohttp):
         ) -> aiohttp.ClientResponse:
             request.headers["Authorization"] = bearer
             response = await handler(request)
-            await response.read()  # as sfauth does: a body cut short is seen inside the chain
+            await response.read()  # as sfauth does: a body cut short is seen before returning
             return response
 
         self.url = self.target.url + QUERY_PATH

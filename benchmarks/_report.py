@@ -813,17 +813,18 @@ def _floor_lines(results: Any) -> list[str]:
         return []
     return [
         "",
-        "**The middleware floor.** sfauth authenticates inside aiohttp's client middleware "
-        "chain, so that every redirect hop is checked and a 401 is replayed before the caller "
-        "sees it. The `aiohttp+middleware` client does nothing but stamp a fixed bearer there "
-        "and read the body: its cost over raw aiohttp is what any such design pays, whatever "
+        "**The middleware floor.** The `aiohttp+middleware` client does nothing but stamp a "
+        "fixed bearer in aiohttp's client middleware chain and read the body: its cost over "
+        "raw aiohttp is what any design that authenticates inside the chain pays, whatever "
         "the middleware does. Requests/s over raw aiohttp (concurrency: ratio): "
         f"{', '.join(parts)}. sfauth over that floor: {', '.join(rest)}. aiohttp builds the "
         "chain for every request (a closure, its cells and one more coroutine per "
         "middleware), and CPython's cyclic garbage collector costs more per request the more "
         "requests are in flight, because every live object is traversed by more collections "
         "before it dies: objects a request keeps alive cost little at concurrency 16 and "
-        "much at 1024.",
+        "much at 1024. So `AuthSession` sends its common case outside the chain (the direct "
+        "path: a token that has worked, a path on the instance, a free send slot), and hands "
+        "a redirect, a 401, a classified answer or a failure to the middleware.",
     ]
 
 

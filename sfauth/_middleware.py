@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any, Unpack
 
 import aiohttp
@@ -48,6 +48,37 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRAC
 RETRY_UNSAFE_HEADER = "X-Sfauth-Retry-Unsafe"
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+#: ``request()`` arguments a direct send can pass to aiohttp twice (once more on a handover);
+#: any other (``auth``, ``raise_for_status``, ``upload_tracker``, a new one) takes the chain.
+_DIRECT_ARGUMENTS = frozenset(
+    {
+        "params",
+        "json",
+        "data",
+        "headers",
+        "cookies",
+        "skip_auto_headers",
+        "timeout",
+        "allow_redirects",
+        "max_redirects",
+        "compress",
+        "chunked",
+        "expect100",
+        "read_until_eof",
+        "ssl",
+        "server_hostname",
+        "proxy",
+        "proxy_auth",
+        "read_bufsize",
+        "auto_decompress",
+        "max_line_size",
+        "max_field_size",
+        "version",
+    }
+)
+#: Arguments that may be given as any iterable, and the types aiohttp can read twice.
+_ITERABLE_ARGUMENTS = ("headers", "cookies", "skip_auto_headers")
+_REREADABLE = (Mapping, list, tuple, set, frozenset)
 
 
 class SalesforceAuthMiddleware:
@@ -319,10 +350,11 @@ class SalesforceAuthMiddleware:
         coroutine per middleware, more objects for the garbage collector to traverse while
         requests are in flight), which costs most at high concurrency (benchmarks/RESULTS.md
         §1). So the common case (a token that has worked, a URL built from a path on the
-        instance, no body or a bytes, str or JSON body, a free send slot) is sent here, outside
-        the chain: the bearer in the request's headers, redirects not followed. Anything
-        else, and whatever that send's answer needs (a redirect to follow, a 401, a
-        classified answer, a failed send or a body cut short), goes through this middleware:
+        instance, no body or a bytes, str or JSON body, arguments aiohttp can be given twice,
+        a free send slot) is sent here, outside the chain: the bearer in the request's
+        headers, redirects not followed. Anything else, and whatever that send's answer needs
+        (a redirect to follow, a 401, a classified answer, a failed send or a body cut short),
+        goes through this middleware:
         the same request is passed to aiohttp again, with a ``_Continued`` middleware whose
         first hop is the answer already in hand, so every replay, retry and later redirect
         hop is the middleware's, within what is left of the request's total timeout.
@@ -349,9 +381,9 @@ class SalesforceAuthMiddleware:
         if (
             not self._relative  # an absolute URL: the middleware checks its origin
             or not manager.proven  # a token that has not worked yet
-            or "auth" in kwargs  # aiohttp's own Authorization: the middleware replaces it
-            or "raise_for_status" in kwargs  # a 401 must be replayed, not raised
+            or not kwargs.keys() <= _DIRECT_ARGUMENTS  # e.g. auth=, raise_for_status=
             or (data is not None and not isinstance(data, bytes | str))  # a stream, a form
+            or not _rereadable(kwargs)  # an iterator would be read once
             or (headers is not None and RETRY_UNSAFE_HEADER in CIMultiDict(headers))
             or ASYNC_API in url  # Bulk API 1.0 also reads X-SFDC-Session
             or (gate is not None and not gate.try_enter())  # no free send slot: queue
@@ -500,6 +532,15 @@ def _direct(kwargs: dict[str, Any], token: Token) -> dict[str, Any]:
     stamped: MutableMapping[str, str] = {} if headers is None else CIMultiDict(headers)
     stamped[hdrs.AUTHORIZATION] = "Bearer " + token.access_token
     return {**kwargs, "headers": stamped, "allow_redirects": False, "middlewares": ()}
+
+
+def _rereadable(kwargs: dict[str, Any]) -> bool:
+    """Whether no argument is a one-shot iterable (a generator of headers, say)."""
+    for name in _ITERABLE_ARGUMENTS:
+        value = kwargs.get(name)
+        if value is not None and not isinstance(value, _REREADABLE):
+            return False
+    return True
 
 
 class _Continued:

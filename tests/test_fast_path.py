@@ -614,3 +614,55 @@ async def test_a_handed_over_answer_is_closed_and_its_slot_freed_if_aiohttp_stop
         await rest.send(closed, "GET", f"{emulator.url}{LIMITS}", {}, 0.0)
     assert response.closed
     assert gate.in_use == 0
+
+
+INVALID = [{"errorCode": "INVALID_SESSION_ID", "message": "Session expired or invalid"}]
+
+
+async def test_one_shot_headers_and_cookies_reach_every_send(
+    emulator: Emulator, make_session: SessionFactory, chain_calls: list[str]
+) -> None:
+    sf = make_session()
+    assert await status_of(sf) == 200
+    async with sf.get(LIMITS, headers=(pair for pair in [("X-Mine", "1")])) as resp:
+        assert resp.status == 200
+    emulator.expire_all_sessions()
+    async with sf.get(LIMITS, cookies=(pair for pair in [("c", "1")])) as resp:
+        assert resp.status == 200
+    assert [
+        (r.status, r.headers.get("X-Mine"), r.headers.get("Cookie")) for r in emulator.requests
+    ] == [
+        (200, None, None),
+        (200, "1", None),
+        (401, None, "c=1"),
+        (200, None, "c=1"),
+    ]
+    assert chain_calls == [LIMITS, LIMITS, LIMITS]  # an iterator is read once: the chain sends
+    assert emulator.token_request_count == 2
+
+
+@pytest.mark.skipif(not hasattr(aiohttp, "UploadTracker"), reason="aiohttp < 3.14: no trackers")
+@pytest.mark.parametrize(
+    "first",
+    [
+        ScriptedResponse(status=401, json=INVALID),
+        ScriptedResponse(status=503, json=UNAVAILABLE),
+        ScriptedResponse(status=307, headers={"Location": SOBJECTS}),
+    ],
+    ids=["401", "503", "307"],
+)
+async def test_an_argument_the_direct_path_does_not_know_takes_the_chain(
+    emulator: Emulator, make_session: SessionFactory, first: ScriptedResponse
+) -> None:
+    sf = make_session()
+    assert await status_of(sf) == 200
+    emulator.script_rest_responses([first])
+    tracker = aiohttp.UploadTracker()  # bound to one request: it cannot be passed twice
+    with no_backoff():
+        async with sf.post(
+            SOBJECTS, json={"Name": "Tracked"}, idempotent=True, upload_tracker=tracker
+        ) as resp:
+            assert resp.status == 201
+    assert tracker.upload_complete.done()
+    assert [r.status for r in emulator.requests] == [200, first.status, 201]
+    assert [r["Name"] for r in emulator.records("Account")].count("Tracked") == 1
