@@ -354,10 +354,10 @@ class SalesforceAuthMiddleware:
         a free send slot) is sent here, outside the chain: the bearer in the request's
         headers, redirects not followed. Anything else, and whatever that send's answer needs
         (a redirect to follow, a 401, a classified answer, a failed send or a body cut short),
-        goes through this middleware:
-        the same request is passed to aiohttp again, with a ``_Continued`` middleware whose
-        first hop is the answer already in hand, so every replay, retry and later redirect
-        hop is the middleware's, within what is left of the request's total timeout.
+        goes through this middleware: the same request is passed to aiohttp again, with a
+        ``_Continued`` middleware whose first hop is the answer already in hand, so every
+        replay, retry and later redirect hop is the middleware's, within what is left of the
+        request's total timeout.
 
         Args:
             http: The ``aiohttp.ClientSession`` to send through (``AuthSession.http``).
