@@ -330,8 +330,8 @@ class APIError(SFAuthError):
     def __str__(self) -> str:
         tries = f", {self.attempts} attempts" if self.attempts > 1 else ""
         return (
-            f"{self.description} ({self.method} {self.url} -> HTTP {self.status} "
-            f"{self.error_code or '-'}: {self.message}{tries})"
+            f"{self.description} ({self.method} {self.url} -> HTTP {self.status}"
+            f"{' ' + self.error_code if self.error_code else ''}: {self.message}{tries})"
         )
 
 

@@ -63,7 +63,7 @@ async def test_upsert_reports_created_then_updated(
         "upsert Account by 'External_Id__c' matched 2 records; nothing was written (PATCH "
     )
     assert str(caught.value).endswith(
-        "-> HTTP 300 -: 2 records match (Salesforce lists their URLs))"
+        "-> HTTP 300: 2 records match (Salesforce lists their URLs))"
     )
 
 
