@@ -425,8 +425,8 @@ class _ResponseContext:
     """One request of an ``AuthSession``: awaitable, and an async context manager.
 
     Its ``__aenter__`` is the send itself (the session's whole part of the hot path: a
-    token in hand, the URL on the instance, the request to aiohttp with the middleware view
-    for it).
+    token in hand, the URL on the instance, the request handed to the middleware view for it,
+    whose ``send`` skips aiohttp's middleware chain when it can).
     """
 
     __slots__ = ("_idempotent", "_kwargs", "_method", "_path", "_resp", "_session")
