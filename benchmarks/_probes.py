@@ -428,6 +428,8 @@ MARKERS = {
     "SendGate.try_enter": ("_gate.py", "try_enter"),
     "SendGate.enter": ("_gate.py", "enter"),
     "asyncio Semaphore.acquire": ("locks.py", "acquire"),
+    "SalesforceAuthMiddleware.send": ("_middleware.py", "send"),
+    "middleware chain hops (__call__)": ("_middleware.py", "__call__"),
     "SalesforceAuthMiddleware._exchange": ("_middleware.py", "_exchange"),
     "Exchange.__init__": ("_exchange.py", "__init__"),
     "sfauth logger _emit": ("_logging.py", "_emit"),

@@ -1243,20 +1243,26 @@ def _suggestions(data: dict[str, Any]) -> list[str]:
                 + (f" ({init['tottime_us']:.2f} us)" if init else "")
                 + f" and {general:.3f} calls of the general path "
                 "(`SalesforceAuthMiddleware._exchange`) per request in the steady state: that "
-                "share of requests misses the fast path in `SalesforceAuthMiddleware.__call__`; "
-                "find which of its conditions fails (token, proven, origin, body, free slot)."
+                "share of requests misses the fast paths (`SalesforceAuthMiddleware.send`, "
+                "`__call__`); find which of their conditions fails (token, proven, origin, "
+                "arguments, body, free slot)."
             )
         else:
+            hops = markers.get("middleware chain hops (__call__)", 0.0)
+            where = (
+                "the direct path in `SalesforceAuthMiddleware.send`, outside aiohttp's "
+                "middleware chain"
+                if hops < 0.01
+                else f"a fast path ({hops:.3f} middleware chain hops per request)"
+            )
             text += (
                 " No `Exchange` is built in the steady state (`Exchange.__init__` "
-                f"{built:.3f}/request): every request takes the fast path in "
-                "`SalesforceAuthMiddleware.__call__`."
+                f"{built:.3f}/request): every request takes {where}."
             )
         if any("__aenter__" in row["function"] for row in frames):
             text += (
                 " The session's send, `_ResponseContext.__aenter__` (token, URL, middleware "
-                "view), is a frame of its own: returning aiohttp's own request context manager "
-                "from `AuthSession.request` when a valid token is cached would remove it."
+                "view), is a frame of its own beside `SalesforceAuthMiddleware.send`."
             )
         items.append(text)
     content_type = _callee_us(sf, "content_type")
