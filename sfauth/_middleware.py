@@ -12,6 +12,7 @@ origin scoping (``_scoping.py``), send slots (``_gate.py``).
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import time
 from collections.abc import Mapping, MutableMapping
@@ -37,7 +38,7 @@ from ._settings import Options, Settings, settings_from
 from ._telemetry import Telemetry
 from ._timeouts import total_seconds, with_total
 from ._token import Token
-from .exceptions import InvalidSessionError
+from .exceptions import InvalidSessionError, RequestTimeoutError
 
 __all__ = ["IDEMPOTENT_METHODS", "RETRY_UNSAFE_HEADER", "SalesforceAuthMiddleware"]
 
@@ -386,12 +387,19 @@ class SalesforceAuthMiddleware:
             or not _rereadable(kwargs)  # an iterator would be read once
             or (headers is not None and RETRY_UNSAFE_HEADER in CIMultiDict(headers))
             or ASYNC_API in url  # Bulk API 1.0 also reads X-SFDC-Session
-            or (gate is not None and not gate.try_enter())  # no free send slot: queue
         ):
             return await http.request(method, url, middlewares=(self,), **kwargs)
-        # The direct path: a token that works, its instance, bytes to send, a free slot.
-        sent_at = time.monotonic()  # the total timeout counts this first attempt
+        sent_at = time.monotonic()  # the total timeout counts the wait and this first attempt
         started = engine.retry.clock()  # and so does the retry budget
+        if gate is not None and not gate.try_enter():
+            # No free slot: wait here, before aiohttp builds anything (less to keep alive).
+            kwargs = await _slot(gate, http, method, url, kwargs)
+            current = manager.valid_token()
+            if current is None or not manager.proven or current.instance_url != token.instance_url:
+                gate.leave()  # a refresh or a move meanwhile: the middleware handles it
+                return await http.request(method, url, middlewares=(self,), **kwargs)
+            token = current  # the newest token, stamped now that a slot is held
+        # The direct path: a token that works, its instance, bytes to send, a slot.
         in_slot = False  # the slot goes with a response the middleware finishes
         try:
             try:
@@ -532,6 +540,37 @@ def _direct(kwargs: dict[str, Any], token: Token) -> dict[str, Any]:
     stamped: MutableMapping[str, str] = {} if headers is None else CIMultiDict(headers)
     stamped[hdrs.AUTHORIZATION] = "Bearer " + token.access_token
     return {**kwargs, "headers": stamped, "allow_redirects": False, "middlewares": ()}
+
+
+async def _slot(
+    gate: SendGate, http: aiohttp.ClientSession, method: str, url: str, kwargs: dict[str, Any]
+) -> dict[str, Any]:
+    """Wait for a send slot within the request's total timeout.
+
+    Returns:
+        ``kwargs``, or a copy whose total timeout is what is left of it.
+
+    Raises:
+        RequestTimeoutError: The total timeout ran out first (nothing was sent).
+    """
+    timeout = kwargs.get("timeout", http.timeout)
+    total = total_seconds(timeout)
+    queued = time.monotonic()
+    try:
+        async with asyncio.timeout(total):
+            await gate.enter()
+    except TimeoutError:
+        raise RequestTimeoutError(
+            f"the request's total timeout ({total} s) ran out while it waited for a send slot",
+            method=method,
+            url=url.split("?", 1)[0],
+            reason="TimeoutError",
+            sent=False,
+        ) from None
+    if total is None:
+        return kwargs
+    left = max(total - (time.monotonic() - queued), 0.001)
+    return {**kwargs, "timeout": with_total(timeout, left)}
 
 
 def _rereadable(kwargs: dict[str, Any]) -> bool:

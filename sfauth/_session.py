@@ -483,6 +483,8 @@ class _ResponseContext:
                 raise
             # aiohttp's "Session is closed": sf.http.close(), or a close while this waited.
             raise SFAuthError(_NOT_OPEN) from None
+        except RequestTimeoutError:
+            raise  # sfauth's own: it says what the request waited for
         except aiohttp.ClientError as exc:  # e.g. too many redirects
             failure = TransportError(
                 scrub(str(exc))[:300] or "no details",

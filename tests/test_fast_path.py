@@ -666,3 +666,28 @@ async def test_an_argument_the_direct_path_does_not_know_takes_the_chain(
     assert tracker.upload_complete.done()
     assert [r.status for r in emulator.requests] == [200, first.status, 201]
     assert [r["Name"] for r in emulator.records("Account")].count("Tracked") == 1
+
+
+async def test_a_request_waiting_for_a_slot_times_out_unsent_and_builds_nothing(
+    emulator: Emulator, make_session: SessionFactory, probe: Probe, chain_calls: list[str]
+) -> None:
+    emulator.set_instance_url(probe.url)
+    sf = make_session(limit=1)
+    assert await status_of(sf) == 200
+    probe.reset()
+    probe.hold = True
+    first = asyncio.create_task(status_of(sf))
+    await probe.arrivals(1)
+    with pytest.raises(RequestTimeoutError) as info:
+        await status_of(sf, timeout=aiohttp.ClientTimeout(total=0.2))
+    assert info.value.sent is False
+    assert "waited for a send slot" in str(info.value)
+    probe.hold = False
+    probe.release()
+    assert await first == 200
+    assert probe.arrived == 1  # the request that timed out never reached the server
+    assert chain_calls == [LIMITS]  # only the login's request went through the chain
+    gate = sf.auth._engine.gate
+    assert gate is not None
+    assert gate.in_use == 0
+    assert await status_of(sf) == 200
