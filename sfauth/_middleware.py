@@ -351,9 +351,10 @@ class SalesforceAuthMiddleware:
         coroutine per middleware, more objects for the garbage collector to traverse while
         requests are in flight), which costs most at high concurrency (benchmarks/RESULTS.md
         §1). So the common case (a token that has worked, a URL built from a path on the
-        instance, no body or a bytes, str or JSON body, arguments aiohttp can be given twice,
-        a free send slot) is sent here, outside the chain: the bearer in the request's
-        headers, redirects not followed. Anything else, and whatever that send's answer needs
+        instance, no body or a bytes, str or JSON body, arguments aiohttp can be given twice)
+        waits here for a send slot when none is free, before aiohttp builds anything, and is
+        sent here, outside the chain: the bearer in the request's headers, redirects not
+        followed. Anything else, and whatever that send's answer needs
         (a redirect to follow, a 401, a classified answer, a failed send or a body cut short),
         goes through this middleware: the same request is passed to aiohttp again, with a
         ``_Continued`` middleware whose first hop is the answer already in hand, so every
@@ -371,6 +372,8 @@ class SalesforceAuthMiddleware:
             The response, as the middleware returns it (see ``__call__``).
 
         Raises:
+            RequestTimeoutError: The total timeout ran out while it waited for a send slot
+                (``sent=False``).
             The middleware's errors (see ``__call__``), and aiohttp's from outside its
             middleware chain (e.g. ``TooManyRedirects``, ``InvalidUrlClientError``).
         """
