@@ -12,7 +12,6 @@ origin scoping (``_scoping.py``), send slots (``_gate.py``).
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import time
 from collections.abc import Mapping, MutableMapping
@@ -36,9 +35,9 @@ from ._retry import RetryPolicy
 from ._scoping import open_session, rebind, request_origin
 from ._settings import Options, Settings, settings_from
 from ._telemetry import Telemetry
-from ._timeouts import total_seconds, with_total
+from ._timeouts import total_seconds, with_total, within_total
 from ._token import Token
-from .exceptions import InvalidSessionError, RequestTimeoutError
+from .exceptions import InvalidSessionError
 
 __all__ = ["IDEMPOTENT_METHODS", "RETRY_UNSAFE_HEADER", "SalesforceAuthMiddleware"]
 
@@ -396,7 +395,12 @@ class SalesforceAuthMiddleware:
         started = engine.retry.clock()  # and so does the retry budget
         if gate is not None and not gate.try_enter():
             # No free slot: wait here, before aiohttp builds anything (less to keep alive).
-            kwargs = await _slot(gate, http, method, url, kwargs)
+            timeout = kwargs.get("timeout", http.timeout)
+            _, left = await within_total(
+                gate.enter(), timeout, what="a send slot", method=method, url=url.split("?")[0]
+            )
+            if left is not None:
+                kwargs = {**kwargs, "timeout": left}
             current = manager.valid_token()
             if current is None or not manager.proven or current.instance_url != token.instance_url:
                 gate.leave()  # a refresh or a move meanwhile: the middleware handles it
@@ -543,37 +547,6 @@ def _direct(kwargs: dict[str, Any], token: Token) -> dict[str, Any]:
     stamped: MutableMapping[str, str] = {} if headers is None else CIMultiDict(headers)
     stamped[hdrs.AUTHORIZATION] = "Bearer " + token.access_token
     return {**kwargs, "headers": stamped, "allow_redirects": False, "middlewares": ()}
-
-
-async def _slot(
-    gate: SendGate, http: aiohttp.ClientSession, method: str, url: str, kwargs: dict[str, Any]
-) -> dict[str, Any]:
-    """Wait for a send slot within the request's total timeout.
-
-    Returns:
-        ``kwargs``, or a copy whose total timeout is what is left of it.
-
-    Raises:
-        RequestTimeoutError: The total timeout ran out first (nothing was sent).
-    """
-    timeout = kwargs.get("timeout", http.timeout)
-    total = total_seconds(timeout)
-    queued = time.monotonic()
-    try:
-        async with asyncio.timeout(total):
-            await gate.enter()
-    except TimeoutError:
-        raise RequestTimeoutError(
-            f"the request's total timeout ({total} s) ran out while it waited for a send slot",
-            method=method,
-            url=url.split("?", 1)[0],
-            reason="TimeoutError",
-            sent=False,
-        ) from None
-    if total is None:
-        return kwargs
-    left = max(total - (time.monotonic() - queued), 0.001)
-    return {**kwargs, "timeout": with_total(timeout, left)}
 
 
 def _rereadable(kwargs: dict[str, Any]) -> bool:

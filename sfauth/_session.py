@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Awaitable, Generator, Mapping
 from types import TracebackType
 from typing import Any, Self, TypeVar, Unpack
@@ -20,7 +18,7 @@ from ._query import QueryMixin
 from ._scoping import resolve
 from ._settings import Options, Settings, settings_from
 from ._sobjects import SObjectsMixin
-from ._timeouts import total_seconds, with_total
+from ._timeouts import within_total
 from ._token import Token
 from .exceptions import ConfigurationError, RequestTimeoutError, SFAuthError, TransportError
 
@@ -397,22 +395,11 @@ class AuthSession(QueryMixin, SObjectsMixin, BulkMixin):
             RequestTimeoutError: The total timeout ran out first (nothing was sent).
         """
         timeout = kwargs.get("timeout", self._settings.timeout)
-        total = total_seconds(timeout)
-        started = time.monotonic()
-        try:
-            async with asyncio.timeout(total):
-                result = await wait
-        except TimeoutError:
-            raise RequestTimeoutError(
-                f"the request's total timeout ({total} s) ran out while it waited for {what}",
-                method=method,
-                url=_shown(path),
-                reason="TimeoutError",
-                sent=False,
-            ) from None
-        if total is not None:
-            left = max(total - (time.monotonic() - started), 0.001)
-            kwargs["timeout"] = with_total(timeout, left)
+        result, left = await within_total(
+            wait, timeout, what=what, method=method, url=_shown(path)
+        )
+        if left is not None:
+            kwargs["timeout"] = left
         return result
 
 

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Awaitable
+from typing import TypeVar
+
 import aiohttp
 
-__all__ = ["total_seconds", "with_total"]
+from .exceptions import RequestTimeoutError
+
+__all__ = ["total_seconds", "with_total", "within_total"]
+
+_T = TypeVar("_T")
 
 
 def total_seconds(timeout: object) -> float | None:
@@ -32,3 +41,41 @@ def with_total(timeout: object, total: float) -> aiohttp.ClientTimeout:
         sock_connect=timeout.sock_connect,
         ceil_threshold=timeout.ceil_threshold,
     )
+
+
+async def within_total(
+    wait: Awaitable[_T], request_timeout: object, *, what: str, method: str, url: str
+) -> tuple[_T, aiohttp.ClientTimeout | None]:
+    """Await ``wait`` (a login, a send slot, a lease) before a request is sent.
+
+    Args:
+        wait: What the request waits for.
+        request_timeout: The request's ``timeout`` argument (see ``total_seconds``).
+        what: What it waits for, for the error message ("a send slot").
+        method: The request's method, for the error.
+        url: The request's URL as an error may show it (no query string).
+
+    Returns:
+        ``wait``'s result, and ``request_timeout`` with what is left of its total (``None``
+        when it has no total).
+
+    Raises:
+        RequestTimeoutError: The total timeout ran out first (``sent=False``).
+    """
+    total = total_seconds(request_timeout)
+    started = time.monotonic()
+    try:
+        async with asyncio.timeout(total):
+            result = await wait
+    except TimeoutError:
+        raise RequestTimeoutError(
+            f"the request's total timeout ({total} s) ran out while it waited for {what}",
+            method=method,
+            url=url,
+            reason="TimeoutError",
+            sent=False,
+        ) from None
+    if total is None:
+        return result, None
+    left = max(total - (time.monotonic() - started), 0.001)
+    return result, with_total(request_timeout, left)
