@@ -353,9 +353,9 @@ class SalesforceAuthMiddleware:
         instance, no body or a bytes, str or JSON body, arguments aiohttp can be given twice)
         waits here for a send slot when none is free, before aiohttp builds anything, and is
         sent here, outside the chain: the bearer in the request's headers, redirects not
-        followed. Anything else, and whatever that send's answer needs
-        (a redirect to follow, a 401, a classified answer, a failed send or a body cut short),
-        goes through this middleware: the same request is passed to aiohttp again, with a
+        followed. Anything else, and whatever that send's answer needs (a redirect to follow,
+        a 401, a classified answer, a failed send or a body cut short), goes through this
+        middleware: the same request is passed to aiohttp again, with a
         ``_Continued`` middleware whose first hop is the answer already in hand, so every
         replay, retry and later redirect hop is the middleware's, within what is left of the
         request's total timeout.
@@ -391,8 +391,7 @@ class SalesforceAuthMiddleware:
             or ASYNC_API in url  # Bulk API 1.0 also reads X-SFDC-Session
         ):
             return await http.request(method, url, middlewares=(self,), **kwargs)
-        sent_at = time.monotonic()  # the total timeout counts the wait and this first attempt
-        started = engine.retry.clock()  # and so does the retry budget
+        started = engine.retry.clock()  # the retry budget counts the wait and every attempt
         if gate is not None and not gate.try_enter():
             # No free slot: wait here, before aiohttp builds anything (less to keep alive).
             timeout = kwargs.get("timeout", http.timeout)
@@ -407,6 +406,7 @@ class SalesforceAuthMiddleware:
                 return await http.request(method, url, middlewares=(self,), **kwargs)
             token = current  # the newest token, stamped now that a slot is held
         # The direct path: a token that works, its instance, bytes to send, a slot.
+        sent_at = time.monotonic()  # kwargs' total timeout (what the wait left) starts here
         in_slot = False  # the slot goes with a response the middleware finishes
         try:
             try:
