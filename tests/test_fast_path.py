@@ -691,3 +691,25 @@ async def test_a_request_waiting_for_a_slot_times_out_unsent_and_builds_nothing(
     assert gate is not None
     assert gate.in_use == 0
     assert await status_of(sf) == 200
+
+
+async def test_a_request_that_waited_for_a_slot_has_the_wait_counted_once_in_a_retry(
+    emulator: Emulator, make_session: SessionFactory
+) -> None:
+    # 2 s in all: 0.8 s for the slot, a 503 after 0.6 s, a 200 after 0.1 s (1.5 s). Counting
+    # the wait twice would leave the retry 2 - 0.8 - (0.8 + 0.6) < 0 s.
+    sf = make_session(limit=1)
+    assert await status_of(sf) == 200
+    emulator.script_rest_responses(
+        [
+            ScriptedResponse(status=200, json={"first": True}, delay=0.8),
+            ScriptedResponse(status=503, json=UNAVAILABLE, delay=0.6),
+            ScriptedResponse(status=200, json={"retried": True}, delay=0.1),
+        ]
+    )
+    first = asyncio.create_task(status_of(sf))
+    await emulator.wait_for_in_flight(1)  # the first holds the only slot
+    with no_backoff():
+        queued = await status_of(sf, timeout=aiohttp.ClientTimeout(total=2.0))
+    assert (await first, queued) == (200, 200)
+    assert [r.status for r in emulator.requests][1:] == [200, 503, 200]
