@@ -8,7 +8,16 @@ from yarl import URL
 
 from .exceptions import ConfigurationError, CrossOriginError, SessionClosedError
 
-__all__ = ["Origin", "open_session", "origin_of", "rebind", "request_origin", "resolve", "where"]
+__all__ = [
+    "Origin",
+    "close_idle",
+    "open_session",
+    "origin_of",
+    "rebind",
+    "request_origin",
+    "resolve",
+    "where",
+]
 
 #: ``(scheme, host, port)`` with the default port made explicit.
 Origin = tuple[str, str, int | None]
@@ -48,7 +57,11 @@ def open_session(request: ClientRequest) -> aiohttp.ClientSession:
 
 
 def rebind(request: ClientRequest, instance_url: str) -> None:
-    """Point ``request`` at ``instance_url``'s origin, keeping its path and query."""
+    """Point ``request`` at ``instance_url``'s origin, keeping its path and query.
+
+    Called once the org has moved to ``instance_url``: the session's idle pooled connections
+    to the origin the request leaves are closed too (``close_idle``).
+    """
     base = URL(instance_url)
     old = request.url
     request.url = URL.build(
@@ -62,6 +75,25 @@ def rebind(request: ClientRequest, instance_url: str) -> None:
     host = request.url.host_port_subcomponent
     if host is not None:
         request.headers[hdrs.HOST] = host
+    close_idle(request.session.connector, old)
+
+
+def close_idle(connector: aiohttp.BaseConnector | None, url: URL) -> None:
+    """Close ``connector``'s idle pooled connections to ``url``'s origin.
+
+    For an instance the org has left: aiohttp would keep them for its ``keepalive_timeout``,
+    beside the new instance's (two pools of sockets and buffers at once after a move; see the
+    soak in benchmarks/SOAK.md). aiohttp has no public way to close one host's connections, so
+    this empties that origin's entries of the pool's private ``_conns`` (aiohttp 3.12 to 3.14,
+    checked by tests at both ends); it does nothing if the pool has no such dict.
+    """
+    pool = getattr(connector, "_conns", None)
+    if not isinstance(pool, dict):
+        return
+    host, port, is_ssl = url.raw_host, url.port, url.scheme in ("https", "wss")
+    for key in [k for k in pool if (k.host, k.port, k.is_ssl) == (host, port, is_ssl)]:
+        for protocol, _ in pool.pop(key):
+            protocol.close()
 
 
 def resolve(instance_url: str, path: str) -> tuple[str, bool]:

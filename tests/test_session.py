@@ -291,6 +291,90 @@ async def test_replay_and_later_requests_follow_a_new_instance_url(
     ]
 
 
+class CountedInstance:
+    """An instance over keep-alive HTTP/1.1 that counts its open connections.
+
+    Each GET is answered 200 ``{}`` (once ``expired``, 401 ``INVALID_SESSION_ID``), after
+    ``together`` requests have arrived (so that many connections are opened).
+    """
+
+    def __init__(self, together: int) -> None:
+        self.open = 0
+        self.arrived = 0
+        self.expired = False
+        self._together = together
+        self._changed = asyncio.Condition()
+        self.url = ""
+
+    async def start(self) -> asyncio.Server:
+        server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        return server
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self._count(open=1)
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                await self._count(arrived=1)
+                async with self._changed:
+                    await self._changed.wait_for(lambda: self.arrived >= self._together)
+                status, body = (
+                    ("401 Unauthorized", b'[{"errorCode": "INVALID_SESSION_ID", "message": "x"}]')
+                    if self.expired
+                    else ("200 OK", b"{}")
+                )
+                writer.write(
+                    f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(body)}\r\n\r\n".encode()
+                    + body
+                )
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass  # the client closed the connection
+        finally:
+            writer.close()
+            await self._count(open=-1)
+
+    async def _count(self, open: int = 0, arrived: int = 0) -> None:
+        async with self._changed:
+            self.open += open
+            self.arrived += arrived
+            self._changed.notify_all()
+
+    async def all_closed(self) -> None:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.open == 0)
+
+
+async def test_a_move_closes_the_pooled_connections_to_the_instance_the_org_left(
+    make_session: SessionFactory, emulator: Emulator
+) -> None:
+    old = CountedInstance(together=2)
+    server = await old.start()
+    try:
+        emulator.set_instance_url(old.url)
+        sf = make_session()
+        path = "/services/data/v62.0/limits"
+        first = await asyncio.gather(_status(sf, path), _status(sf, path))
+        assert (first, old.open) == ([200, 200], 2)  # two connections, idle in the pool
+        old.expired = True
+        emulator.set_instance_url(emulator.url)  # the org moves; its session there is gone
+        assert await _status(sf, path) == 200  # 401 at the old instance, replayed at the new
+        assert (await sf.token()).instance_url == emulator.url
+        async with asyncio.timeout(5):  # not sf's 30 s keepalive_timeout
+            await old.all_closed()
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert emulator.requests[-1].status == 200
+    assert emulator.token_request_count == 2
+
+
+async def _status(sf: AuthSession, path: str) -> int:
+    async with sf.get(path) as resp:
+        await resp.read()
+        return resp.status
+
+
 async def test_401_replay_resends_the_identical_body(
     make_session: SessionFactory, emulator: Emulator
 ) -> None:
