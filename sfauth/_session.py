@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Generator, Mapping
 from types import TracebackType
 from typing import Any, Self, TypeVar, Unpack
@@ -20,7 +21,13 @@ from ._settings import Options, Settings, settings_from
 from ._sobjects import SObjectsMixin
 from ._timeouts import within_total
 from ._token import Token
-from .exceptions import ConfigurationError, RequestTimeoutError, SFAuthError, TransportError
+from .exceptions import (
+    ConfigurationError,
+    RequestTimeoutError,
+    SessionClosedError,
+    SFAuthError,
+    TransportError,
+)
 
 __all__ = ["AuthSession"]
 
@@ -408,6 +415,13 @@ def _shown(path: object) -> str:
     return str(path).split("?", 1)[0][:200]
 
 
+def _closed_while_waiting(method: str, url: str) -> SessionClosedError:
+    return SessionClosedError(
+        f"the session was closed before {method} {_shown(url)} was sent; open it again "
+        "(async with, or open()) to send more"
+    )
+
+
 class _ResponseContext:
     """One request of an ``AuthSession``: awaitable, and an async context manager.
 
@@ -457,7 +471,7 @@ class _ResponseContext:
                 "middlewares must be a tuple or list of aiohttp client middlewares, such as "
                 f"(mine,); got {type(theirs).__name__}"
             )
-        failure: TransportError
+        failure: SFAuthError
         try:
             if theirs:
                 response = await http.request(method, url, middlewares=(*theirs, ours), **kwargs)
@@ -468,8 +482,14 @@ class _ResponseContext:
         except RuntimeError:
             if not http.closed:
                 raise
-            # aiohttp's "Session is closed": sf.http.close(), or a close while this waited.
-            raise SFAuthError(_NOT_OPEN) from None
+            # aiohttp's "Session is closed": closed while this waited (for a send slot, say).
+            failure = _closed_while_waiting(method, url)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not http.closed or (task is not None and task.cancelling()):
+                raise
+            # Not cancelled: aiohttp's close() cancels the requests waiting for a connection.
+            failure = _closed_while_waiting(method, url)
         except RequestTimeoutError:
             raise  # sfauth's own: it says what the request waited for
         except aiohttp.ClientError as exc:  # e.g. too many redirects

@@ -17,17 +17,19 @@ _T = TypeVar("_T")
 
 
 def total_seconds(timeout: object) -> float | None:
-    """Seconds of a request's total timeout; ``None`` for none (aiohttp reads 0 so too).
+    """Seconds of a request's total timeout; ``None`` for none (as aiohttp reads ``<= 0``).
 
     Args:
         timeout: What aiohttp takes as ``timeout``: an ``aiohttp.ClientTimeout``, or a
             number of seconds (the total); anything else has no total.
     """
     if isinstance(timeout, aiohttp.ClientTimeout):
-        return timeout.total or None
-    if isinstance(timeout, int | float) and not isinstance(timeout, bool):
-        return float(timeout) or None  # aiohttp takes a number as the total
-    return None
+        total = timeout.total
+    elif isinstance(timeout, int | float) and not isinstance(timeout, bool):
+        total = timeout  # aiohttp takes a number as the total
+    else:
+        return None
+    return float(total) if total is not None and total > 0 else None
 
 
 def with_total(timeout: object, total: float) -> aiohttp.ClientTimeout:

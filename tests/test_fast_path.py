@@ -25,8 +25,10 @@ from sfauth import (
     RequestTimeoutError,
     RetryPolicy,
     SalesforceAuthMiddleware,
+    SessionClosedError,
     TransportError,
 )
+from sfauth._gate import SendGate
 from sfauth._middleware import RETRY_UNSAFE_HEADER, _Continued
 from sfauth.testing import Emulator, ScriptedResponse, no_backoff
 
@@ -713,3 +715,101 @@ async def test_a_request_that_waited_for_a_slot_has_the_wait_counted_once_in_a_r
         queued = await status_of(sf, timeout=aiohttp.ClientTimeout(total=2.0))
     assert (await first, queued) == (200, 200)
     assert [r.status for r in emulator.requests][1:] == [200, 503, 200]
+
+
+@pytest.fixture
+def queued(monkeypatch: pytest.MonkeyPatch) -> asyncio.Queue[None]:
+    """One item per request that starts waiting for a send slot."""
+    waiting: asyncio.Queue[None] = asyncio.Queue()
+    enter = SendGate.enter
+
+    async def counted(self: SendGate) -> None:
+        if self._free == 0 or self._waiters:
+            waiting.put_nowait(None)  # it queues once this returns to the event loop
+        await enter(self)
+
+    monkeypatch.setattr(SendGate, "enter", counted)
+    return waiting
+
+
+@pytest.mark.parametrize("reopen", [False, True])
+async def test_requests_waiting_for_a_slot_get_session_closed_error_when_it_closes(
+    emulator: Emulator,
+    make_session: SessionFactory,
+    probe: Probe,
+    queued: asyncio.Queue[None],
+    reopen: bool,
+) -> None:
+    emulator.set_instance_url(probe.url)
+    sf = make_session(limit=1)
+    assert await status_of(sf) == 200
+    probe.reset()
+    probe.hold = True
+    holder = asyncio.create_task(status_of(sf))
+    await probe.arrivals(1)
+    waiters = [asyncio.create_task(status_of(sf)) for _ in range(3)]
+    for _ in waiters:
+        await queued.get()
+    await sf.close()
+    if reopen:
+        sf.open()
+    results = await asyncio.gather(holder, *waiters, return_exceptions=True)
+    assert [type(r) for r in results] == [SessionClosedError] * 4
+    assert str(results[1]) == (
+        f"the session was closed before GET {probe.url}{LIMITS} was sent; open it again "
+        "(async with, or open()) to send more"
+    )
+    assert probe.arrived == 1
+    gate = sf.auth._engine.gate
+    assert gate is not None
+    assert (gate.in_use, len(gate._waiters)) == (0, 0)
+
+
+async def test_a_total_timeout_of_zero_or_less_is_no_timeout_for_a_queued_request(
+    emulator: Emulator, make_session: SessionFactory, queued: asyncio.Queue[None]
+) -> None:
+    sf = make_session(limit=1)
+    assert await status_of(sf) == 200
+    emulator.script_rest_responses([ScriptedResponse(status=200, json={}, delay=0.2)])
+    first = asyncio.create_task(status_of(sf))
+    await emulator.wait_for_in_flight(1)
+    waiting = [
+        asyncio.create_task(status_of(sf, timeout=aiohttp.ClientTimeout(total=total)))
+        for total in (0, -1)
+    ]
+    for _ in waiting:
+        await queued.get()
+    assert await asyncio.gather(first, *waiting) == [200, 200, 200]  # as aiohttp reads them
+
+
+async def test_a_request_waiting_for_a_pooled_connection_gets_session_closed_error(
+    emulator: Emulator,
+    make_session: SessionFactory,
+    probe: Probe,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # aiohttp's close() cancels the requests waiting for a connection: not a cancellation.
+    pooled: asyncio.Queue[None] = asyncio.Queue()
+    wait = aiohttp.BaseConnector._wait_for_available_connection
+
+    async def counted(self: aiohttp.BaseConnector, *args: Any) -> None:
+        pooled.put_nowait(None)
+        await wait(self, *args)
+
+    monkeypatch.setattr(aiohttp.BaseConnector, "_wait_for_available_connection", counted)
+    emulator.set_instance_url(probe.url)
+    sf = make_session(limit=4, limit_per_host=1)
+    assert await status_of(sf) == 200
+    probe.reset()
+    probe.hold = True
+    holder = asyncio.create_task(status_of(sf))
+    await probe.arrivals(1)
+    waiter = asyncio.create_task(status_of(sf))  # a send slot, but no connection
+    await pooled.get()
+    await sf.close()
+    results = await asyncio.gather(holder, waiter, return_exceptions=True)
+    assert [type(r) for r in results] == [SessionClosedError] * 2
+    assert probe.arrived == 1
+    gate = sf.auth._engine.gate
+    assert gate is not None
+    assert gate.in_use == 0

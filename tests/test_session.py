@@ -22,6 +22,7 @@ from sfauth import (
     RestApiNotAllowedError,
     RetryPolicy,
     SalesforceAuthMiddleware,
+    SessionClosedError,
     SFAuthError,
     Token,
     TokenEndpointError,
@@ -61,15 +62,22 @@ async def test_token_shape(
     assert emulator.token_request_count == 1
 
 
-async def test_a_request_after_the_aiohttp_session_was_closed_says_not_open(
+async def test_a_request_after_the_aiohttp_session_was_closed_says_so(
     make_session: SessionFactory, emulator: Emulator
 ) -> None:
     sf = make_session()
     assert await query(sf) == 2  # a token in hand: the next request goes straight to aiohttp
     await sf.http.close()
-    with pytest.raises(SFAuthError, match=r"^AuthSession is not open; use `async with"):
+    with pytest.raises(SessionClosedError) as info:
         await query(sf)
+    assert str(info.value) == (
+        "the session was closed before GET "
+        f"{emulator.url}/services/data/v62.0/query was sent; open it again (async with, or "
+        "open()) to send more"
+    )
     assert emulator.counters[("query", 200)] == 1
+    sf.open()
+    assert await query(sf) == 2
 
 
 async def test_1000_concurrent_first_requests_make_one_token_request(
