@@ -670,16 +670,24 @@ async def test_an_argument_the_direct_path_does_not_know_takes_the_chain(
     assert [r["Name"] for r in emulator.records("Account")].count("Tracked") == 1
 
 
-async def test_a_request_waiting_for_a_slot_times_out_unsent_and_builds_nothing(
-    emulator: Emulator, make_session: SessionFactory, probe: Probe, chain_calls: list[str]
-) -> None:
+async def one_held(
+    emulator: Emulator, make_session: SessionFactory, probe: Probe, **options: Any
+) -> tuple[AuthSession, asyncio.Task[int]]:
+    """A session on ``probe`` (logged in), and a request the probe holds (answers later)."""
     emulator.set_instance_url(probe.url)
-    sf = make_session(limit=1)
+    sf = make_session(**options)
     assert await status_of(sf) == 200
     probe.reset()
     probe.hold = True
-    first = asyncio.create_task(status_of(sf))
+    held = asyncio.create_task(status_of(sf))
     await probe.arrivals(1)
+    return sf, held
+
+
+async def test_a_request_waiting_for_a_slot_times_out_unsent_and_builds_nothing(
+    emulator: Emulator, make_session: SessionFactory, probe: Probe, chain_calls: list[str]
+) -> None:
+    sf, first = await one_held(emulator, make_session, probe, limit=1)
     with pytest.raises(RequestTimeoutError) as info:
         await status_of(sf, timeout=aiohttp.ClientTimeout(total=0.2))
     assert info.value.sent is False
@@ -740,13 +748,7 @@ async def test_requests_waiting_for_a_slot_get_session_closed_error_when_it_clos
     queued: asyncio.Queue[None],
     reopen: bool,
 ) -> None:
-    emulator.set_instance_url(probe.url)
-    sf = make_session(limit=1)
-    assert await status_of(sf) == 200
-    probe.reset()
-    probe.hold = True
-    holder = asyncio.create_task(status_of(sf))
-    await probe.arrivals(1)
+    sf, holder = await one_held(emulator, make_session, probe, limit=1)
     waiters = [asyncio.create_task(status_of(sf)) for _ in range(3)]
     for _ in waiters:
         await queued.get()
@@ -797,13 +799,7 @@ async def test_a_request_waiting_for_a_pooled_connection_gets_session_closed_err
         await wait(self, *args)
 
     monkeypatch.setattr(aiohttp.BaseConnector, "_wait_for_available_connection", counted)
-    emulator.set_instance_url(probe.url)
-    sf = make_session(limit=4, limit_per_host=1)
-    assert await status_of(sf) == 200
-    probe.reset()
-    probe.hold = True
-    holder = asyncio.create_task(status_of(sf))
-    await probe.arrivals(1)
+    sf, holder = await one_held(emulator, make_session, probe, limit=4, limit_per_host=1)
     waiter = asyncio.create_task(status_of(sf))  # a send slot, but no connection
     await pooled.get()
     await sf.close()
