@@ -32,7 +32,7 @@ from ._limits import ApiUsage, UsageTracker
 from ._oauth import TokenClient
 from ._refresh import TokenManager
 from ._retry import RetryPolicy
-from ._scoping import open_session, rebind, request_origin
+from ._scoping import closed_error, open_session, rebind, request_origin
 from ._settings import Options, Settings, settings_from
 from ._telemetry import Telemetry
 from ._timeouts import total_seconds, with_total, within_total
@@ -400,6 +400,9 @@ class SalesforceAuthMiddleware:
             )
             if left is not None:
                 kwargs = {**kwargs, "timeout": left}
+            if http.closed:  # closed while this waited
+                gate.leave()
+                raise closed_error(method, url, sent=False)
             current = manager.valid_token()
             if current is None or not manager.proven or current.instance_url != token.instance_url:
                 gate.leave()  # a refresh or a move meanwhile: the middleware handles it
@@ -611,9 +614,15 @@ class _Continued:
             kwargs["timeout"] = with_total(timeout, max(total - time.monotonic() + sent_at, 0.001))
         try:
             return await http.request(method, url, **kwargs)
+        except RuntimeError:
+            if not http.closed:
+                raise
+            # Closed since the direct send, which was answered (or may have gone out).
+            failure = closed_error(method, url, sent=True if self._response else None)
         finally:
             if not self.taken:  # aiohttp failed before the first hop, or was cancelled
                 self._abandon()
+        raise failure
 
     async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
         """Finish the first hop's answer, or authenticate a later hop (middleware protocol)."""

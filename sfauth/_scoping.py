@@ -11,6 +11,7 @@ from .exceptions import ConfigurationError, CrossOriginError, SessionClosedError
 __all__ = [
     "Origin",
     "close_idle",
+    "closed_error",
     "open_session",
     "origin_of",
     "rebind",
@@ -56,6 +57,23 @@ def open_session(request: ClientRequest) -> aiohttp.ClientSession:
     return session
 
 
+def closed_error(method: str, url: str, *, sent: bool | None) -> SessionClosedError:
+    """The error for a request cut off by its session's close.
+
+    Args:
+        method: The request's method.
+        url: Its URL (shown without the query string, at most 200 characters).
+        sent: Whether it had been sent (``None``: it may have been).
+    """
+    shown = url.split("?", 1)[0][:200]
+    if sent is False:
+        what = f"before {method} {shown} was sent"
+    else:
+        what = f"before {method} {shown} was answered ({'it had' if sent else 'it may have'} "
+        what += "reached Salesforce: resend it only if it may be sent twice)"
+    return SessionClosedError(f"the session was closed {what}; open it again to send more")
+
+
 def rebind(request: ClientRequest, instance_url: str) -> None:
     """Point ``request`` at ``instance_url``'s origin, keeping its path and query.
 
@@ -75,7 +93,8 @@ def rebind(request: ClientRequest, instance_url: str) -> None:
     host = request.url.host_port_subcomponent
     if host is not None:
         request.headers[hdrs.HOST] = host
-    close_idle(request.session.connector, old)
+    if (old.scheme, old.raw_host, old.port) != request_origin(request):  # not a respelling
+        close_idle(request.session.connector, old)
 
 
 def close_idle(connector: aiohttp.BaseConnector | None, url: URL) -> None:

@@ -16,7 +16,7 @@ from ._limits import ApiUsage
 from ._logging import scrub
 from ._middleware import SalesforceAuthMiddleware
 from ._query import QueryMixin
-from ._scoping import resolve
+from ._scoping import closed_error, resolve
 from ._settings import Options, Settings, settings_from
 from ._sobjects import SObjectsMixin
 from ._timeouts import within_total
@@ -24,7 +24,6 @@ from ._token import Token
 from .exceptions import (
     ConfigurationError,
     RequestTimeoutError,
-    SessionClosedError,
     SFAuthError,
     TransportError,
 )
@@ -415,13 +414,6 @@ def _shown(path: object) -> str:
     return str(path).split("?", 1)[0][:200]
 
 
-def _closed_while_waiting(method: str, url: str) -> SessionClosedError:
-    return SessionClosedError(
-        f"the session was closed before {method} {_shown(url)} was sent; open it again "
-        "(async with, or open()) to send more"
-    )
-
-
 class _ResponseContext:
     """One request of an ``AuthSession``: awaitable, and an async context manager.
 
@@ -482,14 +474,15 @@ class _ResponseContext:
         except RuntimeError:
             if not http.closed:
                 raise
-            # aiohttp's "Session is closed": closed while this waited (for a send slot, say).
-            failure = _closed_while_waiting(method, url)
+            # aiohttp's "Session is closed" before it built the request: nothing was sent.
+            failure = closed_error(method, url, sent=False)
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if not http.closed or (task is not None and task.cancelling()):
                 raise
-            # Not cancelled: aiohttp's close() cancels the requests waiting for a connection.
-            failure = _closed_while_waiting(method, url)
+            # Not cancelled: aiohttp's close() cancels the requests waiting for a connection
+            # (a first attempt, or a retry of one that was sent).
+            failure = closed_error(method, url, sent=None)
         except RequestTimeoutError:
             raise  # sfauth's own: it says what the request waited for
         except aiohttp.ClientError as exc:  # e.g. too many redirects

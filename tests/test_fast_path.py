@@ -103,8 +103,10 @@ async def probe() -> AsyncIterator[Probe]:
     await probe.server.close()
 
 
-async def status_of(sf: AuthSession, path: str = LIMITS, **kwargs: Any) -> int:
-    async with sf.get(path, **kwargs) as resp:
+async def status_of(
+    sf: AuthSession, path: str = LIMITS, method: str = "GET", **kwargs: Any
+) -> int:
+    async with sf.request(method, path, **kwargs) as resp:
         await resp.read()
         return resp.status
 
@@ -612,8 +614,12 @@ async def test_a_handed_over_answer_is_closed_and_its_slot_freed_if_aiohttp_stop
     rest = _Continued(view, 0.0, response=response, token=await sf.token())
     closed = aiohttp.ClientSession()
     await closed.close()
-    with pytest.raises(RuntimeError, match="Session is closed"):
-        await rest.send(closed, "GET", f"{emulator.url}{LIMITS}", {}, 0.0)
+    with pytest.raises(SessionClosedError) as info:
+        await rest.send(closed, "GET", f"{emulator.url}{LIMITS}?q=1", {}, 0.0)
+    assert str(info.value) == (
+        f"the session was closed before GET {emulator.url}{LIMITS} was answered (it had "
+        "reached Salesforce: resend it only if it may be sent twice); open it again to send more"
+    )
     assert response.closed
     assert gate.in_use == 0
 
@@ -758,8 +764,8 @@ async def test_requests_waiting_for_a_slot_get_session_closed_error_when_it_clos
     results = await asyncio.gather(holder, *waiters, return_exceptions=True)
     assert [type(r) for r in results] == [SessionClosedError] * 4
     assert str(results[1]) == (
-        f"the session was closed before GET {probe.url}{LIMITS} was sent; open it again "
-        "(async with, or open()) to send more"
+        f"the session was closed before GET {probe.url}{LIMITS} was sent; open it again to "
+        "send more"
     )
     assert probe.arrived == 1
     gate = sf.auth._engine.gate
@@ -809,3 +815,19 @@ async def test_a_request_waiting_for_a_pooled_connection_gets_session_closed_err
     gate = sf.auth._engine.gate
     assert gate is not None
     assert gate.in_use == 0
+
+
+async def test_a_post_at_the_server_when_the_session_closes_is_not_reported_unsent(
+    emulator: Emulator, make_session: SessionFactory, probe: Probe
+) -> None:
+    sf, held = await one_held(emulator, make_session, probe)
+    probe.hold = True
+    post = asyncio.create_task(status_of(sf, method="POST"))
+    await probe.arrivals(2)  # the POST is at the server
+    await sf.close()
+    results = await asyncio.gather(held, post, return_exceptions=True)
+    assert [type(r) for r in results] == [SessionClosedError] * 2
+    assert str(results[1]) == (
+        f"the session was closed before POST {probe.url}{LIMITS} was answered (it may have "
+        "reached Salesforce: resend it only if it may be sent twice); open it again to send more"
+    )

@@ -72,8 +72,7 @@ async def test_a_request_after_the_aiohttp_session_was_closed_says_so(
         await query(sf)
     assert str(info.value) == (
         "the session was closed before GET "
-        f"{emulator.url}/services/data/v62.0/query was sent; open it again (async with, or "
-        "open()) to send more"
+        f"{emulator.url}/services/data/v62.0/query was sent; open it again to send more"
     )
     assert emulator.counters[("query", 200)] == 1
     sf.open()
@@ -302,14 +301,15 @@ async def test_replay_and_later_requests_follow_a_new_instance_url(
 class CountedInstance:
     """An instance over keep-alive HTTP/1.1 that counts its open connections.
 
-    Each GET is answered 200 ``{}`` (once ``expired``, 401 ``INVALID_SESSION_ID``), after
-    ``together`` requests have arrived (so that many connections are opened).
+    Each GET is answered 200 ``{}`` (the next ``rejections`` ones 401 ``INVALID_SESSION_ID``),
+    after ``together`` requests have arrived (so that many connections are opened).
     """
 
     def __init__(self, together: int) -> None:
         self.open = 0
+        self.accepted = 0
         self.arrived = 0
-        self.expired = False
+        self.rejections = 0
         self._together = together
         self._changed = asyncio.Condition()
         self.url = ""
@@ -320,17 +320,18 @@ class CountedInstance:
         return server
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
         await self._count(open=1)
         try:
             while await reader.readuntil(b"\r\n\r\n"):
                 await self._count(arrived=1)
                 async with self._changed:
                     await self._changed.wait_for(lambda: self.arrived >= self._together)
-                status, body = (
-                    ("401 Unauthorized", b'[{"errorCode": "INVALID_SESSION_ID", "message": "x"}]')
-                    if self.expired
-                    else ("200 OK", b"{}")
-                )
+                status, body = ("200 OK", b"{}")
+                if self.rejections:
+                    self.rejections -= 1
+                    status = "401 Unauthorized"
+                    body = b'[{"errorCode": "INVALID_SESSION_ID", "message": "x"}]'
                 writer.write(
                     f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
                     f"Content-Length: {len(body)}\r\n\r\n".encode()
@@ -364,7 +365,7 @@ async def test_a_move_closes_the_pooled_connections_to_the_instance_the_org_left
         path = "/services/data/v62.0/limits"
         first = await asyncio.gather(_status(sf, path), _status(sf, path))
         assert (first, old.open) == ([200, 200], 2)  # two connections, idle in the pool
-        old.expired = True
+        old.rejections = 1
         emulator.set_instance_url(emulator.url)  # the org moves; its session there is gone
         assert await _status(sf, path) == 200  # 401 at the old instance, replayed at the new
         assert (await sf.token()).instance_url == emulator.url
@@ -375,6 +376,26 @@ async def test_a_move_closes_the_pooled_connections_to_the_instance_the_org_left
         await server.wait_closed()
     assert emulator.requests[-1].status == 200
     assert emulator.token_request_count == 2
+
+
+async def test_a_refresh_to_the_same_instance_spelled_otherwise_keeps_its_connections(
+    make_session: SessionFactory, emulator: Emulator
+) -> None:
+    instance = CountedInstance(together=2)
+    server = await instance.start()
+    try:
+        emulator.set_instance_url(instance.url)
+        sf = make_session()
+        path = "/services/data/v62.0/limits"
+        assert await asyncio.gather(_status(sf, path), _status(sf, path)) == [200, 200]
+        instance.rejections = 1
+        emulator.set_instance_url(instance.url.replace("http:", "HTTP:"))  # the same origin
+        assert await _status(sf, path) == 200  # 401, refresh, replay
+        assert emulator.token_request_count == 2
+        assert (instance.accepted, instance.open) == (2, 2)  # the replay used a pooled one
+    finally:
+        server.close()
+        await server.wait_closed()
 
 
 async def _status(sf: AuthSession, path: str) -> int:
