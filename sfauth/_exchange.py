@@ -7,6 +7,7 @@ send slot, a 401, a transient answer, a dropped connection, a body that needs re
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable
 from dataclasses import dataclass
 
@@ -20,7 +21,7 @@ from ._limits import UsageTracker
 from ._refresh import TokenManager
 from ._replay import after_rejection
 from ._retry import RetryPolicy, call_with_retries
-from ._scoping import open_session, rebind, request_origin, where
+from ._scoping import closed_not_cancelled, open_session, rebind, request_origin, where
 from ._telemetry import retry_reason
 from ._token import Token
 from .exceptions import InvalidSessionError, SFAuthError, TransportError
@@ -241,10 +242,16 @@ class Exchange:
         request.headers[hdrs.AUTHORIZATION] = "Bearer " + token.access_token
         if self.async_api:
             request.headers[SFDC_SESSION] = token.access_token
+        failure: SFAuthError
         try:
             return await self.handler(request), token
         except aiohttp.ClientError as exc:
             failure = self.failure(exc)
+        except asyncio.CancelledError:
+            closed = closed_not_cancelled(request.session, request.method, where(request))
+            if closed is None:
+                raise
+            failure = closed
         # Raised outside the except block, so that no aiohttp error (whose request_info holds
         # the Authorization header) stays reachable through __context__.
         raise failure

@@ -12,6 +12,7 @@ origin scoping (``_scoping.py``), send slots (``_gate.py``).
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import time
 from collections.abc import Mapping, MutableMapping
@@ -32,7 +33,14 @@ from ._limits import ApiUsage, UsageTracker
 from ._oauth import TokenClient
 from ._refresh import TokenManager
 from ._retry import RetryPolicy
-from ._scoping import closed_error, open_session, rebind, request_origin
+from ._scoping import (
+    closed_error,
+    closed_not_cancelled,
+    open_session,
+    rebind,
+    request_origin,
+    where,
+)
 from ._settings import Options, Settings, settings_from
 from ._telemetry import Telemetry
 from ._timeouts import total_seconds, with_total, within_total
@@ -490,6 +498,11 @@ class SalesforceAuthMiddleware:
                 response = await handler(request)
             except aiohttp.ClientError as exc:
                 failure = self._new_exchange(request, handler).failure(exc)
+            except asyncio.CancelledError:
+                closed = closed_not_cancelled(request.session, request.method, where(request))
+                if closed is None:
+                    raise
+                raise closed from None  # the slot is given back below
             else:
                 if response.status == 401 or response.status in CLASSIFIED:
                     # A rejected session or a failure: the exchange finishes it, in this slot.

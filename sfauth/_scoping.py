@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 from aiohttp import ClientRequest, hdrs
 from yarl import URL
@@ -12,6 +14,7 @@ __all__ = [
     "Origin",
     "close_idle",
     "closed_error",
+    "closed_not_cancelled",
     "open_session",
     "origin_of",
     "rebind",
@@ -72,6 +75,23 @@ def closed_error(method: str, url: str, *, sent: bool | None) -> SessionClosedEr
         what = f"before {method} {shown} was answered ({'it had' if sent else 'it may have'} "
         what += "reached Salesforce: resend it only if it may be sent twice)"
     return SessionClosedError(f"the session was closed {what}; open it again to send more")
+
+
+def closed_not_cancelled(
+    http: aiohttp.ClientSession, method: str, url: str
+) -> SessionClosedError | None:
+    """What a ``CancelledError`` out of aiohttp means for a request on ``http``.
+
+    aiohttp's close cancels the requests waiting for a pooled connection, though nothing
+    cancelled their tasks: for those, the ``SessionClosedError`` to raise instead. ``None``
+    for a real cancellation (the task is being cancelled, or ``http`` is open): re-raise it.
+    """
+    if not http.closed:
+        return None
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        return None
+    return closed_error(method, url, sent=None)  # a first attempt, or a retry of a sent one
 
 
 def rebind(request: ClientRequest, instance_url: str) -> None:

@@ -16,7 +16,7 @@ from ._limits import ApiUsage
 from ._logging import scrub
 from ._middleware import SalesforceAuthMiddleware
 from ._query import QueryMixin
-from ._scoping import closed_error, resolve
+from ._scoping import closed_error, closed_not_cancelled, resolve
 from ._settings import Options, Settings, settings_from
 from ._sobjects import SObjectsMixin
 from ._timeouts import within_total
@@ -477,12 +477,10 @@ class _ResponseContext:
             # aiohttp's "Session is closed" before it built the request: nothing was sent.
             failure = closed_error(method, url, sent=False)
         except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if not http.closed or (task is not None and task.cancelling()):
+            closed = closed_not_cancelled(http, method, url)
+            if closed is None:
                 raise
-            # Not cancelled: aiohttp's close() cancels the requests waiting for a connection
-            # (a first attempt, or a retry of one that was sent).
-            failure = closed_error(method, url, sent=None)
+            failure = closed
         except RequestTimeoutError:
             raise  # sfauth's own: it says what the request waited for
         except aiohttp.ClientError as exc:  # e.g. too many redirects

@@ -790,21 +790,24 @@ async def test_a_total_timeout_of_zero_or_less_is_no_timeout_for_a_queued_reques
     assert await asyncio.gather(first, *waiting) == [200, 200, 200]  # as aiohttp reads them
 
 
-async def test_a_request_waiting_for_a_pooled_connection_gets_session_closed_error(
-    emulator: Emulator,
-    make_session: SessionFactory,
-    probe: Probe,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # aiohttp's close() cancels the requests waiting for a connection: not a cancellation.
-    pooled: asyncio.Queue[None] = asyncio.Queue()
+@pytest.fixture
+def pooled(monkeypatch: pytest.MonkeyPatch) -> asyncio.Queue[None]:
+    """One item per request that starts waiting for a connection in aiohttp's pool."""
+    waiting: asyncio.Queue[None] = asyncio.Queue()
     wait = aiohttp.BaseConnector._wait_for_available_connection
 
     async def counted(self: aiohttp.BaseConnector, *args: Any) -> None:
-        pooled.put_nowait(None)
+        waiting.put_nowait(None)
         await wait(self, *args)
 
     monkeypatch.setattr(aiohttp.BaseConnector, "_wait_for_available_connection", counted)
+    return waiting
+
+
+async def test_a_request_waiting_for_a_pooled_connection_gets_session_closed_error(
+    emulator: Emulator, make_session: SessionFactory, probe: Probe, pooled: asyncio.Queue[None]
+) -> None:
+    # aiohttp's close() cancels the requests waiting for a connection: not a cancellation.
     sf, holder = await one_held(emulator, make_session, probe, limit=4, limit_per_host=1)
     waiter = asyncio.create_task(status_of(sf))  # a send slot, but no connection
     await pooled.get()
@@ -829,5 +832,35 @@ async def test_a_post_at_the_server_when_the_session_closes_is_not_reported_unse
     assert [type(r) for r in results] == [SessionClosedError] * 2
     assert str(results[1]) == (
         f"the session was closed before POST {probe.url}{LIMITS} was answered (it may have "
+        "reached Salesforce: resend it only if it may be sent twice); open it again to send more"
+    )
+
+
+async def test_a_middleware_request_waiting_for_a_connection_gets_session_closed_error(
+    emulator: Emulator, flow: dict[str, Any], probe: Probe, pooled: asyncio.Queue[None]
+) -> None:
+    emulator.set_instance_url(probe.url)
+    connector = aiohttp.TCPConnector(limit_per_host=1)
+    http = aiohttp.ClientSession(
+        connector=connector, middlewares=(SalesforceAuthMiddleware(**flow),)
+    )
+
+    async def get() -> int:
+        async with http.get(f"{probe.url}{LIMITS}") as resp:
+            await resp.read()
+            return resp.status
+
+    assert await get() == 200
+    probe.reset()
+    probe.hold = True
+    holder = asyncio.create_task(get())
+    await probe.arrivals(1)
+    waiter = asyncio.create_task(get())  # waits for the only connection to the host
+    await pooled.get()
+    await http.close()
+    results = await asyncio.gather(holder, waiter, return_exceptions=True)
+    assert [type(r) for r in results] == [SessionClosedError] * 2
+    assert str(results[1]) == (
+        f"the session was closed before GET {probe.url}{LIMITS} was answered (it may have "
         "reached Salesforce: resend it only if it may be sent twice); open it again to send more"
     )
