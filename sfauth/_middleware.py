@@ -631,7 +631,7 @@ class _Continued:
             if not http.closed:
                 raise
             # Closed since the direct send, which was answered (or may have gone out).
-            failure = closed_error(method, url, sent=True if self._response else None)
+            failure = closed_error(method, url, sent=True if self._response is not None else None)
         finally:
             if not self.taken:  # aiohttp failed before the first hop, or was cancelled
                 self._abandon()

@@ -21,12 +21,7 @@ from ._settings import Options, Settings, settings_from
 from ._sobjects import SObjectsMixin
 from ._timeouts import within_total
 from ._token import Token
-from .exceptions import (
-    ConfigurationError,
-    RequestTimeoutError,
-    SFAuthError,
-    TransportError,
-)
+from .exceptions import ConfigurationError, RequestTimeoutError, SFAuthError, TransportError
 
 __all__ = ["AuthSession"]
 
