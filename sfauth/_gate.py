@@ -13,10 +13,11 @@ class SendGate:
     """A counting gate with a synchronous fast path, for one event loop at a time.
 
     ``try_enter`` takes a free slot without suspending (the hot path: no coroutine, no
-    future); ``enter`` waits in FIFO order when none is free. ``leave`` hands the slot to the
-    oldest waiter directly, so a request that has waited is never overtaken by one that
-    arrives later. A gate first used in another event loop (a second ``asyncio.run()``)
-    starts over with every slot free: the previous loop's sends are gone with it.
+    future, no system call); ``enter`` waits in FIFO order when none is free. ``leave`` hands
+    the slot to the oldest waiter directly, so a request that has waited is never overtaken
+    by one that arrives later. The gate serves the event loop it was last bound to
+    (``bind``): bound to another loop (a second ``asyncio.run()``), it starts over with every
+    slot free, the previous loop's sends being gone with it.
 
     Args:
         limit: Slots (``>= 1``).
@@ -35,13 +36,25 @@ class SendGate:
         """Slots taken now (in the current loop)."""
         return self._limit - self._free
 
-    def try_enter(self) -> bool:
-        """Take a slot if one is free and nobody is waiting; never suspends."""
-        loop = asyncio.get_running_loop()
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Serve ``loop`` from now on: bound before to another loop, the gate starts over.
+
+        Call it in the loop that sends, before ``try_enter``: ``AuthSession.open()`` binds
+        its gate to the loop of its pool, and ``enter`` binds to the running loop itself.
+        ``try_enter`` does not look the loop up: ``asyncio.get_running_loop()`` is a
+        ``getpid()`` system call on CPython 3.11, once per request on the hot path.
+        """
         if loop is not self._loop:
+            if self._loop is not None:  # the previous loop's sends are gone with it
+                self._free = self._limit
+                self._waiters = deque()
             self._loop = loop
-            self._free = self._limit
-            self._waiters = deque()
+
+    def try_enter(self) -> bool:
+        """Take a slot if one is free and nobody is waiting; never suspends.
+
+        The gate must be bound (``bind``) to the running loop.
+        """
         if self._free and not self._waiters:
             self._free -= 1
             return True
@@ -54,10 +67,11 @@ class SendGate:
             asyncio.CancelledError: Cancelled while waiting; no slot is held then (a slot
                 handed over at that moment is passed on to the next waiter).
         """
+        loop = asyncio.get_running_loop()
+        self.bind(loop)
         if self.try_enter():
             return
-        assert self._loop is not None  # set by try_enter
-        waiter: asyncio.Future[None] = self._loop.create_future()
+        waiter: asyncio.Future[None] = loop.create_future()
         self._waiters.append(waiter)
         try:
             await waiter

@@ -13,6 +13,7 @@ origin scoping (``_scoping.py``), send slots (``_gate.py``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import time
 from collections.abc import Mapping, MutableMapping
@@ -256,8 +257,14 @@ class SalesforceAuthMiddleware:
     def open(self) -> None:
         """Allow logins again after ``close`` (``AuthSession.open`` calls this).
 
-        The current token, if any, is kept: it may still be valid.
+        The current token, if any, is kept: it may still be valid. Called inside an event
+        loop, it also gives the ``max_in_flight`` send slots to that loop (a loop that has
+        ended leaves no slot taken).
         """
+        gate = self._engine.gate
+        if gate is not None:
+            with contextlib.suppress(RuntimeError):  # outside a loop: each request binds it
+                gate.bind(asyncio.get_running_loop())
         self._engine.manager.open()
         self._engine.manager.telemetry.resume()
         self._admission.open()
@@ -477,6 +484,8 @@ class SalesforceAuthMiddleware:
         engine = self._engine
         manager = self._manager
         gate = engine.gate
+        if gate is not None:
+            gate.bind(asyncio.get_running_loop())  # this ClientSession's loop
         token = manager.valid_token()
         url = request.url
         if (

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -498,6 +499,30 @@ async def test_a_token_that_works_sends_outside_the_chain_and_the_rest_through_i
     ]
     assert all(RETRY_UNSAFE_HEADER not in r.headers for r in emulator.requests)
     assert [r["Name"] for r in emulator.records("Account")][-3:] == ["Json", "Streamed", "OptIn"]
+
+
+async def test_the_direct_path_does_not_look_up_the_running_loop(
+    make_session: SessionFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # asyncio.get_running_loop() is a getpid() system call on CPython 3.11: AuthSession.open()
+    # binds the send slots to the loop once, instead of once per request.
+    sf = make_session()
+    assert await status_of(sf) == 200
+    looked_up: list[str] = []
+    real = asyncio.get_running_loop
+
+    def counted() -> asyncio.AbstractEventLoop:
+        caller = sys._getframe(1).f_globals["__name__"]
+        # The usage check's timer looks it up once per check_interval (1 s), not per request.
+        if caller.startswith("sfauth") and caller != "sfauth._limits":
+            looked_up.append(caller)
+        return real()
+
+    monkeypatch.setattr(asyncio, "get_running_loop", counted)
+    assert [await status_of(sf) for _ in range(5)] == [200] * 5
+    assert looked_up == []
+    assert await status_of(sf, raise_for_status=True) == 200  # through the chain: it binds
+    assert looked_up == ["sfauth._middleware"]
 
 
 async def test_a_redirect_on_the_instance_continues_through_the_chain_with_the_bearer(

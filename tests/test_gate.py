@@ -187,6 +187,7 @@ def test_a_second_event_loop_starts_with_every_slot_free() -> None:
     gate = SendGate(2)
 
     async def first_loop() -> None:
+        gate.bind(asyncio.get_running_loop())
         assert [gate.try_enter(), gate.try_enter()] == [True, True]
         # A waiter still queued when the loop ends; asyncio.run cancels it.
         waiter = asyncio.get_running_loop().create_task(gate.enter())
@@ -195,6 +196,7 @@ def test_a_second_event_loop_starts_with_every_slot_free() -> None:
         assert gate.in_use == 2
 
     async def second_loop() -> list[bool]:
+        gate.bind(asyncio.get_running_loop())
         taken = [gate.try_enter() for _ in range(3)]
         assert gate.in_use == 2
         gate.leave()
@@ -212,6 +214,7 @@ def test_a_loop_closed_with_a_send_still_queued_leaves_no_waiter_behind() -> Non
     loop = asyncio.new_event_loop()
 
     async def queue_one() -> asyncio.Task[None]:
+        gate.bind(asyncio.get_running_loop())
         assert gate.try_enter() is True
         task = asyncio.get_running_loop().create_task(gate.enter())
         await run_ready_tasks()
@@ -222,6 +225,7 @@ def test_a_loop_closed_with_a_send_still_queued_leaves_no_waiter_behind() -> Non
     assert stranded.done() is False
 
     async def take() -> tuple[bool, bool, int]:
+        gate.bind(asyncio.get_running_loop())
         return gate.try_enter(), gate.try_enter(), gate.in_use
 
     assert asyncio.run(take()) == (True, False, 1)
@@ -231,9 +235,38 @@ def test_two_runners_one_after_the_other_each_get_every_slot() -> None:
     gate = SendGate(1)
 
     async def take() -> tuple[bool, bool, int]:
+        gate.bind(asyncio.get_running_loop())
         return gate.try_enter(), gate.try_enter(), gate.in_use
 
     with asyncio.Runner() as runner:
         assert runner.run(take()) == (True, False, 1)  # never left
     with asyncio.Runner() as runner:
         assert runner.run(take()) == (True, False, 1)
+
+
+async def test_binding_the_loop_it_serves_keeps_the_slots_taken() -> None:
+    gate = SendGate(2)
+    assert gate.try_enter() is True  # taken before the first bind: in this loop
+    gate.bind(asyncio.get_running_loop())
+    gate.bind(asyncio.get_running_loop())
+    assert gate.in_use == 1
+    assert [gate.try_enter(), gate.try_enter()] == [True, False]
+
+
+async def test_try_enter_does_not_look_up_the_running_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # asyncio.get_running_loop() is a getpid() system call on CPython 3.11: not per request.
+    gate = SendGate(2)
+    gate.bind(asyncio.get_running_loop())
+    looked_up = []
+    real = asyncio.get_running_loop
+
+    def counted() -> asyncio.AbstractEventLoop:
+        looked_up.append(1)
+        return real()
+
+    monkeypatch.setattr(asyncio, "get_running_loop", counted)
+    assert [gate.try_enter(), gate.try_enter(), gate.try_enter()] == [True, True, False]
+    gate.leave()
+    assert looked_up == []
