@@ -39,10 +39,11 @@ class SendGate:
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Serve ``loop`` from now on: bound before to another loop, the gate starts over.
 
-        Call it in the loop that sends, before ``try_enter``: ``AuthSession.open()`` binds
-        its gate to the loop of its pool, and ``enter`` binds to the running loop itself.
-        ``try_enter`` does not look the loop up: ``asyncio.get_running_loop()`` is a
-        ``getpid()`` system call on CPython 3.11, once per request on the hot path.
+        Call it before ``try_enter``, with the loop that sends: ``AuthSession`` passes the
+        loop its pool was opened in, the middleware the running loop of each request it
+        sends itself, and ``enter`` binds to the running loop. ``try_enter`` does not look
+        the loop up: ``asyncio.get_running_loop()`` is a ``getpid()`` system call on
+        CPython 3.11, once per request on the hot path.
         """
         if loop is not self._loop:
             if self._loop is not None:  # the previous loop's sends are gone with it

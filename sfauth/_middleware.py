@@ -13,7 +13,6 @@ origin scoping (``_scoping.py``), send slots (``_gate.py``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import time
 from collections.abc import Mapping, MutableMapping
@@ -257,14 +256,8 @@ class SalesforceAuthMiddleware:
     def open(self) -> None:
         """Allow logins again after ``close`` (``AuthSession.open`` calls this).
 
-        The current token, if any, is kept: it may still be valid. Called inside an event
-        loop, it also gives the ``max_in_flight`` send slots to that loop (a loop that has
-        ended leaves no slot taken).
+        The current token, if any, is kept: it may still be valid.
         """
-        gate = self._engine.gate
-        if gate is not None:
-            with contextlib.suppress(RuntimeError):  # outside a loop: each request binds it
-                gate.bind(asyncio.get_running_loop())
         self._engine.manager.open()
         self._engine.manager.telemetry.resume()
         self._admission.open()
@@ -354,6 +347,7 @@ class SalesforceAuthMiddleware:
     async def send(
         self,
         http: aiohttp.ClientSession,
+        loop: asyncio.AbstractEventLoop,
         token: Token,
         method: str,
         url: str,
@@ -377,6 +371,9 @@ class SalesforceAuthMiddleware:
 
         Args:
             http: The ``aiohttp.ClientSession`` to send through (``AuthSession.http``).
+            loop: The event loop of ``http``'s pool (``AuthSession.open()`` ran in it): the send
+                slots are bound to it here, without ``asyncio.get_running_loop()`` (a
+                ``getpid()`` system call on CPython 3.11).
             token: The current token (``url`` was built from its ``instance_url``).
             method: The HTTP method.
             url: The absolute URL (on the instance when this view is ``relative``).
@@ -407,6 +404,8 @@ class SalesforceAuthMiddleware:
         ):
             return await http.request(method, url, middlewares=(self,), **kwargs)
         started = engine.retry.clock()  # the retry budget counts the wait and every attempt
+        if gate is not None:
+            gate.bind(loop)  # another loop may have used this middleware meanwhile
         if gate is not None and not gate.try_enter():
             # No free slot: wait here, before aiohttp builds anything (less to keep alive).
             timeout = kwargs.get("timeout", http.timeout)

@@ -77,6 +77,7 @@ class AuthSession(QueryMixin, SObjectsMixin, BulkMixin):
             self.auth = SalesforceAuthMiddleware(settings)
         self._settings = settings
         self._http: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the pool's, set by open()
         #: What a request is: traced only while a recording tracer was configured at open().
         self._context: type[_ResponseContext] = _ResponseContext
         self._api_version = settings.api_version
@@ -151,6 +152,7 @@ class AuthSession(QueryMixin, SObjectsMixin, BulkMixin):
         """
         if self._http is not None and not self._http.closed:
             return
+        self._loop = asyncio.get_running_loop()
         self.auth.open()
         traced = self.auth.telemetry.records_requests()
         self._context = _TracedResponseContext if traced else _ResponseContext
@@ -463,7 +465,9 @@ class _ResponseContext:
             if theirs:
                 response = await http.request(method, url, middlewares=(*theirs, ours), **kwargs)
             else:
-                response = await ours.send(http, token, method, url, kwargs)
+                # The loop open() ran in: looking it up per request is a getpid() call.
+                loop = session._loop or asyncio.get_running_loop()
+                response = await ours.send(http, loop, token, method, url, kwargs)
             self._resp = response
             return response
         except RuntimeError:

@@ -164,6 +164,29 @@ async def test_max_in_flight_caps_sends_even_with_an_unlimited_pool(
     assert emulator.token_request_count == 1
 
 
+async def test_a_session_keeps_its_send_slots_when_another_loop_used_its_middleware(
+    emulator: Emulator, make_session: SessionFactory, probe: Probe
+) -> None:
+    emulator.set_instance_url(probe.url)
+    sf = make_session(max_in_flight=2)  # a larger pool: only the send slots cap the sends
+    assert await status_of(sf) == 200
+
+    async def own_client() -> int:  # another event loop, its own ClientSession
+        async with (
+            aiohttp.ClientSession(middlewares=(sf.auth,)) as http,
+            http.get(f"{probe.url}{LIMITS}") as resp,
+        ):
+            return resp.status
+
+    assert await asyncio.to_thread(asyncio.run, own_client()) == 200
+    probe.reset()
+    probe.hold = True
+    requests = [asyncio.create_task(status_of(sf)) for _ in range(8)]
+    await release_in_waves(probe, 8, cap=2)
+    assert await asyncio.gather(*requests) == [200] * 8
+    assert probe.peak == 2
+
+
 async def test_without_a_cap_the_probe_sees_every_request_at_once(
     emulator: Emulator, make_session: SessionFactory, probe: Probe
 ) -> None:
@@ -504,8 +527,8 @@ async def test_a_token_that_works_sends_outside_the_chain_and_the_rest_through_i
 async def test_the_direct_path_does_not_look_up_the_running_loop(
     make_session: SessionFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # asyncio.get_running_loop() is a getpid() system call on CPython 3.11: AuthSession.open()
-    # binds the send slots to the loop once, instead of once per request.
+    # asyncio.get_running_loop() is a getpid() system call on CPython 3.11: AuthSession binds
+    # the send slots to the loop its pool was opened in, which it keeps.
     sf = make_session()
     assert await status_of(sf) == 200
     looked_up: list[str] = []

@@ -270,3 +270,26 @@ async def test_try_enter_does_not_look_up_the_running_loop(
     assert [gate.try_enter(), gate.try_enter(), gate.try_enter()] == [True, True, False]
     gate.leave()
     assert looked_up == []
+
+
+async def test_a_loop_that_used_the_gate_meanwhile_does_not_double_the_slots() -> None:
+    # The gate is shared by whatever uses the middleware: another loop (a thread's
+    # asyncio.run) binds it; the session's own loop must bind it back before taking slots.
+    gate = SendGate(2)
+    loop = asyncio.get_running_loop()
+    gate.bind(loop)
+
+    async def elsewhere() -> None:
+        await gate.enter()
+        gate.leave()
+
+    await asyncio.to_thread(asyncio.run, elsewhere())
+    gate.bind(loop)
+    assert [gate.try_enter(), gate.try_enter(), gate.try_enter()] == [True, True, False]
+    third = asyncio.ensure_future(gate.enter())
+    await run_ready_tasks()
+    assert third.done() is False
+    assert gate.in_use == 2
+    gate.leave()
+    await third
+    assert gate.in_use == 2
