@@ -59,7 +59,7 @@ class Config:
     requests: int = 3_000
     #: Interleaved rounds of the clients in ``fresh_per_round`` (the targets' ratios) at the
     #: concurrencies the targets name; ``peer_rounds`` at the others.
-    rounds: int = 11
+    rounds: int = 15
     target_levels: tuple[int, ...] = TARGET_LEVELS
     #: Rounds of the other clients (the peers: far slower, compared for the record only).
     peer_rounds: int = 3
