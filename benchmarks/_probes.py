@@ -46,6 +46,96 @@ def sfauth_one(sf: Any) -> Callable[[], Awaitable[bool]]:
     return one
 
 
+# -------------------------------------------------------------------------------- layers
+
+#: The layers probe's clients, each adding one layer of sfauth's direct path to the one before.
+LAYERS = (
+    "aiohttp",
+    "aiohttp, bearer per request",
+    "+ the middleware's send",
+    "+ AuthSession's request",
+)
+
+
+async def layers(target: Target, concurrency: int, n: int, rounds: int) -> dict[str, Any]:
+    """Where sfauth's cost over raw aiohttp goes: its direct path taken apart, layer by layer.
+
+    One process, one event loop, ``rounds`` interleaved rounds (order reversed every other
+    round) of ``n`` requests per client at ``concurrency``, CPU time per round:
+
+    - ``aiohttp``: the fixed-header ceiling of the main table;
+    - ``aiohttp, bearer per request``: ``AuthSession``'s own pool (``sf.http``), the bearer in
+      each request's headers, redirects off, no middleware: the aiohttp call the direct path
+      makes, and nothing of sfauth's;
+    - ``+ the middleware's send``: ``SalesforceAuthMiddleware.send`` called directly with the
+      URL built (checks, send slot, the call above, status, usage header, body read);
+    - ``+ AuthSession's request``: ``sf.get()`` as users write it (token, URL, the request
+      object and its context manager around ``send``).
+    """
+    import aiohttp
+
+    async with sfauth_session(target, concurrency) as sf:
+        token = await sf.token()
+        url = token.instance_url + QUERY_PATH
+        bearer = {"Authorization": "Bearer " + token.access_token}
+        view = sf.auth.for_request(relative=True, idempotent=False)
+        loop = asyncio.get_running_loop()
+
+        async def checked(resp: Any) -> bool:
+            body = await resp.json()
+            return bool(resp.status == 200 and len(body["records"]) == 3)
+
+        async def per_request() -> bool:
+            async with sf.http.request(
+                "GET", url, params=PARAMS, headers=bearer, allow_redirects=False, middlewares=()
+            ) as resp:
+                await resp.read()  # as the direct path does, inside its retry loop
+                return await checked(resp)
+
+        async def send() -> bool:
+            resp = await view.send(sf.http, loop, token, "GET", url, {"params": PARAMS})
+            try:
+                return await checked(resp)
+            finally:
+                resp.release()
+                await resp.wait_for_close()
+
+        async with aiohttp.ClientSession(
+            headers=bearer,
+            connector=aiohttp.TCPConnector(limit=concurrency, keepalive_timeout=600.0),
+        ) as http:
+
+            async def raw() -> bool:
+                async with http.get(url, params=PARAMS) as resp:
+                    return await checked(resp)
+
+            clients = dict(zip(LAYERS, (raw, per_request, send, sfauth_one(sf)), strict=True))
+            for one in clients.values():
+                await closed_loop(one, max(2 * concurrency, 200), concurrency)
+            cpu: dict[str, list[float]] = {name: [] for name in LAYERS}
+            ok = 0
+            for number in range(rounds):
+                for name in LAYERS if number % 2 == 0 else LAYERS[::-1]:
+                    gc.collect()
+                    started = _cpu_seconds()
+                    done, _ = await closed_loop(clients[name], n, concurrency)
+                    cpu[name].append((_cpu_seconds() - started) / n)
+                    ok += done
+    return {
+        "concurrency": concurrency,
+        "requests": n,
+        "rounds": rounds,
+        "cpu": cpu,
+        "ok": ok,
+        "n": n * rounds * len(LAYERS),
+    }
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 # ---------------------------------------------------------------------------------- herd
 
 

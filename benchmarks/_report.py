@@ -518,6 +518,7 @@ def _probes(results: Any) -> list[tuple[str, dict[str, Any]]]:
         ("assertion", results.assertion),
         ("profile", results.profile),
         ("GC", getattr(results, "gc", {})),
+        ("layers", getattr(results, "layers", {})),
     ]
 
 
@@ -801,6 +802,7 @@ def render(results: Any) -> str:
         )
     out.extend(_floor_lines(results))
     out.extend(_gc_lines(results))
+    out.extend(_layers_lines(results))
     add("")
 
     out.extend(_herd_section(results))
@@ -901,6 +903,59 @@ def _floor_lines(results: Any) -> list[str]:
         "path: a token that has worked, a path on the instance, a free send slot), and hands "
         "a redirect, a 401, a classified answer or a failure to the middleware.",
     ]
+
+
+def layers_rows(results: Any) -> list[dict[str, Any]]:
+    """The layers probe: each layer's CPU per request over raw aiohttp's in the same round."""
+    data = getattr(results, "layers", None)
+    if not data:
+        return []
+    cpu = data["cpu"]
+    names = list(cpu)
+    base = cpu[names[0]]
+    rows = []
+    previous = None
+    for name in names:
+        ratios = [mine / theirs for mine, theirs in zip(cpu[name], base, strict=True)]
+        ratio = statistics.median(ratios)
+        rows.append(
+            {
+                "layer": name,
+                "cpu_us": statistics.median(cpu[name]) * 1e6,
+                "ratio": ratio,
+                "interval": median_interval(ratios),
+                "added": None if previous is None else ratio - previous,
+            }
+        )
+        previous = ratio
+    return rows
+
+
+def _layers_lines(results: Any) -> list[str]:
+    rows = layers_rows(results)
+    if not rows:
+        return []
+    data = results.layers
+    out = [
+        "",
+        "**Where sfauth's cost goes.** sfauth's direct path taken apart, one layer added per "
+        f"row (benchmarks/_probes.py `layers`): one process, concurrency "
+        f"{data['concurrency']}, {_rounds(data['rounds'])} of {data['requests']:,} requests "
+        "per client, interleaved (order reversed every other round); CPU per request over raw "
+        "aiohttp's in the same round, median and its 95 % interval"
+        f"{_probe_disturbed(results, data)}:",
+        "",
+        "| layer | CPU us/request (median) | x aiohttp | 95% interval | added by this layer |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        interval = row["interval"]
+        span = f"{interval[0]:.3f}-{interval[1]:.3f}" if interval is not None else "-"
+        added = f"{row['added']:+.3f}" if row["added"] is not None else "-"
+        out.append(
+            f"| {row['layer']} | {row['cpu_us']:.1f} | {row['ratio']:.3f} | {span} | {added} |"
+        )
+    return out
 
 
 def _gc_lines(results: Any) -> list[str]:

@@ -98,6 +98,8 @@ def _dispatch(
         return runner.run(_probes.memory(target, *args))
     if op == "assertion":
         return _probes.assertion_cost(target, *args)
+    if op == "layers":
+        return runner.run(_probes.layers(target, *args))
     if op == "gc":
         return _probes.gc_cost(target, runner, *args)
     if op == "profile":

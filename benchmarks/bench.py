@@ -85,6 +85,10 @@ class Config:
     gc_requests: int = 6_000
     gc_rounds: int = 3
     gc_levels: tuple[int, ...] = (16, 1024)
+    #: The layers probe: concurrency, requests per round, interleaved rounds.
+    layers_concurrency: int = 16
+    layers_requests: int = 3_000
+    layers_rounds: int = 15
     profile_requests: int = 20_000
     profile_concurrency: int = 64
     #: A client's round is "disturbed" when processes outside the benchmark used more than
@@ -124,6 +128,8 @@ class Config:
             gc_requests=200,
             gc_rounds=1,
             gc_levels=(16,),
+            layers_requests=200,
+            layers_rounds=2,
             profile_requests=0,
             extra_rounds=0,
             quick=True,
@@ -152,6 +158,7 @@ class Results:
     assertion: dict[str, Any] = field(default_factory=dict)
     profile: dict[str, Any] = field(default_factory=dict)
     gc: dict[str, Any] = field(default_factory=dict)
+    layers: dict[str, Any] = field(default_factory=dict)  # sfauth's direct path, layer by layer
     seconds: float = 0.0
     command: str = ""
 
@@ -195,6 +202,9 @@ class Results:
         memory = self.memory
         if memory and (memory["ok"] != self.config["memory"][-1] or memory["errors"]):
             problems.append(f"memory run: {memory['ok']} ok, errors {memory['errors']}")
+        layers = self.layers
+        if layers and layers["ok"] != layers["n"]:
+            problems.append(f"layers probe: {layers['ok']} of {layers['n']} ok")
         return problems
 
 
@@ -430,6 +440,17 @@ def run(config: Config, *, quiet: bool = False) -> Results:
                 )
                 results.gc = probe(
                     "gc", gc_clients, list(config.gc_levels), config.gc_requests, config.gc_rounds
+                )
+                _log(
+                    f"layers: sfauth's direct path taken apart at concurrency "
+                    f"{config.layers_concurrency}, {config.layers_rounds} round(s)",
+                    quiet,
+                )
+                results.layers = probe(
+                    "layers",
+                    config.layers_concurrency,
+                    config.layers_requests,
+                    config.layers_rounds,
                 )
                 if config.profile_requests:
                     _log(

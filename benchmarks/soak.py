@@ -26,6 +26,7 @@ import asyncio
 import collections
 import datetime
 import functools
+import gc
 import itertools
 import multiprocessing
 import os
@@ -338,6 +339,10 @@ class SoakResult:
     seconds: float
     pinned: str = ""
     events: dict[str, int] = field(default_factory=dict)
+    #: ``(completed requests, CPython's allocated memory blocks after a full collection)`` at
+    #: the RSS samples: flat while RSS steps up means the allocator kept memory freed after a
+    #: peak (a herd of replays), not that objects accumulate.
+    heap_blocks: list[tuple[int, int]] = field(default_factory=list)
     #: ``(completed requests, seconds, sfauth's OpenTelemetry counters)`` at the start and at
     #: every fiftieth of the run (empty without the OpenTelemetry SDK).
     timeline: list[tuple[int, float, dict[str, int]]] = field(default_factory=list)
@@ -453,6 +458,13 @@ class SoakResult:
         instances = ", ".join(f"{url} {n:,}" for url, n in self.ok_by_instance.items())
         rss = ", ".join(f"{_mib(b)} at {n:,}" for n, b in self.rss)
         emulator_rss = ", ".join(f"{_mib(b)} at {n:,}" for n, b in self.emulator_rss)
+        heap = ", ".join(f"{b:,} at {n:,}" for n, b in self.heap_blocks)
+        if len(self.heap_blocks) > 1 and self.heap_blocks[0][1]:
+            growth = self.heap_blocks[-1][1] / self.heap_blocks[0][1] - 1
+            heap += (
+                f" ({growth:+.2%}; Python memory blocks in use after a full collection, "
+                "sampled with the RSS)"
+            )
         if len(self.emulator_rss) > 1 and self.emulator_rss[0][1]:
             growth = self.emulator_rss[-1][1] / self.emulator_rss[0][1] - 1
             emulator_rss += f" ({growth:+.2%}; its own process, not gated)"
@@ -486,6 +498,7 @@ class SoakResult:
             ("actions", actions or "none"),
             ("ok by instance", f"{instances}; strays {self.strays}"),
             ("client RSS", rss or "no samples"),
+            ("client heap", heap or "no samples"),
             ("emulator RSS", emulator_rss or "no samples"),
         ]
 
@@ -630,6 +643,7 @@ async def _run(
         by_site: collections.Counter[int] = collections.Counter()
         done: list[tuple[str, int, str]] = []
         rss: list[tuple[int, int]] = []
+        heap_blocks: list[tuple[int, int]] = []
         emulator_rss: list[asyncio.Task[tuple[int, int]]] = []
 
         async def emulator_sample(finished: int) -> tuple[int, int]:
@@ -667,6 +681,8 @@ async def _run(
                     next_sample = samples.pop(0) if samples else n + 1
                 if finished >= next_mark:
                     rss.append((finished, rss_bytes()))
+                    gc.collect()
+                    heap_blocks.append((finished, sys.getallocatedblocks()))
                     emulator_rss.append(asyncio.create_task(emulator_sample(finished)))
                     next_mark = marks.pop(0) if marks else n + 1
                     if progress is not None:
@@ -741,6 +757,7 @@ async def _run(
         ok_by_instance={(urls[i] if i >= 0 else "elsewhere"): by_site[i] for i in sorted(by_site)},
         strays=strays,
         rss=rss,
+        heap_blocks=heap_blocks,
         emulator_rss=emulator_samples,
         seconds=seconds,
         events=dict(events),

@@ -75,6 +75,17 @@ def test_every_client_answered_every_request_with_200(results: Results) -> None:
     assert results.failures() == []
 
 
+def test_the_layers_probe_ran_every_layer_in_every_round(results: Results) -> None:
+    config = Config.reduced()
+    layers = results.layers
+    assert list(layers["cpu"]) == list(_probes.LAYERS)
+    assert all(len(rounds) == config.layers_rounds for rounds in layers["cpu"].values())
+    assert layers["ok"] == layers["n"] == config.layers_requests * config.layers_rounds * 4
+    (first, *rest) = _report.layers_rows(results)
+    assert (first["ratio"], first["added"]) == (1.0, None)
+    assert all(row["added"] is not None for row in rest)
+
+
 def _every_request_ok(herd: dict[str, Any]) -> None:
     for burst in (
         herd["warmup"],
@@ -173,6 +184,9 @@ def test_the_report_renders(results: Results, tmp_path: Path) -> None:
     assert "| **median** |" in text
     assert "**The middleware floor.**" in text
     assert "**The garbage collector.**" in text
+    assert "**Where sfauth's cost goes.**" in text
+    for layer in _probes.LAYERS:
+        assert f"| {layer} |" in text
     for client in CLIENTS:
         assert f"| {client} |" in text
     assert (tmp_path / _report.PLOT_NAME).read_bytes().startswith(b"\x89PNG")

@@ -62,6 +62,8 @@ async def test_reduced_soak_loses_nothing(tmp_path: Path) -> None:
     assert result.strays == 0
     # RSS sampled at every tenth of the run; too short a run to gate its growth.
     assert [done for done, _ in result.rss] == list(range(400, 4_001, 400))
+    assert [done for done, _ in result.heap_blocks] == list(range(400, 4_001, 400))
+    assert all(blocks > 0 for _, blocks in result.heap_blocks)
     assert [met for _, _, met in result.criteria()] == [True, True, True, True, True, None]
     assert result.passed
     # sfauth's OpenTelemetry counters, read at the start and at every fiftieth of the run,
