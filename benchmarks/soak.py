@@ -459,11 +459,11 @@ class SoakResult:
         rss = ", ".join(f"{_mib(b)} at {n:,}" for n, b in self.rss)
         emulator_rss = ", ".join(f"{_mib(b)} at {n:,}" for n, b in self.emulator_rss)
         heap = ", ".join(f"{b:,} at {n:,}" for n, b in self.heap_blocks)
-        if len(self.heap_blocks) > 1 and self.heap_blocks[0][1]:
-            growth = self.heap_blocks[-1][1] / self.heap_blocks[0][1] - 1
+        busy = [blocks for _, blocks in self.heap_blocks[:-1]]  # the last: nothing in flight
+        if busy:
             heap += (
-                f" ({growth:+.2%}; Python memory blocks in use after a full collection, "
-                "sampled with the RSS)"
+                f" (CPython's memory blocks in use after a full collection, sampled with the "
+                f"RSS: {min(busy):,} to {max(busy):,} while requests were in flight)"
             )
         if len(self.emulator_rss) > 1 and self.emulator_rss[0][1]:
             growth = self.emulator_rss[-1][1] / self.emulator_rss[0][1] - 1
