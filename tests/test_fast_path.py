@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 import aiohttp
@@ -119,6 +119,20 @@ async def release_in_waves(probe: Probe, total: int, cap: int) -> None:
         probe.release()
 
 
+async def held_burst(
+    probe: Probe, send: Callable[[], Coroutine[Any, Any, int]], total: int
+) -> list[int]:
+    """Send ``total`` requests at once to a holding probe, answered two at a time; statuses.
+
+    The probe records the most requests it saw at once (``peak``) from here on.
+    """
+    probe.reset()
+    probe.hold = True
+    requests = [asyncio.create_task(send()) for _ in range(total)]
+    await release_in_waves(probe, total, cap=2)
+    return list(await asyncio.gather(*requests))
+
+
 # --- (1) at most max_in_flight sends at once ---------------------------------------------------
 
 
@@ -129,11 +143,7 @@ async def test_auth_session_limit_caps_requests_in_flight(
     sf = make_session(limit=2)  # two pooled connections, and so two send slots
     assert await status_of(sf) == 200  # the token has worked: the rest take the fast path
     token = await sf.token()
-    probe.reset()
-    probe.hold = True
-    requests = [asyncio.create_task(status_of(sf)) for _ in range(20)]
-    await release_in_waves(probe, 20, cap=2)
-    assert await asyncio.gather(*requests) == [200] * 20
+    assert await held_burst(probe, lambda: status_of(sf), 20) == [200] * 20
     assert probe.peak == 2
     assert probe.authorizations == [f"Bearer {token.access_token}"] * 20
     assert emulator.token_request_count == 1
@@ -154,11 +164,7 @@ async def test_max_in_flight_caps_sends_even_with_an_unlimited_pool(
 
         token = await auth.token(http)
         assert await get() == 200
-        probe.reset()
-        probe.hold = True
-        requests = [asyncio.create_task(get()) for _ in range(20)]
-        await release_in_waves(probe, 20, cap=2)
-        assert await asyncio.gather(*requests) == [200] * 20
+        assert await held_burst(probe, get, 20) == [200] * 20
     assert probe.peak == 2
     assert probe.authorizations == [f"Bearer {token.access_token}"] * 20
     assert emulator.token_request_count == 1
@@ -179,11 +185,7 @@ async def test_a_session_keeps_its_send_slots_when_another_loop_used_its_middlew
             return resp.status
 
     assert await asyncio.to_thread(asyncio.run, own_client()) == 200
-    probe.reset()
-    probe.hold = True
-    requests = [asyncio.create_task(status_of(sf)) for _ in range(8)]
-    await release_in_waves(probe, 8, cap=2)
-    assert await asyncio.gather(*requests) == [200] * 8
+    assert await held_burst(probe, lambda: status_of(sf), 8) == [200] * 8
     assert probe.peak == 2
 
 
