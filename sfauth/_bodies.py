@@ -129,7 +129,8 @@ async def read_body(response: ClientResponse) -> bytes | None:
 async def read_error(response: ClientResponse, *, keep: bool = False) -> tuple[str | None, str]:
     """Read a REST error body (``[{"message", "errorCode"}]``) → ``(errorCode, message)``.
 
-    At most 64 KiB are read; the message is redacted (``scrub``) and cut to 300 characters.
+    At most 64 KiB are read; the message is redacted (``scrub``) and cut to
+    ``MESSAGE_LIMIT`` characters (``clip``).
     With ``keep`` the body stays readable by the caller (a larger one is not kept: the
     response is closed); otherwise the response is released (or closed, when more was left).
     """
@@ -156,6 +157,16 @@ async def read_error(response: ClientResponse, *, keep: bool = False) -> tuple[s
     return first_error(errors)
 
 
+#: Salesforce's error messages are kept up to this many characters (a SOQL error quotes the
+#: query and points at the fault with a caret line); a longer one ends with "…".
+MESSAGE_LIMIT = 2000
+
+
+def clip(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """``text``, cut to ``limit`` characters and ending with "…" when it was longer."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 #: What an error's ``message`` says when the body had no usable one.
 NO_SHAPE = "(a JSON body without Salesforce's [{errorCode, message}] shape)"
 
@@ -163,7 +174,8 @@ NO_SHAPE = "(a JSON body without Salesforce's [{errorCode, message}] shape)"
 def salesforce_errors(body: bytes) -> list[dict[str, Any]] | None:
     """Salesforce's error list (``[{"errorCode", "message", "fields"}]``), cleaned.
 
-    Codes are cut to 100 characters, messages redacted (``scrub``) and cut to 300, ``fields``
+    Codes are cut to 100 characters, messages redacted (``scrub``) and cut to
+    ``MESSAGE_LIMIT`` (``clip``), ``fields``
     kept when they are strings. A single error object counts as a list of one.
 
     Args:
@@ -187,7 +199,9 @@ def salesforce_errors(body: bytes) -> list[dict[str, Any]] | None:
             errors.append(
                 {
                     "errorCode": code[:100] if isinstance(code, str) else None,
-                    "message": scrub(message[:4096])[:300] if isinstance(message, str) else None,
+                    "message": clip(scrub(message[: 2 * MESSAGE_LIMIT]))
+                    if isinstance(message, str)
+                    else None,
                     "fields": [f for f in fields if isinstance(f, str)]
                     if isinstance(fields, list)
                     else [],

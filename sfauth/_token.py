@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from ._bodies import MESSAGE_LIMIT, clip
 from ._logging import scrub
 from .exceptions import (
     InvalidClientError,
@@ -332,7 +333,9 @@ def classify_token_error(
             "(this answer does not come from one).",
         )
     raw_description = data.get("error_description")
-    description = scrub(raw_description)[:300] if isinstance(raw_description, str) else ""
+    description = ""
+    if isinstance(raw_description, str):
+        description = clip(scrub(raw_description[: 2 * MESSAGE_LIMIT]))
     error = scrub(error)[:100]
     fallback = TransientTokenError if transient_status else TokenEndpointError
     return token_error(

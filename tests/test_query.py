@@ -196,6 +196,21 @@ async def test_malformed_soql_raises_api_error_with_salesforce_fields(
     assert str(error).startswith("SOQL query failed (GET ")
 
 
+async def test_a_long_soql_error_message_comes_whole(make_query_session: Factory) -> None:
+    # A SOQL error quotes the query and points at the fault with a caret line.
+    sf = make_query_session(api_version="62.0")
+    soql = "SELECT Id, Name, Industry, Rating, Phone, Website, Nme FROM Account"
+    async with sf.get("/services/data/v62.0/query", params={"q": soql}) as resp:
+        assert resp.status == 400
+        (sent,) = await resp.json()
+    assert len(sent["message"]) > 300
+    with pytest.raises(MalformedRequestError) as caught:
+        async for _ in sf.query(soql):
+            pass
+    assert caught.value.message == sent["message"]
+    assert caught.value.errors[0]["message"] == sent["message"]
+
+
 async def test_unknown_sobject_raises_invalid_type(make_query_session: Factory) -> None:
     sf = make_query_session(api_version="62.0")
     with pytest.raises(APIError) as caught:

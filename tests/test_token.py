@@ -254,7 +254,9 @@ def test_error_description_is_scrubbed_and_capped() -> None:
     ).encode()
     exc = classify_token_error(400, body, token_url=URL, audience=AUD)
     assert ACCESS not in str(exc)
-    assert len(exc.error_description) == 300
+    assert len(exc.error_description) == 2000
+    assert exc.error_description.startswith("bad <redacted> xxx")
+    assert exc.error_description.endswith("x…")
 
 
 def test_unknown_json_error_code_is_permanent() -> None:
