@@ -74,6 +74,8 @@ async def layers(target: Target, concurrency: int, n: int, rounds: int) -> dict[
     """
     import aiohttp
 
+    from benchmarks._worker import cpu_seconds
+
     async with sfauth_session(target, concurrency) as sf:
         token = await sf.token()
         url = token.instance_url + QUERY_PATH
@@ -117,9 +119,9 @@ async def layers(target: Target, concurrency: int, n: int, rounds: int) -> dict[
             for number in range(rounds):
                 for name in LAYERS if number % 2 == 0 else LAYERS[::-1]:
                     gc.collect()
-                    started = _cpu_seconds()
+                    started = cpu_seconds()
                     done, _ = await closed_loop(clients[name], n, concurrency)
-                    cpu[name].append((_cpu_seconds() - started) / n)
+                    cpu[name].append((cpu_seconds() - started) / n)
                     ok += done
     return {
         "concurrency": concurrency,
@@ -129,11 +131,6 @@ async def layers(target: Target, concurrency: int, n: int, rounds: int) -> dict[
         "ok": ok,
         "n": n * rounds * len(LAYERS),
     }
-
-
-def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 # ---------------------------------------------------------------------------------- herd
