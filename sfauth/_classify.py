@@ -53,9 +53,14 @@ def is_rejection(status: int, async_api: bool) -> bool:
 
 
 async def rejection(
-    response: ClientResponse, request: ClientRequest
+    response: ClientResponse, method: str, url: str
 ) -> tuple[str | None, str] | None:
     """Read a 401 (or an async-API 400): ``(error_code, message)`` of a rejected session.
+
+    Args:
+        response: The answer.
+        method: The request's method (a 401 to ``HEAD`` has no body to read).
+        url: The request's URL as an error shows it (no query string).
 
     Returns:
         The error, or ``None`` for a 400 that is not about the session (its body stays
@@ -71,16 +76,17 @@ async def rejection(
             return None
         response.release()
         return "INVALID_SESSION_ID", "InvalidSessionId (HTTP 400 from the async API)"
-    if request.method == "HEAD":  # no body to read: a 401 to a bearer request is the session
+    if method == "HEAD":  # no body to read: a 401 to a bearer request is the session
         response.release()
         return "INVALID_SESSION_ID", "(HTTP 401 to HEAD, which has no body)"
     error_code, message = await read_error(response)
     if _NOT_FOR_REST in message.lower():
-        raise session_error(RestApiNotAllowedError, request, error_code, message)
+        raise session_error(RestApiNotAllowedError, method, url, error_code, message)
     if error_code != "INVALID_SESSION_ID":
         raise session_error(
             SessionError,
-            request,
+            method,
+            url,
             error_code,
             message,
             "HTTP 401 without Salesforce's INVALID_SESSION_ID error; not treated as an "
@@ -165,12 +171,13 @@ def transport_error(
 
 def session_error(
     cls: type[SessionError],
-    request: ClientRequest,
+    method: str,
+    url: str,
     error_code: str | None,
     message: str,
     description: str | None = None,
 ) -> APIError:
-    """A typed 401 error for ``request`` (the default description: not valid for REST)."""
+    """A typed 401 error for ``method url`` (the default description: not valid for REST)."""
     if description is None:
         description = (
             "the session is not valid for the REST API; a new token will not help: give the "
@@ -181,8 +188,8 @@ def session_error(
         status=401,
         error_code=error_code,
         message=message,
-        method=request.method,
-        url=where(request),
+        method=method,
+        url=url,
     )
 
 

@@ -95,6 +95,28 @@ class Exchange:
         self.rewind = rewinder(request.body)
         self.async_api = request.url.raw_path.startswith(ASYNC_API)
 
+    @property
+    def method(self) -> str:
+        """The request's method."""
+        return self.request.method
+
+    def where(self) -> str:
+        """The request's URL as an error or a log event shows it (no query string)."""
+        return where(self.request)
+
+    async def renewed(self, rejected: Token) -> Token:
+        """A token newer than ``rejected``: one refresh for all (``TokenManager.replace``).
+
+        Raises:
+            SessionClosedError: The request's session was closed.
+            TokenEndpointError, CircuitOpenError: The refresh failed.
+        """
+        return await self.manager.replace(rejected, open_session(self.request))
+
+    def move(self, instance_url: str) -> None:
+        """Point the request at ``instance_url``, keeping its path and query (``rebind``)."""
+        rebind(self.request, instance_url)
+
     async def run(self, token: Token, started: float) -> ClientResponse:
         """Send the request from the start (a first attempt, then retries as the policy allows).
 
@@ -224,21 +246,10 @@ class Exchange:
         request = self.request
         if request.session.closed:
             open_session(request)  # raises SessionClosedError
-        manager = self.manager
-        current = manager.current
-        if current is None:
-            # The token is being replaced (a 401 elsewhere started the refresh while this
-            # request waited for its slot): wait for the new one rather than send a dead one.
-            current = await manager.get(open_session(request))
-            if current.instance_url != token.instance_url:
-                rebind(request, current.instance_url)
-            token = current
-        elif (
-            current is not token
-            and current.instance_url == token.instance_url
-            and manager.valid_token() is current
-        ):
-            token = current  # installed while this request waited for its send slot
+        newest = await self.manager.newest(token, request.session)
+        if newest.instance_url != token.instance_url:
+            rebind(request, newest.instance_url)
+        token = newest
         request.headers[hdrs.AUTHORIZATION] = "Bearer " + token.access_token
         if self.async_api:
             request.headers[SFDC_SESSION] = token.access_token

@@ -21,6 +21,7 @@ from typing import Any, Unpack
 import aiohttp
 from aiohttp import ClientHandlerType, ClientRequest, ClientResponse, hdrs
 from multidict import CIMultiDict
+from yarl import URL
 
 from ._admission import Admission, Budget, Leases
 from ._bodies import resendable_as_is
@@ -32,11 +33,14 @@ from ._keys import load_signing_key
 from ._limits import ApiUsage, UsageTracker
 from ._oauth import TokenClient
 from ._refresh import TokenManager
+from ._replay import after_rejection
 from ._retry import RetryPolicy
 from ._scoping import (
+    close_idle,
     closed_error,
     closed_not_cancelled,
     open_session,
+    origin_of,
     rebind,
     request_origin,
     where,
@@ -45,7 +49,7 @@ from ._settings import Options, Settings, settings_from
 from ._telemetry import Telemetry
 from ._timeouts import total_seconds, with_total, within_total
 from ._token import Token
-from .exceptions import InvalidSessionError
+from .exceptions import InvalidSessionError, RequestTimeoutError, SFAuthError
 
 __all__ = ["IDEMPOTENT_METHODS", "RETRY_UNSAFE_HEADER", "SalesforceAuthMiddleware"]
 
@@ -362,8 +366,10 @@ class SalesforceAuthMiddleware:
         instance, no body or a bytes, str or JSON body, arguments aiohttp can be given twice)
         waits here for a send slot when none is free, before aiohttp builds anything, and is
         sent here, outside the chain: the bearer in the request's headers, redirects not
-        followed. Anything else, and whatever that send's answer needs (a redirect to follow,
-        a 401, a classified answer, a failed send or a body cut short), goes through this
+        followed. A 401 is replayed here too (``after_rejection``), in the same send slot, so
+        that a request waiting for the refresh holds no second aiohttp request. Anything
+        else, and whatever that send's answer needs (a redirect to follow, a classified
+        answer, a failed send or a body cut short), goes through this
         middleware: the same request is passed to aiohttp again, with a
         ``_Continued`` middleware whose first hop is the answer already in hand, so every
         replay, retry and later redirect hop is the middleware's, within what is left of the
@@ -425,17 +431,27 @@ class SalesforceAuthMiddleware:
         # The direct path: a token that works, its instance, bytes to send, a slot.
         sent_at = time.monotonic()  # kwargs' total timeout (what the wait left) starts here
         in_slot = False  # the slot goes with a response the middleware finishes
+        resend: _Resend | None = None
         try:
             try:
                 # Nothing made for the send is kept here: every object alive while requests
                 # are in flight is traversed by every garbage collection meanwhile.
                 response = await http.request(method, url, **_direct(kwargs, token))
+                if response.status == 401:
+                    # A rejected session: one refresh for all, then sent again from here, in
+                    # this slot (a waiting request holds no second request or chain).
+                    resend = _Resend(manager, http, method, url, token, kwargs, sent_at)
+                    response, token = await after_rejection(resend, response, token)
             except aiohttp.ClientError as exc:
                 rest = _Continued(self, started, error=exc)
+            except SFAuthError as exc:  # the replay's refresh or its send failed
+                if resend is None or not getattr(exc, "retryable", False):
+                    raise
+                rest = _Continued(self, started, failure=exc)
             else:
                 status = response.status
-                if status == 401 or status in CLASSIFIED:
-                    in_slot = True  # a rejected session or a failure: finished in this slot
+                if status in CLASSIFIED:
+                    in_slot = True  # a failure: finished in this slot
                     rest = _Continued(self, started, response=response, token=token)
                 else:
                     usage = response.headers.get("Sforce-Limit-Info")
@@ -459,6 +475,8 @@ class SalesforceAuthMiddleware:
         finally:
             if gate is not None and not in_slot:
                 gate.leave()
+        if resend is not None:  # the request was replayed: maybe moved, a login spent
+            url, rest.refreshes = resend.url, resend.refreshes
         return await rest.send(http, method, url, kwargs, sent_at)
 
     async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
@@ -582,6 +600,125 @@ def _rereadable(kwargs: dict[str, Any]) -> bool:
     return True
 
 
+def _left(kwargs: dict[str, Any], http: aiohttp.ClientSession, sent_at: float) -> dict[str, Any]:
+    """``kwargs`` with what is left of their total timeout (counted from ``sent_at``)."""
+    timeout = kwargs.get("timeout", http.timeout)
+    total = total_seconds(timeout)
+    if total is None:
+        return kwargs
+    left = max(total - time.monotonic() + sent_at, 0.001)
+    return {**kwargs, "timeout": with_total(timeout, left)}
+
+
+class _Resend:
+    """A direct send's 401 replay (``after_rejection``), sent again outside aiohttp's chain.
+
+    While the refresh runs, a waiting request holds this and its coroutines, not a second
+    aiohttp request and middleware chain (a herd of thousands holds them all at once).
+
+    Args:
+        manager: The middleware's tokens.
+        http: The session the request was sent through.
+        method: The request's method.
+        url: Its absolute URL, built on ``token.instance_url``.
+        token: The token it was sent with.
+        kwargs: Its ``request()`` arguments (a body sent again as it is: bytes, str or JSON).
+        sent_at: ``time.monotonic()`` when it was sent (its total timeout counts from then).
+    """
+
+    __slots__ = (
+        "_http",
+        "_instance_url",
+        "_kwargs",
+        "_sent_at",
+        "manager",
+        "method",
+        "refreshes",
+        "url",
+    )
+
+    def __init__(
+        self,
+        manager: TokenManager,
+        http: aiohttp.ClientSession,
+        method: str,
+        url: str,
+        token: Token,
+        kwargs: dict[str, Any],
+        sent_at: float,
+    ) -> None:
+        self.manager = manager
+        self._http = http
+        self.method = method
+        self.url = url
+        self._instance_url = token.instance_url
+        self._kwargs = kwargs
+        self._sent_at = sent_at
+        self.refreshes = 0
+
+    async_api = False  # the async API never takes the direct path
+
+    def where(self) -> str:
+        """The URL as an error or a log event shows it (no query string)."""
+        return self.url.split("?", 1)[0]
+
+    async def renewed(self, rejected: Token) -> Token:
+        """A token newer than ``rejected`` (one refresh for all), within the total timeout.
+
+        Raises:
+            SessionClosedError: The session was closed.
+            RequestTimeoutError: The request's total timeout ran out first (not retried).
+            TokenEndpointError, CircuitOpenError: The refresh failed.
+        """
+        http = self._http
+        if http.closed:
+            raise closed_error(self.method, self.url, sent=True)
+        timeout = _left(self._kwargs, http, self._sent_at).get("timeout", http.timeout)
+        try:
+            async with asyncio.timeout(total_seconds(timeout)):
+                return await self.manager.replace(rejected, http)
+        except TimeoutError:
+            error = RequestTimeoutError(
+                "the request's total timeout ran out while it waited for a new session "
+                "after a 401",
+                method=self.method,
+                url=self.where(),
+                reason="TimeoutError",
+                sent=True,  # and rejected: Salesforce did nothing with it
+            )
+        error.retryable = False  # no time is left for another attempt
+        raise error
+
+    def rewind_or_raise(self, status: int) -> None:
+        """Nothing to rewind: a direct send's body (bytes, str, JSON) is sent as it is."""
+
+    def move(self, instance_url: str) -> None:
+        """Point the request at ``instance_url``, keeping the path (the org moved).
+
+        The old origin's idle pooled connections are closed (``close_idle``).
+        """
+        old, self._instance_url = self._instance_url, instance_url
+        self.url = instance_url + self.url[len(old) :]
+        if origin_of(old) != origin_of(instance_url):  # not a respelling
+            close_idle(self._http.connector, URL(old))
+
+    async def send(self, token: Token) -> tuple[ClientResponse, Token]:
+        """Send again, directly, with ``token`` or a newer one (``TokenManager.newest``).
+
+        Raises:
+            SessionClosedError: The session was closed.
+            aiohttp.ClientError: The send failed (the middleware recovers from it).
+        """
+        http = self._http
+        if http.closed:
+            raise closed_error(self.method, self.url, sent=True)  # sent once, rejected
+        token = await self.manager.newest(token, http)
+        if token.instance_url != self._instance_url:
+            self.move(token.instance_url)
+        kwargs = _left(self._kwargs, http, self._sent_at)
+        return await http.request(self.method, self.url, **_direct(kwargs, token)), token
+
+
 class _Continued:
     """The middleware of a request the direct path began (``SalesforceAuthMiddleware.send``).
 
@@ -597,9 +734,20 @@ class _Continued:
         token: The token the first hop carried, when ``response`` holds a send slot.
         error: The aiohttp error of the first hop (its send, or its body when ``cut``).
         cut: ``error`` came from reading the body.
+        failure: The first hop's typed, retryable failure (its 401 replay's).
     """
 
-    __slots__ = ("_cut", "_error", "_response", "_started", "_token", "_view", "taken")
+    __slots__ = (
+        "_cut",
+        "_error",
+        "_failure",
+        "_response",
+        "_started",
+        "_token",
+        "_view",
+        "refreshes",
+        "taken",
+    )
 
     def __init__(
         self,
@@ -610,6 +758,7 @@ class _Continued:
         token: Token | None = None,
         error: aiohttp.ClientError | TimeoutError | None = None,
         cut: bool = False,
+        failure: SFAuthError | None = None,
     ) -> None:
         self._view = view
         self._started = started
@@ -617,6 +766,9 @@ class _Continued:
         self._token = token
         self._error = error
         self._cut = cut
+        self._failure = failure
+        #: Logins the request already caused (a replay on the direct path).
+        self.refreshes = 0
         self.taken = False
 
     async def send(
@@ -628,11 +780,7 @@ class _Continued:
         sent_at: float,
     ) -> ClientResponse:
         """Pass the request to aiohttp again with this middleware, within its total timeout."""
-        timeout = kwargs.get("timeout", http.timeout)
-        total = total_seconds(timeout)
-        kwargs = {**kwargs, "middlewares": (self,)}
-        if total is not None:
-            kwargs["timeout"] = with_total(timeout, max(total - time.monotonic() + sent_at, 0.001))
+        kwargs = {**_left(kwargs, http, sent_at), "middlewares": (self,)}
         try:
             return await http.request(method, url, **kwargs)
         except RuntimeError:
@@ -656,8 +804,12 @@ class _Continued:
         if response is not None and token is None:
             return response  # a redirect: aiohttp follows it, its hops come back here
         exchange = view._new_exchange(request, handler)
+        exchange.refreshes = self.refreshes
         if response is not None and token is not None:
             return await exchange.resume(response, token, self._started)
+        failure, self._failure = self._failure, None
+        if failure is not None:
+            return await exchange.recover(failure, self._started)
         if isinstance(error, aiohttp.ClientError) and not self._cut:
             failure = exchange.failure(error)
         else:

@@ -300,6 +300,28 @@ class TokenManager:
             return token
         return await self._join(http, rejected)
 
+    async def newest(self, token: Token, http: aiohttp.ClientSession) -> Token:
+        """The token a send about to carry ``token`` should carry: the newest one.
+
+        While the token is being replaced (a 401 elsewhere started a refresh), this waits for
+        the new one rather than let a dead one be sent; a newer valid token on the same
+        instance (installed while the request waited for a send slot) replaces ``token``.
+
+        Raises:
+            TokenEndpointError, CircuitOpenError: The refresh it waited for failed.
+            SessionClosedError: The session was closed.
+        """
+        current = self.current
+        if current is None:
+            return await self.get(http)
+        if (
+            current is not token
+            and current.instance_url == token.instance_url
+            and self.valid_token() is current
+        ):
+            return current
+        return token
+
     async def _join(self, http: aiohttp.ClientSession, replacing: Token | None) -> Token:
         loop = asyncio.get_running_loop()
         while True:

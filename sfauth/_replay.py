@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from aiohttp import ClientResponse
 
 from ._classify import is_rejection, rejection, session_error
 from ._logging import logger
-from ._scoping import open_session, rebind, where
 from ._token import Token
 from .exceptions import InvalidSessionError
 
 if TYPE_CHECKING:
-    from ._exchange import Exchange
+    from ._refresh import TokenManager
 
-__all__ = ["MAX_REFRESHES", "MAX_REPLAYS", "after_rejection"]
+__all__ = ["MAX_REFRESHES", "MAX_REPLAYS", "Resend", "after_rejection"]
 
 #: Replays of one send attempt after 401s; the second only for a token that had worked (or was
 #: taken unverified from a shared store).
@@ -24,8 +23,46 @@ MAX_REPLAYS = 2
 MAX_REFRESHES = 2
 
 
+class Resend(Protocol):
+    """A request the replay can send again.
+
+    An ``Exchange`` (the middleware chain's), or a direct send's (``_Resend``:
+    ``SalesforceAuthMiddleware.send`` replays outside aiohttp's chain).
+    """
+
+    #: The logins this request caused so far (at most ``MAX_REFRESHES``).
+    refreshes: int
+
+    @property
+    def manager(self) -> TokenManager:
+        """The middleware's tokens."""
+
+    @property
+    def async_api(self) -> bool:
+        """The request is to ``/services/async/`` (a rejection may be a 400 there)."""
+
+    @property
+    def method(self) -> str:
+        """The request's method."""
+
+    def where(self) -> str:
+        """The request's URL as an error or a log event shows it (no query string)."""
+
+    async def renewed(self, rejected: Token) -> Token:
+        """``manager.replace(rejected, ...)`` within the request's limits (closed, timeout)."""
+
+    def rewind_or_raise(self, status: int) -> None:
+        """Put the body back for another send, or raise ``InvalidSessionError``."""
+
+    def move(self, instance_url: str) -> None:
+        """Point the request at ``instance_url`` (the org moved; the path stays)."""
+
+    async def send(self, token: Token) -> tuple[ClientResponse, Token]:
+        """Send again with ``token`` (or a newer one): the answer and the token it carried."""
+
+
 async def after_rejection(
-    exchange: Exchange, response: ClientResponse, token: Token
+    exchange: Resend, response: ClientResponse, token: Token
 ) -> tuple[ClientResponse, Token]:
     """Handle a rejected session: refresh at most once for everyone, replay this request.
 
@@ -39,7 +76,7 @@ async def after_rejection(
     counts them; every login after a rejection is bounded by ``max_relogins``.
 
     Args:
-        exchange: The request's exchange (it sends, rewinds the body, counts refreshes).
+        exchange: The request (it sends, rewinds the body, counts refreshes).
         response: The rejecting answer (a 401, or a 400 of the async API).
         token: The token that answer rejected.
 
@@ -53,8 +90,8 @@ async def after_rejection(
         RestApiNotAllowedError, SessionError: A 401 that a new token will not fix.
     """
     manager = exchange.manager
-    request = exchange.request
-    found = await rejection(response, request)
+    method, url = exchange.method, exchange.where()
+    found = await rejection(response, method, url)
     if found is None:  # a 400 of the async API that is not about the session
         if not manager.proven:
             manager.mark_proven(token)  # Salesforce answered past authentication
@@ -68,7 +105,8 @@ async def after_rejection(
                 token,
                 session_error(
                     InvalidSessionError,
-                    request,
+                    method,
+                    url,
                     error_code,
                     message,
                     "Salesforce rejected a token before it ever worked",
@@ -77,22 +115,23 @@ async def after_rejection(
             if refusal is not None:
                 raise refusal
             exchange.refreshes += 1
-        fresh = await manager.replace(token, open_session(request))
+        fresh = await exchange.renewed(token)
         exchange.rewind_or_raise(response.status)
         manager.telemetry.replay(response.status, error_code or "")
         if fresh.instance_url != token.instance_url:
-            rebind(request, fresh.instance_url)
+            exchange.move(fresh.instance_url)
+            url = exchange.where()
         logger.debug(
             "sfauth.request.replayed",
-            method=request.method,
-            url=where(request),
+            method=method,
+            url=url,
             status=response.status,
             error_code=error_code,
         )
         response, token = await exchange.send(fresh)
         found = None
         if is_rejection(response.status, exchange.async_api):
-            found = await rejection(response, request)
+            found = await rejection(response, method, url)
         if found is None:
             if not manager.proven and response.status < 500 and response.status != 429:
                 manager.mark_proven(token)
@@ -102,7 +141,8 @@ async def after_rejection(
             break  # a token that never worked: final
     error = session_error(
         InvalidSessionError,
-        request,
+        method,
+        url,
         error_code,
         message,
         "Salesforce rejected the session even after a refresh and a replay",

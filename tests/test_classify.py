@@ -32,6 +32,7 @@ from sfauth._classify import (
     rejection,
     transport_error,
 )
+from sfauth._scoping import where
 
 from .conftest import fake_session_id
 
@@ -167,6 +168,10 @@ async def through(
     return outcome
 
 
+def rejected(response: ClientResponse, request: ClientRequest) -> Awaitable[object]:
+    return rejection(response, request.method, where(request))
+
+
 def classifier(*, may_resend: bool) -> Check:
     return lambda response, request: classify(response, request, may_resend=may_resend)
 
@@ -289,14 +294,14 @@ async def test_a_500_marked_transient_is_transient(
 
 
 async def test_401_invalid_session_id_is_a_rejected_session(server: TestServer) -> None:
-    outcome = await through(server, rejection, "/401-expired", read=False)
+    outcome = await through(server, rejected, "/401-expired", read=False)
     assert outcome.value == ("INVALID_SESSION_ID", "Session expired or invalid")
     assert outcome.status == 401
 
 
 async def test_401_not_valid_for_the_rest_api_is_its_own_error(server: TestServer) -> None:
     with pytest.raises(RestApiNotAllowedError) as info:
-        await through(server, rejection, "/401-not-rest?q=1")
+        await through(server, rejected, "/401-not-rest?q=1")
     error = info.value
     assert (error.status, error.error_code, error.message) == (
         401,
@@ -317,7 +322,7 @@ async def test_a_401_without_invalid_session_id_is_a_session_error(
     server: TestServer, path: str, code: str | None, message: str
 ) -> None:
     with pytest.raises(SessionError) as info:
-        await through(server, rejection, path)
+        await through(server, rejected, path)
     assert type(info.value) is SessionError
     assert (info.value.status, info.value.error_code, info.value.message) == (401, code, message)
     assert info.value.description.startswith(
@@ -329,7 +334,7 @@ async def test_a_401_without_invalid_session_id_is_a_session_error(
 async def test_an_async_api_400_invalid_session_id_is_a_rejected_session(
     server: TestServer, kind: str
 ) -> None:
-    outcome = await through(server, rejection, f"/services/async/62.0/job/{kind}", read=False)
+    outcome = await through(server, rejected, f"/services/async/62.0/job/{kind}", read=False)
     assert outcome.value == (
         "INVALID_SESSION_ID",
         "InvalidSessionId (HTTP 400 from the async API)",
@@ -340,14 +345,14 @@ async def test_another_async_api_400_is_not_a_rejection_and_stays_readable(
     server: TestServer,
 ) -> None:
     path = "/services/async/62.0/job/other"
-    outcome = await through(server, rejection, path)
+    outcome = await through(server, rejected, path)
     assert outcome.value is None
     assert outcome.status == 400
     assert outcome.body == ANSWERS[path].body
 
 
 async def test_a_401_to_head_is_a_rejected_session_without_a_body(server: TestServer) -> None:
-    outcome = await through(server, rejection, "/401-other", "HEAD", read=False)
+    outcome = await through(server, rejected, "/401-other", "HEAD", read=False)
     assert outcome.value == ("INVALID_SESSION_ID", "(HTTP 401 to HEAD, which has no body)")
     assert outcome.status == 401
 

@@ -23,6 +23,7 @@ from aiohttp.test_utils import TestServer
 from sfauth import (
     AuthSession,
     ConfigurationError,
+    InvalidSessionError,
     RequestTimeoutError,
     RetryPolicy,
     SalesforceAuthMiddleware,
@@ -251,6 +252,105 @@ async def test_an_expiry_while_requests_are_in_flight_costs_one_token_request(
     assert sorted(by_request) == sorted(f"{w}-{n}" for w in range(6) for n in range(10))
     assert {tuple(statuses) for statuses in by_request.values()} <= {(200,), (401, 200)}
     assert emulator.counters[("limits", 401)] >= 1
+
+
+async def test_an_expiry_on_the_direct_path_is_replayed_there_without_an_exchange(
+    emulator: Emulator, make_session: SessionFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exchanges: list[str] = []
+    new_exchange = SalesforceAuthMiddleware._new_exchange
+
+    def counted(
+        self: SalesforceAuthMiddleware,
+        request: ClientRequest,
+        handler: ClientHandlerType,
+        *,
+        opt_in: bool = False,
+    ) -> Any:
+        exchanges.append(request.url.path)
+        return new_exchange(self, request, handler, opt_in=opt_in)
+
+    monkeypatch.setattr(SalesforceAuthMiddleware, "_new_exchange", counted)
+    sf = make_session()
+    assert await status_of(sf) == 200  # the first login: an exchange in the chain
+    assert exchanges == [LIMITS]
+    emulator.expire_all_sessions()
+    assert await status_of(sf, headers={"X-Req": "1"}) == 200
+    assert exchanges == [LIMITS]  # the 401 was replayed by the direct send itself
+    assert [r.status for r in emulator.requests] == [200, 401, 200]
+    assert emulator.requests[-1].headers["X-Req"] == "1"
+    assert emulator.token_request_count == 2
+    gate = sf.auth._engine.gate
+    assert gate is not None
+    assert gate.in_use == 0
+
+
+async def test_a_direct_replay_waits_for_the_new_session_within_the_total_timeout(
+    emulator: Emulator, make_session: SessionFactory
+) -> None:
+    sf = make_session(timeout=aiohttp.ClientTimeout(total=0.5))
+    assert await status_of(sf) == 200
+    emulator.expire_all_sessions()
+    emulator.script_token_responses([ScriptedResponse(status=503, delay=30)])
+    with pytest.raises(RequestTimeoutError) as info:
+        await status_of(sf)
+    error = info.value
+    assert str(error) == (
+        f"GET {emulator.instance_url}{LIMITS} failed: TimeoutError: the request's total "
+        "timeout ran out while it waited for a new session after a 401"
+    )
+    assert (error.sent, error.retryable) == (True, False)
+    assert [r.status for r in emulator.requests] == [200, 401]
+    gate = sf.auth._engine.gate
+    assert gate is not None
+    assert gate.in_use == 0
+
+
+async def test_a_failed_refresh_during_a_direct_replay_is_retried_like_the_request(
+    emulator: Emulator, make_session: SessionFactory
+) -> None:
+    sf = make_session(retry=RetryPolicy(attempts=2))
+    assert await status_of(sf) == 200
+    emulator.expire_all_sessions()
+    unavailable = ScriptedResponse(status=503, json={"error": "unknown_error"})
+    emulator.script_token_responses([unavailable, unavailable])  # both of the login's tries
+    with no_backoff():
+        assert await status_of(sf) == 200  # the request's second attempt logs in
+    assert emulator.token_request_count == 4
+    assert [r.status for r in emulator.requests] == [200, 401, 200]
+
+
+async def test_a_dropped_replay_on_the_direct_path_is_retried(
+    emulator: Emulator, make_session: SessionFactory
+) -> None:
+    sf = make_session()
+    assert await status_of(sf) == 200
+    expired = [{"errorCode": "INVALID_SESSION_ID", "message": "Session expired or invalid"}]
+    emulator.script_rest_responses(
+        [ScriptedResponse(status=401, json=expired), ScriptedResponse(reset=True)]
+    )
+    with no_backoff():
+        assert await status_of(sf) == 200  # 401, refresh, replay dropped, retried
+    assert [r.status for r in emulator.requests] == [200, 401, 0, 200]
+    assert emulator.token_request_count == 2
+
+
+async def test_the_logins_of_a_direct_replay_count_toward_the_requests_cap_on_retries(
+    emulator: Emulator, make_session: SessionFactory
+) -> None:
+    sf = make_session(retry=RetryPolicy(attempts=3))
+    assert await status_of(sf) == 200
+    expired = ScriptedResponse(
+        status=401,
+        json=[{"errorCode": "INVALID_SESSION_ID", "message": "Session expired or invalid"}],
+    )
+    busy = ScriptedResponse(status=503, json=UNAVAILABLE)
+    emulator.script_rest_responses([expired, busy, expired, busy, expired])
+    with no_backoff(), pytest.raises(InvalidSessionError):
+        await status_of(sf)
+    # The direct replay's login and the retry's: MAX_REFRESHES (2), not one more.
+    assert emulator.token_request_count == 3
+    assert [r.status for r in emulator.requests] == [200, 401, 503, 401, 503, 401]
 
 
 # --- (3) the caller's own middlewares ------------------------------------------------------------
