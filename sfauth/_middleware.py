@@ -476,7 +476,7 @@ class SalesforceAuthMiddleware:
             if gate is not None and not in_slot:
                 gate.leave()
         if resend is not None:  # the request was replayed: maybe moved, a login spent
-            url, rest.refreshes = resend.url, resend.refreshes
+            url, kwargs, rest.refreshes = resend.url, resend.kwargs, resend.refreshes
         return await rest.send(http, method, url, kwargs, sent_at)
 
     async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
@@ -600,6 +600,25 @@ def _rereadable(kwargs: dict[str, Any]) -> bool:
     return True
 
 
+def _snapshot(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` with its containers copied (``json`` deeply), to be sent again later.
+
+    A direct send's arguments are bytes, str, JSON and re-readable containers (``send``
+    checks): the copy is what aiohttp would build the same request from.
+    """
+    copied = dict(kwargs)
+    for name in ("params", "cookies", "skip_auto_headers"):
+        value = copied.get(name)
+        if value is not None and not isinstance(value, str):
+            copied[name] = copy.copy(value)
+    headers = copied.get("headers")
+    if headers is not None:
+        copied["headers"] = CIMultiDict(headers)
+    if copied.get("json") is not None:
+        copied["json"] = copy.deepcopy(copied["json"])
+    return copied
+
+
 def _left(kwargs: dict[str, Any], http: aiohttp.ClientSession, sent_at: float) -> dict[str, Any]:
     """``kwargs`` with what is left of their total timeout (counted from ``sent_at``)."""
     timeout = kwargs.get("timeout", http.timeout)
@@ -629,8 +648,8 @@ class _Resend:
     __slots__ = (
         "_http",
         "_instance_url",
-        "_kwargs",
         "_sent_at",
+        "kwargs",
         "manager",
         "method",
         "refreshes",
@@ -652,7 +671,8 @@ class _Resend:
         self.method = method
         self.url = url
         self._instance_url = token.instance_url
-        self._kwargs = kwargs
+        #: What the 401'd send carried: the caller may reuse its dicts while this waits.
+        self.kwargs = _snapshot(kwargs)
         self._sent_at = sent_at
         self.refreshes = 0
 
@@ -660,7 +680,7 @@ class _Resend:
 
     def where(self) -> str:
         """The URL as an error or a log event shows it (no query string)."""
-        return self.url.split("?", 1)[0]
+        return self.url.split("#", 1)[0].split("?", 1)[0]
 
     async def renewed(self, rejected: Token) -> Token:
         """A token newer than ``rejected`` (one refresh for all), within the total timeout.
@@ -673,7 +693,7 @@ class _Resend:
         http = self._http
         if http.closed:
             raise closed_error(self.method, self.url, sent=True)
-        timeout = _left(self._kwargs, http, self._sent_at).get("timeout", http.timeout)
+        timeout = _left(self.kwargs, http, self._sent_at).get("timeout", http.timeout)
         try:
             async with asyncio.timeout(total_seconds(timeout)):
                 return await self.manager.replace(rejected, http)
@@ -699,6 +719,9 @@ class _Resend:
         """
         old, self._instance_url = self._instance_url, instance_url
         self.url = instance_url + self.url[len(old) :]
+        headers = self.kwargs.get("headers")
+        if headers is not None and hdrs.HOST in headers:  # the caller's, for the old instance
+            headers[hdrs.HOST] = URL(instance_url).host_port_subcomponent or ""
         if origin_of(old) != origin_of(instance_url):  # not a respelling
             close_idle(self._http.connector, URL(old))
 
@@ -713,9 +736,11 @@ class _Resend:
         if http.closed:
             raise closed_error(self.method, self.url, sent=True)  # sent once, rejected
         token = await self.manager.newest(token, http)
+        if http.closed:  # closed while a refresh ran
+            raise closed_error(self.method, self.url, sent=True)
         if token.instance_url != self._instance_url:
             self.move(token.instance_url)
-        kwargs = _left(self._kwargs, http, self._sent_at)
+        kwargs = _left(self.kwargs, http, self._sent_at)
         return await http.request(self.method, self.url, **_direct(kwargs, token)), token
 
 

@@ -131,6 +131,7 @@ async def after_rejection(
         response, token = await exchange.send(fresh)
         found = None
         if is_rejection(response.status, exchange.async_api):
+            url = exchange.where()  # the send moves it too if a newer token came meanwhile
             found = await rejection(response, method, url)
         if found is None:
             if not manager.proven and response.status < 500 and response.status != 429:

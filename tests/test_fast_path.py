@@ -32,6 +32,7 @@ from sfauth import (
 )
 from sfauth._gate import SendGate
 from sfauth._middleware import RETRY_UNSAFE_HEADER, _Continued
+from sfauth._oauth import TokenClient
 from sfauth.testing import Emulator, ScriptedResponse, no_backoff
 
 from .conftest import SessionFactory
@@ -351,6 +352,68 @@ async def test_the_logins_of_a_direct_replay_count_toward_the_requests_cap_on_re
     # The direct replay's login and the retry's: MAX_REFRESHES (2), not one more.
     assert emulator.token_request_count == 3
     assert [r.status for r in emulator.requests] == [200, 401, 503, 401, 503, 401]
+
+
+class HeldLogins:
+    """Token requests wait until ``release()``; ``entered`` is set when the first one comes."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.entered = asyncio.Event()
+        self.open = asyncio.Event()
+        fetch = TokenClient.fetch
+
+        async def held(client: TokenClient, http: aiohttp.ClientSession, *args: Any) -> Any:
+            self.entered.set()
+            await self.open.wait()
+            return await fetch(client, http, *args)
+
+        monkeypatch.setattr(TokenClient, "fetch", held)
+
+    def release(self) -> None:
+        self.open.set()
+
+
+async def test_a_direct_replay_sends_what_the_rejected_send_carried(
+    emulator: Emulator, make_session: SessionFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sf = make_session()
+    assert await status_of(sf) == 200
+    logins = HeldLogins(monkeypatch)
+    emulator.expire_all_sessions()
+    record = {"Name": "First"}
+    params = {"page": "1"}
+    headers = {"X-Page": "1"}
+    sent = asyncio.create_task(
+        status_of(sf, SOBJECTS, "POST", json=record, params=params, headers=headers)
+    )
+    await logins.entered.wait()
+    record["Name"], params["page"], headers["X-Page"] = "Second", "2", "2"  # the next one
+    logins.release()
+    assert await sent == 201
+    rejected, replayed = emulator.requests[-2:]
+    assert (rejected.status, replayed.status) == (401, 201)
+    assert replayed.body == rejected.body == b'{"Name": "First"}'
+    assert replayed.query_string == rejected.query_string == "page=1"
+    assert replayed.headers["X-Page"] == rejected.headers["X-Page"] == "1"
+    assert [r["Name"] for r in emulator.records("Account")][-1] == "First"
+    assert not [r for r in emulator.records("Account") if r["Name"] == "Second"]
+
+
+async def test_a_direct_replay_to_a_new_instance_carries_its_host(
+    emulator: Emulator, make_session: SessionFactory
+) -> None:
+    sf = make_session()
+    assert await status_of(sf) == 200
+    old = emulator.url.split("://")[1]
+    new = await emulator.add_instance()
+    emulator.set_instance_url(new)
+    emulator.expire_all_sessions()
+    assert await status_of(sf, headers={"Host": old}) == 200
+    rejected, replayed = emulator.requests[-2:]
+    assert [(r.host, r.status) for r in (rejected, replayed)] == [
+        (old, 401),
+        (new.split("://")[1], 200),
+    ]
 
 
 # --- (3) the caller's own middlewares ------------------------------------------------------------
