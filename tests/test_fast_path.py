@@ -40,6 +40,7 @@ from .conftest import SessionFactory
 LIMITS = "/services/data/v62.0/limits"
 SOBJECTS = "/services/data/v62.0/sobjects/Account"
 UNAVAILABLE = [{"errorCode": "SERVER_UNAVAILABLE", "message": "Server unavailable"}]
+INVALID = [{"errorCode": "INVALID_SESSION_ID", "message": "Session expired or invalid"}]
 
 
 class Probe:
@@ -112,6 +113,13 @@ async def status_of(
     async with sf.request(method, path, **kwargs) as resp:
         await resp.read()
         return resp.status
+
+
+def slots_in_use(sf: AuthSession) -> int:
+    """The session's send slots taken now."""
+    gate = sf.auth._engine.gate
+    assert gate is not None
+    return gate.in_use
 
 
 async def release_in_waves(probe: Probe, total: int, cap: int) -> None:
@@ -281,9 +289,7 @@ async def test_an_expiry_on_the_direct_path_is_replayed_there_without_an_exchang
     assert [r.status for r in emulator.requests] == [200, 401, 200]
     assert emulator.requests[-1].headers["X-Req"] == "1"
     assert emulator.token_request_count == 2
-    gate = sf.auth._engine.gate
-    assert gate is not None
-    assert gate.in_use == 0
+    assert slots_in_use(sf) == 0
 
 
 async def test_a_direct_replay_waits_for_the_new_session_within_the_total_timeout(
@@ -302,9 +308,7 @@ async def test_a_direct_replay_waits_for_the_new_session_within_the_total_timeou
     )
     assert (error.sent, error.retryable) == (True, False)
     assert [r.status for r in emulator.requests] == [200, 401]
-    gate = sf.auth._engine.gate
-    assert gate is not None
-    assert gate.in_use == 0
+    assert slots_in_use(sf) == 0
 
 
 async def test_a_failed_refresh_during_a_direct_replay_is_retried_like_the_request(
@@ -326,9 +330,8 @@ async def test_a_dropped_replay_on_the_direct_path_is_retried(
 ) -> None:
     sf = make_session()
     assert await status_of(sf) == 200
-    expired = [{"errorCode": "INVALID_SESSION_ID", "message": "Session expired or invalid"}]
     emulator.script_rest_responses(
-        [ScriptedResponse(status=401, json=expired), ScriptedResponse(reset=True)]
+        [ScriptedResponse(status=401, json=INVALID), ScriptedResponse(reset=True)]
     )
     with no_backoff():
         assert await status_of(sf) == 200  # 401, refresh, replay dropped, retried
@@ -341,10 +344,7 @@ async def test_the_logins_of_a_direct_replay_count_toward_the_requests_cap_on_re
 ) -> None:
     sf = make_session(retry=RetryPolicy(attempts=3))
     assert await status_of(sf) == 200
-    expired = ScriptedResponse(
-        status=401,
-        json=[{"errorCode": "INVALID_SESSION_ID", "message": "Session expired or invalid"}],
-    )
+    expired = ScriptedResponse(status=401, json=INVALID)
     busy = ScriptedResponse(status=503, json=UNAVAILABLE)
     emulator.script_rest_responses([expired, busy, expired, busy, expired])
     with no_backoff(), pytest.raises(InvalidSessionError):
@@ -522,9 +522,7 @@ async def test_connection_failures_give_their_send_slot_back(
     assert outcomes == [expected] * 3
     served = [200, 0, 200, 0, 200, 0, 200, 200] if retry else [200, 0, 0, 0, 200]
     assert [r.status for r in emulator.requests] == served
-    gate = sf.auth._engine.gate
-    assert gate is not None
-    assert gate.in_use == 0
+    assert slots_in_use(sf) == 0
 
 
 async def test_a_503_to_a_post_is_returned_not_retried(
@@ -753,9 +751,7 @@ async def test_a_503_after_most_of_the_total_timeout_is_retried_within_what_is_l
         await status_of(sf)
     assert info.value.sent is True
     assert [r.status for r in emulator.requests][:2] == [200, 503]
-    gate = sf.auth._engine.gate
-    assert gate is not None
-    assert gate.in_use == 0
+    assert slots_in_use(sf) == 0
 
 
 class CutOnce:
@@ -803,9 +799,7 @@ async def test_a_body_cut_short_is_retried_when_the_request_may_be_resent(
                     got = resp.status
             except TransportError as exc:
                 got = (exc.reason, exc.sent)
-        gate = sf.auth._engine.gate
-        assert gate is not None
-        assert gate.in_use == 0
+        assert slots_in_use(sf) == 0
     finally:
         await cut.server.close()
     assert got == outcome
@@ -835,9 +829,6 @@ async def test_a_handed_over_answer_is_closed_and_its_slot_freed_if_aiohttp_stop
     )
     assert response.closed
     assert gate.in_use == 0
-
-
-INVALID = [{"errorCode": "INVALID_SESSION_ID", "message": "Session expired or invalid"}]
 
 
 async def test_one_shot_headers_and_cookies_reach_every_send(
@@ -916,9 +907,7 @@ async def test_a_request_waiting_for_a_slot_times_out_unsent_and_builds_nothing(
     assert await first == 200
     assert probe.arrived == 1  # the request that timed out never reached the server
     assert chain_calls == [LIMITS]  # only the login's request went through the chain
-    gate = sf.auth._engine.gate
-    assert gate is not None
-    assert gate.in_use == 0
+    assert slots_in_use(sf) == 0
     assert await status_of(sf) == 200
 
 
@@ -1028,9 +1017,7 @@ async def test_a_request_waiting_for_a_pooled_connection_gets_session_closed_err
     results = await asyncio.gather(holder, waiter, return_exceptions=True)
     assert [type(r) for r in results] == [SessionClosedError] * 2
     assert probe.arrived == 1
-    gate = sf.auth._engine.gate
-    assert gate is not None
-    assert gate.in_use == 0
+    assert slots_in_use(sf) == 0
 
 
 async def test_a_post_at_the_server_when_the_session_closes_is_not_reported_unsent(
