@@ -49,7 +49,7 @@ from ._settings import Options, Settings, settings_from
 from ._telemetry import Telemetry
 from ._timeouts import total_seconds, with_total, within_total
 from ._token import Token
-from .exceptions import InvalidSessionError, RequestTimeoutError, SFAuthError
+from .exceptions import InvalidSessionError, SFAuthError
 
 __all__ = ["IDEMPOTENT_METHODS", "RETRY_UNSAFE_HEADER", "SalesforceAuthMiddleware"]
 
@@ -693,21 +693,15 @@ class _Resend:
         http = self._http
         if http.closed:
             raise closed_error(self.method, self.url, sent=True)
-        timeout = _left(self.kwargs, http, self._sent_at).get("timeout", http.timeout)
-        try:
-            async with asyncio.timeout(total_seconds(timeout)):
-                return await self.manager.replace(rejected, http)
-        except TimeoutError:
-            error = RequestTimeoutError(
-                "the request's total timeout ran out while it waited for a new session "
-                "after a 401",
-                method=self.method,
-                url=self.where(),
-                reason="TimeoutError",
-                sent=True,  # and rejected: Salesforce did nothing with it
-            )
-        error.retryable = False  # no time is left for another attempt
-        raise error
+        token, _ = await within_total(
+            self.manager.replace(rejected, http),
+            self.kwargs.get("timeout", http.timeout),
+            what="a new session after a 401",
+            method=self.method,
+            url=self.where(),
+            sent_at=self._sent_at,
+        )
+        return token
 
     def rewind_or_raise(self, status: int) -> None:
         """Nothing to rewind: a direct send's body (bytes, str, JSON) is sent as it is."""

@@ -46,9 +46,15 @@ def with_total(timeout: object, total: float) -> aiohttp.ClientTimeout:
 
 
 async def within_total(
-    wait: Awaitable[_T], request_timeout: object, *, what: str, method: str, url: str
+    wait: Awaitable[_T],
+    request_timeout: object,
+    *,
+    what: str,
+    method: str,
+    url: str,
+    sent_at: float | None = None,
 ) -> tuple[_T, aiohttp.ClientTimeout | None]:
-    """Await ``wait`` (a login, a send slot, a lease) before a request is sent.
+    """Await ``wait`` (a login, a send slot, a lease, a new session) within a total timeout.
 
     Args:
         wait: What the request waits for.
@@ -56,27 +62,33 @@ async def within_total(
         what: What it waits for, for the error message ("a send slot").
         method: The request's method, for the error.
         url: The request's URL as an error may show it (no query string).
+        sent_at: ``time.monotonic()`` when the request was sent, if it was (it waits to be
+            sent again): its total counts from then. ``None``: it counts from now.
 
     Returns:
         ``wait``'s result, and ``request_timeout`` with what is left of its total (``None``
         when it has no total).
 
     Raises:
-        RequestTimeoutError: The total timeout ran out first (``sent=False``).
+        RequestTimeoutError: The total timeout ran out first: ``sent=False``, or for a
+            request already sent (``sent_at``) ``sent=True`` and not ``retryable`` (no time
+            is left for another attempt).
     """
     total = total_seconds(request_timeout)
-    started = time.monotonic()
+    started = time.monotonic() if sent_at is None else sent_at
     try:
-        async with asyncio.timeout(total):
+        async with asyncio.timeout(None if total is None else started + total - time.monotonic()):
             result = await wait
     except TimeoutError:
-        raise RequestTimeoutError(
+        error = RequestTimeoutError(
             f"the request's total timeout ({total} s) ran out while it waited for {what}",
             method=method,
             url=url,
             reason="TimeoutError",
-            sent=False,
-        ) from None
+            sent=sent_at is not None,
+        )
+        error.retryable = sent_at is None
+        raise error from None
     if total is None:
         return result, None
     left = max(total - (time.monotonic() - started), 0.001)

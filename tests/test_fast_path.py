@@ -304,11 +304,45 @@ async def test_a_direct_replay_waits_for_the_new_session_within_the_total_timeou
     error = info.value
     assert str(error) == (
         f"GET {emulator.instance_url}{LIMITS} failed: TimeoutError: the request's total "
-        "timeout ran out while it waited for a new session after a 401"
+        "timeout (0.5 s) ran out while it waited for a new session after a 401"
     )
     assert (error.sent, error.retryable) == (True, False)
     assert [r.status for r in emulator.requests] == [200, 401]
     assert slots_in_use(sf) == 0
+
+
+async def test_a_close_while_a_direct_replay_waits_for_the_new_session_ends_it(
+    emulator: Emulator, make_session: SessionFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sf = make_session()
+    assert await status_of(sf) == 200
+    logins = HeldLogins(monkeypatch)
+    emulator.expire_all_sessions()
+    waiting = asyncio.create_task(status_of(sf))
+    await logins.entered.wait()
+    await sf.close()
+    with pytest.raises(SessionClosedError) as info:
+        await waiting
+    assert str(info.value) == "the session was closed while waiting for a token"
+    assert [r.status for r in emulator.requests] == [200, 401]  # not sent again
+    assert slots_in_use(sf) == 0
+
+
+async def test_a_direct_replay_rejected_again_names_the_url_without_its_fragment(
+    emulator: Emulator, make_session: SessionFactory
+) -> None:
+    sf = make_session()
+    assert await status_of(sf) == 200
+    emulator.script_rest_responses([ScriptedResponse(status=401, json=INVALID)] * 2)
+    with pytest.raises(InvalidSessionError) as info:
+        await status_of(sf, f"{LIMITS}#top")
+    assert str(info.value) == (
+        "Salesforce rejected the session even after a refresh and a replay (GET "
+        f"{emulator.instance_url}{LIMITS} -> HTTP 401 INVALID_SESSION_ID: Session expired or "
+        "invalid)"
+    )
+    assert info.value.url == f"{emulator.instance_url}{LIMITS}"
+    assert [r.status for r in emulator.requests] == [200, 401, 401]
 
 
 async def test_a_failed_refresh_during_a_direct_replay_is_retried_like_the_request(
