@@ -397,15 +397,10 @@ class SalesforceAuthMiddleware:
         engine = self._engine
         manager = self._manager
         gate = engine.gate
-        headers = kwargs.get("headers")
-        data = kwargs.get("data")
         if (
             not self._relative  # an absolute URL: the middleware checks its origin
             or not manager.proven  # a token that has not worked yet
-            or not kwargs.keys() <= _DIRECT_ARGUMENTS  # e.g. auth=, raise_for_status=
-            or (data is not None and not isinstance(data, bytes | str))  # a stream, a form
-            or not _rereadable(kwargs)  # an iterator would be read once
-            or (headers is not None and RETRY_UNSAFE_HEADER in CIMultiDict(headers))
+            or not _sendable_twice(kwargs)
             or ASYNC_API in url  # Bulk API 1.0 also reads X-SFDC-Session
         ):
             return await http.request(method, url, middlewares=(self,), **kwargs)
@@ -591,11 +586,25 @@ def _direct(kwargs: dict[str, Any], token: Token) -> dict[str, Any]:
     return {**kwargs, "headers": stamped, "allow_redirects": False, "middlewares": ()}
 
 
-def _rereadable(kwargs: dict[str, Any]) -> bool:
-    """Whether no argument is a one-shot iterable (a generator of headers, say)."""
-    for name in _ITERABLE_ARGUMENTS:
-        value = kwargs.get(name)
-        if value is not None and not isinstance(value, _REREADABLE):
+def _sendable_twice(kwargs: dict[str, Any]) -> bool:
+    """Whether a direct send can pass ``kwargs`` to aiohttp twice (once more on a handover).
+
+    Not when an argument is one the direct path does not know (``auth=``,
+    ``raise_for_status=``…), a body is a stream or a form, an iterable argument is one-shot
+    (a generator of headers, say), or the headers opt in to retries (the chain removes the
+    opt-in header).
+    """
+    for name, value in kwargs.items():
+        if name not in _DIRECT_ARGUMENTS:
+            return False
+        if value is None:
+            continue
+        if name in _ITERABLE_ARGUMENTS:
+            if not isinstance(value, _REREADABLE):
+                return False
+            if name == "headers" and RETRY_UNSAFE_HEADER in CIMultiDict(value):
+                return False
+        elif name == "data" and not isinstance(value, bytes | str):
             return False
     return True
 
