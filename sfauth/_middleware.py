@@ -436,7 +436,9 @@ class SalesforceAuthMiddleware:
                     # A rejected session: one refresh for all, then sent again from here, in
                     # this slot (a waiting request holds no second request or chain).
                     resend = _Resend(manager, http, method, url, token, kwargs, sent_at)
-                    response, token = await after_rejection(resend, response, token)
+                    replay = after_rejection(resend, response, token)
+                    del response  # the replay lets go of the 401 once it has read it
+                    response, token = await replay
             except aiohttp.ClientError as exc:
                 rest = _Continued(self, started, error=exc)
             except SFAuthError as exc:  # the replay's refresh or its send failed

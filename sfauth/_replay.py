@@ -97,6 +97,8 @@ async def after_rejection(
             manager.mark_proven(token)  # Salesforce answered past authentication
         return response, token
     error_code, message = found
+    status = response.status
+    del response  # read and released: a herd waits below by the thousand, none holding one
     for _ in range(MAX_REPLAYS):
         if token is manager.current:
             if exchange.refreshes >= MAX_REFRESHES:
@@ -116,8 +118,8 @@ async def after_rejection(
                 raise refusal
             exchange.refreshes += 1
         fresh = await exchange.renewed(token)
-        exchange.rewind_or_raise(response.status)
-        manager.telemetry.replay(response.status, error_code or "")
+        exchange.rewind_or_raise(status)
+        manager.telemetry.replay(status, error_code or "")
         if fresh.instance_url != token.instance_url:
             exchange.move(fresh.instance_url)
             url = exchange.where()
@@ -125,7 +127,7 @@ async def after_rejection(
             "sfauth.request.replayed",
             method=method,
             url=url,
-            status=response.status,
+            status=status,
             error_code=error_code,
         )
         response, token = await exchange.send(fresh)
@@ -138,6 +140,8 @@ async def after_rejection(
                 manager.mark_proven(token)
             return response, token
         error_code, message = found
+        status = response.status
+        del response
         if token is not manager.last_proven and token is not manager.adopted:
             break  # a token that never worked: final
     error = session_error(
