@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 LOWEST := .venv-lowest
 UV_VERSION := 0.13.9
 
-.PHONY: demo test test-lowest soak bench fuzz clean softhsm
+.PHONY: demo test test-lowest soak bench bench-instructions fuzz clean softhsm
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -74,6 +74,15 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python -m benchmarks.bulk --write benchmarks/BULK.md --plot benchmarks/bulk.png
 	$(BIN)/python -m benchmarks.bench
 	$(BIN)/python -m benchmarks.fleet
+
+# Instructions per request under valgrind's callgrind, sfauth against raw aiohttp: the
+# per-request overhead without a shared VM's noise (benchmarks/INSTRUCTIONS.md, embedded in
+# benchmarks/RESULTS.md by the next `make bench`). Debian's valgrind is installed when missing
+# and this runs as root. About 5 minutes on 2 cores.
+bench-instructions: $(VENV)/.installed-dev
+	@command -v valgrind >/dev/null || [ "$$(id -u)" != 0 ] || \
+		{ apt-get install -y -q valgrind || { apt-get update -q && apt-get install -y -q valgrind; }; }
+	$(BIN)/python -m benchmarks.instructions --write benchmarks/INSTRUCTIONS.md
 
 # The property tests with 10,000 examples per parser.
 fuzz: $(VENV)/.installed-dev

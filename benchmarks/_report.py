@@ -38,6 +38,8 @@ NO_SOAK = "no soak summary recorded yet"
 LEASES_SUMMARY = Path(__file__).resolve().parent / "LEASES.md"
 #: The data-plane benchmark's report (``python -m benchmarks.bulk --write``, run by make bench).
 BULK_SUMMARY = Path(__file__).resolve().parent / "BULK.md"
+#: ``make bench-instructions`` writes it (valgrind; not rerun by ``make bench``).
+INSTRUCTIONS_SUMMARY = Path(__file__).resolve().parent / "INSTRUCTIONS.md"
 
 _VERSIONS = (
     "sfauth",
@@ -857,6 +859,11 @@ def render(results: Any) -> str:
     out.extend(_soak_section(SOAK_SUMMARY))
     out.extend(_embedded_section(LEASES_SUMMARY, "7. Fleet leases and the API budget guard"))
     out.extend(_embedded_section(BULK_SUMMARY, "8. Data plane: Bulk API 2.0 and Collections"))
+    out.extend(
+        _embedded_section(
+            INSTRUCTIONS_SUMMARY, "9. Instructions per request", make="make bench-instructions"
+        )
+    )
     out.extend(_interference(results))
     add("## Notes\n")
     add(
@@ -1146,11 +1153,13 @@ def _soak_section(path: Path) -> list[str]:
     return out
 
 
-def _embedded_section(path: Path, title: str) -> list[str]:
-    """A report ``make bench`` wrote just before this one (its own title replaced by ``title``).
+def _embedded_section(path: Path, title: str, make: str = "") -> list[str]:
+    """Another benchmark's report, its own title replaced by ``title``.
 
     ``benchmarks/LEASES.md`` (``python -m benchmarks.leases``) and ``benchmarks/BULK.md``
-    (``python -m benchmarks.bulk``) state their own command and revision.
+    (``python -m benchmarks.bulk``), which ``make bench`` writes just before this report, or
+    (``make``: the target that writes it) the committed one of a run ``make bench`` does not
+    repeat. Each states its own command and revision.
     """
     out = [f"## {title}\n"]
     try:
@@ -1159,15 +1168,23 @@ def _embedded_section(path: Path, title: str) -> list[str]:
         text = ""
     module = path.stem.lower()
     if not text:
+        runs = f"`{make}` runs it" if make else "run by `make bench` before this report"
         out.append(
-            f"No `{path.name}`: `python -m benchmarks.{module} --write {path.name}` (run by "
-            "`make bench` before this report) measures it.\n"
+            f"No `{path.name}`: `python -m benchmarks.{module} --write {path.name}` ({runs}) "
+            "measures it.\n"
         )
         return out
-    out.append(
-        f"Embedded from `benchmarks/{path.name}`, which `make bench` wrote just before this "
-        "report (its command and revision are stated in it).\n"
-    )
+    if make:
+        out.append(
+            f"The latest committed run, embedded from `benchmarks/{path.name}` as `{make}` "
+            "wrote it (`make bench` does not rerun it; its command, date and revision are "
+            "stated in it).\n"
+        )
+    else:
+        out.append(
+            f"Embedded from `benchmarks/{path.name}`, which `make bench` wrote just before "
+            "this report (its command and revision are stated in it).\n"
+        )
     for line in text.splitlines()[1:]:  # its own title is this section's
         out.append("#" + line if line.startswith("#") else line)
     out.append("")

@@ -390,3 +390,38 @@ def test_an_interval_across_the_target_says_the_run_cannot_tell() -> None:
         "; 95% interval of the median 0.900-1.000 (8 rounds): the interval spans the target: "
         "this run cannot tell"
     )
+
+
+def test_the_instructions_report_renders_counts_and_the_bytecode_difference() -> None:
+    from benchmarks import instructions
+
+    counts = [
+        instructions.Count("aiohttp", 2_000_000, 3_200_000, 3000),
+        instructions.Count("sfauth", 2_100_000, 3_420_000, 3000),
+    ]
+    ops = {
+        "aiohttp": {"aiohttp/client.py:1 get": 17.0, "x.py:2 same": 5.0},
+        "sfauth": {"sfauth/_middleware.py:3 send": 150.0, "x.py:2 same": 5.2},
+    }
+    text = instructions.report(counts, ops, 64, "python -m benchmarks.instructions", "git abc")
+    assert text.startswith("## Instructions per request (callgrind)\n")
+    assert "sfauth source: git abc." in text
+    assert "| aiohttp | 2,000,000 | 3,200,000 | 400 | 1.000 |" in text
+    assert "| sfauth | 2,100,000 | 3,420,000 | 440 | 1.100 |" in text
+    assert "Python bytecodes per request: aiohttp 22, sfauth 155 (7.055x;" in text
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
+    assert rows == [
+        "| `sfauth/_middleware.py:3 send` | 0.0 | 150.0 | +150.0 |",
+        "| `aiohttp/client.py:1 get` | 17.0 | 0.0 | -17.0 |",
+    ]  # a difference under half a bytecode is left out
+
+
+def test_the_bytecodes_of_sfauths_requests_are_counted_by_function() -> None:
+    from benchmarks import instructions
+
+    with instructions.served() as target:
+        ops = instructions.opcodes(target, "sfauth", 4, 20)
+    send = [v for k, v in ops.items() if k.endswith(" SalesforceAuthMiddleware.send")]
+    assert len(send) == 1
+    assert send[0] > 50  # every request went through the direct send
+    assert any(k.startswith("aiohttp/client.py:") for k in ops)

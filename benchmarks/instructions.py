@@ -1,0 +1,281 @@
+"""Instructions per request: sfauth against raw aiohttp, counted, not timed.
+
+Run with ``make bench-instructions`` (or ``python -m benchmarks.instructions --help``). On a
+shared 2-core VM single rounds swing by 20-30 % for every client alike, so ``make bench`` can
+often not tell a CPU ratio of 1.08 from 1.15 (its 95 % intervals say so). Valgrind's callgrind
+counts the instructions a process executes instead: the same count for the same binary, inputs
+and event-loop schedule, whatever else the machine is doing. Each client (raw aiohttp with a
+fixed bearer, aiohttp with a stamping middleware, sfauth's ``AuthSession``; configured as in
+``make bench``, benchmarks/_clients.py) runs twice under callgrind against the benchmark server
+(benchmarks/_server.py, in its own process, not under valgrind): once with only its set-up and
+warm-up, once with ``--requests`` more requests. The difference over ``--requests`` is its
+instructions per request; the ratio to raw aiohttp's is the per-request overhead without the
+noise. Instructions are not time: cache misses and branch mispredictions are not counted, so the
+ratio is a floor of the CPU-time ratio, not a replacement for it (``make bench`` measures that).
+
+It also counts the Python bytecodes each function executes per request (``sys.settrace`` opcode
+events, without valgrind) for raw aiohttp and sfauth, and lists the functions whose count differs:
+where sfauth's extra instructions are spent, per function. ``--write FILE`` writes the report as
+markdown (``benchmarks/INSTRUCTIONS.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import datetime
+import json
+import multiprocessing
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from benchmarks import _provenance, _server, _worker
+from benchmarks._clients import Target, make_driver
+from benchmarks.bench import _key_files
+
+CLIENTS = ("aiohttp", "aiohttp+middleware", "sfauth")
+_COLLECTED = re.compile(r"==\d+== Collected : (\d+)")
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Count:
+    """Instructions of one client: with its set-up and warm-up only, and with ``n`` more."""
+
+    client: str
+    base: int
+    total: int
+    n: int
+
+    @property
+    def per_request(self) -> float:
+        """Instructions per request (the difference of the two runs over ``n``)."""
+        return (self.total - self.base) / self.n
+
+
+def child(url: str, key: str, client: str, concurrency: int, requests: int, ops: str) -> None:
+    """One client process: set up, warm up, then ``requests`` more requests.
+
+    With ``ops`` (a file path), the ``requests`` are counted bytecode by bytecode per function
+    (``sys.settrace``) and the counts written there as JSON.
+    """
+    _server.pin_to_cpu(1)
+    _worker.preload()
+    with asyncio.Runner() as runner:
+        driver = make_driver(client, Target(url=url, key_path=key), runner)
+        driver.setup(concurrency)
+        ok, errors = driver.run(max(2 * concurrency, 200))
+        if errors:
+            raise SystemExit(f"{client}: warm-up failed: {errors}")
+        if requests:
+            counts: collections.Counter[str] = collections.Counter()
+            if ops:
+                sys.settrace(_tracer(counts))
+            ok, errors = driver.run(requests)
+            sys.settrace(None)
+            if errors or ok != requests:
+                raise SystemExit(f"{client}: {ok} of {requests} ok: {errors}")
+            if ops:
+                Path(ops).write_text(json.dumps(counts))
+        driver.teardown()
+
+
+def _tracer(counts: collections.Counter[str]) -> Any:
+    """A ``sys.settrace`` function counting opcode events by ``file:line function``."""
+
+    def trace(frame: FrameType, event: str, arg: object) -> Any:
+        if event == "call":
+            frame.f_trace_opcodes = True
+            frame.f_trace_lines = False
+        elif event == "opcode":
+            code = frame.f_code
+            counts[f"{_short(code.co_filename)}:{code.co_firstlineno} {code.co_qualname}"] += 1
+        return trace
+
+    return trace
+
+
+def _short(filename: str) -> str:
+    """A source path without the site-packages or repository prefix."""
+    for marker in ("site-packages/", f"{_ROOT}/"):
+        if marker in filename:
+            return filename.split(marker, 1)[1]
+    return os.path.basename(filename)
+
+
+@contextmanager
+def served() -> Iterator[Target]:
+    """The benchmark server in its own process (pinned to CPU 0), and a key to sign with."""
+    ctx = multiprocessing.get_context("spawn")
+    with _key_files() as (key_path, public_pem):
+        parent, child_end = ctx.Pipe()
+        server = ctx.Process(target=_server.serve, args=(public_pem, child_end, 0), daemon=True)
+        server.start()
+        child_end.close()
+        try:
+            if not parent.poll(60):
+                raise RuntimeError("the benchmark server did not start within 60 s")
+            yield Target(url=parent.recv(), key_path=key_path)
+        finally:
+            parent.close()
+            server.kill()
+            server.join()
+
+
+def _command(target: Target, client: str, concurrency: int, requests: int, ops: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "benchmarks.instructions",
+        "--child",
+        json.dumps([target.url, target.key_path, client, concurrency, requests, ops]),
+    ]
+
+
+def instructions(target: Target, client: str, concurrency: int, requests: int) -> int:
+    """Instructions callgrind counted for one client process (``requests`` after warm-up)."""
+    with tempfile.TemporaryDirectory(prefix="sfauth-callgrind-") as folder:
+        result = subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                f"--callgrind-out-file={folder}/callgrind.out",
+                *_command(target, client, concurrency, requests, ""),
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONHASHSEED": "0"},
+            cwd=_ROOT,
+            check=False,
+        )
+    found = _COLLECTED.findall(result.stderr)
+    if result.returncode != 0 or not found:
+        raise RuntimeError(f"{client} under callgrind failed: {result.stderr[-2000:]}")
+    return int(found[-1])
+
+
+def opcodes(target: Target, client: str, concurrency: int, requests: int) -> dict[str, float]:
+    """Bytecodes per request by function, for one client process."""
+    with tempfile.TemporaryDirectory(prefix="sfauth-opcodes-") as folder:
+        path = os.path.join(folder, "ops.json")
+        subprocess.run(
+            _command(target, client, concurrency, requests, path), cwd=_ROOT, check=True
+        )
+        counts: dict[str, int] = json.loads(Path(path).read_text())
+    return {name: count / requests for name, count in counts.items()}
+
+
+def report(
+    counts: list[Count],
+    ops: dict[str, dict[str, float]],
+    concurrency: int,
+    command: str,
+    source: str,
+) -> str:
+    """The markdown report: instructions per request and ratios, then bytecodes by function."""
+    raw = next(c for c in counts if c.client == "aiohttp")
+    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    machine = _provenance.machine(("aiohttp", "multidict", "yarl"))
+    out = [
+        "## Instructions per request (callgrind)",
+        "",
+        f"`{command}` on {when}; sfauth source: {source}.",
+        "",
+        f"- Machine: {machine['cpu']}; {machine['os']}",
+        f"- Python: {machine['python']}; {machine['versions']}; {_valgrind_version()}",
+        "",
+        f"Each client sends `GET /services/data/v62.0/query` with {concurrency} requests in "
+        "flight, as in `make bench` (§1), in a process run twice under valgrind's callgrind: "
+        f"once with its set-up and warm-up only, once with {raw.n:,} more requests. "
+        "Instructions per request = the difference / the requests. Instructions are not "
+        "time (cache misses are not counted): the ratio is a floor of the CPU-time ratio.",
+        "",
+        "| client | instructions, set-up only | with the requests | per request | x aiohttp |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for c in counts:
+        out.append(
+            f"| {c.client} | {c.base:,} | {c.total:,} | {c.per_request:,.0f} | "
+            f"{c.per_request / raw.per_request:.3f} |"
+        )
+    mine, theirs = ops.get("sfauth", {}), ops.get("aiohttp", {})
+    if mine and theirs:
+        rows = sorted(set(mine) | set(theirs), key=lambda k: -(mine.get(k, 0) - theirs.get(k, 0)))
+        rows = [k for k in rows if abs(mine.get(k, 0) - theirs.get(k, 0)) >= 0.5]
+        out += [
+            "",
+            f"Python bytecodes per request: aiohttp {sum(theirs.values()):,.0f}, sfauth "
+            f"{sum(mine.values()):,.0f} ({sum(mine.values()) / sum(theirs.values()):.3f}x; "
+            "`sys.settrace` opcode events, not under valgrind). The functions whose count "
+            "differs by half a bytecode or more:",
+            "",
+            "| function | aiohttp | sfauth | difference |",
+            "|---|---:|---:|---:|",
+        ]
+        for k in rows:
+            a, s = theirs.get(k, 0), mine.get(k, 0)
+            out.append(f"| `{k}` | {a:,.1f} | {s:,.1f} | {s - a:+,.1f} |")
+    return "\n".join(out) + "\n"
+
+
+def _valgrind_version() -> str:
+    result = subprocess.run(["valgrind", "--version"], capture_output=True, text=True)
+    return result.stdout.strip() or "valgrind"
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line (``--help``)."""
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.instructions", description=__doc__.split("\n\n")[0]
+    )
+    p.add_argument("--requests", type=int, default=3000, help="requests counted per client")
+    p.add_argument("--concurrency", type=int, default=64)
+    p.add_argument("--write", help="write the report (markdown) to this file")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Count, print the report, and write it with ``--write``."""
+    args = parser().parse_args(argv)
+    if args.child:
+        child(*json.loads(args.child))
+        return 0
+    if shutil.which("valgrind") is None:
+        print("valgrind is not installed (Debian: apt-get install valgrind)", file=sys.stderr)
+        return 2
+    if args.requests < 1:
+        print("--requests must be at least 1", file=sys.stderr)
+        return 2
+    counts = []
+    ops = {}
+    with served() as target:
+        for client in CLIENTS:
+            base = instructions(target, client, args.concurrency, 0)
+            total = instructions(target, client, args.concurrency, args.requests)
+            counts.append(Count(client, base, total, args.requests))
+            print(f"{client}: {counts[-1].per_request:,.0f} instructions per request")
+        for client in ("aiohttp", "sfauth"):
+            ops[client] = opcodes(target, client, args.concurrency, min(args.requests, 1000))
+    command = "python -m benchmarks.instructions " + " ".join(argv or sys.argv[1:])
+    source = _provenance.revision(*([Path(args.write)] if args.write else []))
+    text = report(counts, ops, args.concurrency, command.strip(), source)
+    print(text)
+    if args.write:
+        Path(args.write).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
