@@ -583,7 +583,7 @@ class SalesforceAuthMiddleware:
 def _direct(kwargs: dict[str, Any], token: Token) -> dict[str, Any]:
     """The ``request()`` arguments of a direct send: the bearer, no redirects, no chain."""
     headers = kwargs.get("headers")
-    stamped: MutableMapping[str, str] = {} if headers is None else CIMultiDict(headers)
+    stamped: MutableMapping[str, str] = CIMultiDict() if headers is None else CIMultiDict(headers)
     stamped[hdrs.AUTHORIZATION] = "Bearer " + token.access_token
     return {**kwargs, "headers": stamped, "allow_redirects": False, "middlewares": ()}
 
