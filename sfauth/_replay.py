@@ -26,7 +26,7 @@ MAX_REFRESHES = 2
 class Resend(Protocol):
     """A request the replay can send again.
 
-    An ``Exchange`` (the middleware chain's), or a direct send's (``_Resend``:
+    An ``Exchange`` (the middleware chain's), or a direct send's (``DirectResend``:
     ``SalesforceAuthMiddleware.send`` replays outside aiohttp's chain).
     """
 
