@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from ._logging import logger
 from .exceptions import PrivateKeyError
-from .signers._base import Signer, is_signer
+from .signers._base import KEY_OBJECTS, Signer, is_signer
 
 __all__ = ["MIN_RSA_BITS", "PrivateKeyInput", "load_private_key", "load_signing_key"]
 
@@ -73,6 +73,8 @@ def load_private_key(
     """
     if isinstance(private_key, rsa.RSAPrivateKey):
         return _check_rsa(private_key)
+    if isinstance(private_key, KEY_OBJECTS):
+        raise _not_rsa(private_key)
     if not isinstance(private_key, str | bytes | os.PathLike) or not private_key:
         raise PrivateKeyError(
             "private_key must be PEM text (str or bytes), the path of a PEM file, an "
@@ -111,12 +113,16 @@ def load_private_key(
             "Salesforce needs an RSA key (RS256)"
         ) from None
     if not isinstance(key, rsa.RSAPrivateKey):
-        raise PrivateKeyError(
-            f"private_key is {_kind(key)}; Salesforce's JWT bearer flow only "
-            "accepts RS256, so generate an RSA key: "
-            "`openssl req -x509 -newkey rsa:2048 -nodes -keyout key.pem -out cert.pem`"
-        )
+        raise _not_rsa(key)
     return _check_rsa(key)
+
+
+def _not_rsa(key: object) -> PrivateKeyError:
+    return PrivateKeyError(
+        f"private_key is {_kind(key)}; Salesforce's JWT bearer flow only "
+        "accepts RS256, so generate an RSA key: "
+        "`openssl req -x509 -newkey rsa:2048 -nodes -keyout key.pem -out cert.pem`"
+    )
 
 
 def _kind(key: object) -> str:

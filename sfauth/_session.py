@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Generator, Mapping
 from types import TracebackType
-from typing import Any, Self, TypeVar, Unpack
+from typing import Any, NoReturn, Self, TypeVar, Unpack
 
 import aiohttp
 from yarl import URL
@@ -411,7 +411,22 @@ def _shown(path: object) -> str:
     return str(path).split("?", 1)[0][:200]
 
 
-class _ResponseContext:
+class _AsyncOnly:
+    """A request used with a plain ``with``: a ``TypeError`` that says how to use it."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> NoReturn:
+        raise TypeError(
+            "a request of an AuthSession is asynchronous: use `async with sf.get(...) as "
+            "resp:` (or `resp = await sf.get(...)`, then `resp.release()`), not `with`"
+        )
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Never called: ``__enter__`` raises."""
+
+
+class _ResponseContext(_AsyncOnly):
     """One request of an ``AuthSession``: awaitable, and an async context manager.
 
     Its ``__aenter__`` is the send itself (the session's whole part of the hot path: a
@@ -531,7 +546,7 @@ class _TracedResponseContext(_ResponseContext):
             return response
 
 
-class _Admitted:
+class _Admitted(_AsyncOnly):
     """A request that passes the fleet's admission first: the API budget, then a lease.
 
     Awaitable and an async context manager, like the request it wraps. The lease is held

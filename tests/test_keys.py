@@ -4,9 +4,14 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from sfauth import ConfigurationError, PrivateKeyError, load_private_key
+from sfauth import (
+    ConfigurationError,
+    PrivateKeyError,
+    SalesforceAuthMiddleware,
+    load_private_key,
+)
 
 from .conftest import pem_block, pem_header
 
@@ -98,6 +103,26 @@ def test_ec_key_refused() -> None:
         PrivateKeyError, match=r"is an EC \(secp256r1\) key; .* only accepts RS256"
     ):
         load_private_key(pem)
+
+
+@pytest.mark.parametrize(
+    ("key", "kind"),
+    [
+        (ec.generate_private_key(ec.SECP256R1()), "an EC (secp256r1) key"),
+        (ed25519.Ed25519PrivateKey.generate(), "an EdDSA key"),
+    ],
+)
+def test_a_loaded_key_that_is_not_rsa_is_refused_when_the_session_is_built(
+    key: object, kind: str
+) -> None:
+    # It has a sign() method of its own, but it is not a Signer: refused here, not at the
+    # first login with a TypeError from cryptography.
+    with pytest.raises(PrivateKeyError) as info:
+        SalesforceAuthMiddleware(client_id="c", username="u", private_key=key)
+    assert str(info.value) == (
+        f"private_key is {kind}; Salesforce's JWT bearer flow only accepts RS256, so generate "
+        "an RSA key: `openssl req -x509 -newkey rsa:2048 -nodes -keyout key.pem -out cert.pem`"
+    )
 
 
 def test_public_key_refused(rsa_key: rsa.RSAPrivateKey) -> None:

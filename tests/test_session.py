@@ -79,6 +79,21 @@ async def test_a_request_after_the_aiohttp_session_was_closed_says_so(
     assert await query(sf) == 2
 
 
+@pytest.mark.parametrize("marks", [{}, {"long_running": True}])
+async def test_a_request_used_with_a_plain_with_says_to_use_async_with(
+    make_session: SessionFactory, emulator: Emulator, marks: dict[str, bool]
+) -> None:
+    sf = make_session()
+    request = sf.get("/services/data/v62.0/limits", **marks)
+    with pytest.raises(TypeError) as info, request:
+        pass
+    assert str(info.value) == (
+        "a request of an AuthSession is asynchronous: use `async with sf.get(...) as resp:` "
+        "(or `resp = await sf.get(...)`, then `resp.release()`), not `with`"
+    )
+    assert emulator.token_request_count == 0  # nothing was sent
+
+
 async def test_1000_concurrent_first_requests_make_one_token_request(
     make_session: SessionFactory, emulator: Emulator
 ) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Awaitable
 from typing import Protocol, runtime_checkable
 
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
 
 from ..exceptions import SignerError
 
@@ -42,12 +42,23 @@ class Signer(Protocol):
         ...
 
 
+#: cryptography's private keys: each has a ``sign`` method of its own, none is a ``Signer``.
+KEY_OBJECTS = (
+    rsa.RSAPrivateKey,
+    ec.EllipticCurvePrivateKey,
+    dsa.DSAPrivateKey,
+    ed25519.Ed25519PrivateKey,
+    ed448.Ed448PrivateKey,
+)
+
+
 def is_signer(value: object) -> bool:
     """Whether ``value`` is a ``Signer``.
 
-    A loaded ``RSAPrivateKey`` is not one, although it has a ``sign`` method of its own.
+    A loaded private key (``RSAPrivateKey``, or an EC, DSA or EdDSA one) is not one, although
+    it has a ``sign`` method of its own.
     """
-    return isinstance(value, Signer) and not isinstance(value, rsa.RSAPrivateKey)
+    return isinstance(value, Signer) and not isinstance(value, KEY_OBJECTS)
 
 
 async def sign_with(signer: Signer, message: bytes) -> bytes:

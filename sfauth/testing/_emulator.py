@@ -50,6 +50,11 @@ from sfauth.testing._token import (
 
 __all__ = ["Emulator"]
 
+_NOT_STARTED = (
+    "the emulator has not been started: use `async with Emulator() as emu:` (or `await "
+    "emu.start()`, then `await emu.stop()`)"
+)
+
 _INDUSTRIES = ("Technology", "Finance", "Healthcare", "Manufacturing", "Retail")
 _SESSION_INVALID = [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}]
 _REST_REJECTED = [
@@ -361,7 +366,7 @@ class Emulator(RestApi, CollectionsApi, CompositeApi, BulkApi):
             RuntimeError: If the emulator is not running.
         """
         if self._runner is None:
-            raise RuntimeError("the emulator is not running")
+            raise RuntimeError(_NOT_STARTED)
         return await self._open_site(port)
 
     @property
@@ -372,7 +377,7 @@ class Emulator(RestApi, CollectionsApi, CompositeApi, BulkApi):
             RuntimeError: If the emulator has not been started.
         """
         if self._url is None:
-            raise RuntimeError("the emulator has not been started")
+            raise RuntimeError(_NOT_STARTED)
         return self._url
 
     @property

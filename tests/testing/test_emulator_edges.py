@@ -383,3 +383,20 @@ async def test_lookups_follow_updates_deletes_and_rollbacks(api: Api) -> None:
     assert (status, body["created"]) == (201, True)  # the rolled-back K3 left no trace
     status, body = await api.call("GET", "/sobjects/Account/Ext__c/K2")
     assert (status, body["Id"]) == (200, second)
+
+
+async def test_an_emulator_used_before_it_started_says_how_to_start_it() -> None:
+    emulator = Emulator()
+    how = (
+        "the emulator has not been started: use `async with Emulator() as emu:` (or `await "
+        "emu.start()`, then `await emu.stop()`)"
+    )
+    with pytest.raises(RuntimeError) as info:
+        emulator.url  # noqa: B018
+    assert str(info.value) == how
+    with pytest.raises(RuntimeError) as info:
+        emulator.create_credentials()
+    assert str(info.value) == how
+    with pytest.raises(RuntimeError) as info:
+        await emulator.add_instance()
+    assert str(info.value) == how
