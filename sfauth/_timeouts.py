@@ -80,8 +80,10 @@ async def within_total(
         async with asyncio.timeout(None if total is None else started + total - time.monotonic()):
             result = await wait
     except TimeoutError:
+        # No number: after an earlier wait (a login, a send slot), ``request_timeout`` holds
+        # only what that wait left, not the total the caller set.
         error = RequestTimeoutError(
-            f"the request's total timeout ({total} s) ran out while it waited for {what}",
+            f"the request's total timeout ran out while it waited for {what}",
             method=method,
             url=url,
             reason="TimeoutError",

@@ -61,8 +61,8 @@ async def test_a_wait_before_the_send_that_runs_out_is_not_sent_and_retryable() 
         await within_total(never.wait(), 0.01, what="a send slot", method="GET", url="/a")
     error = info.value
     assert str(error) == (
-        "GET /a failed: TimeoutError: the request's total timeout (0.01 s) ran out while it "
-        "waited for a send slot"
+        "GET /a failed: TimeoutError: the request's total timeout ran out while it waited for a "
+        "send slot"
     )
     assert (error.sent, error.retryable) == (False, True)
 
@@ -79,8 +79,8 @@ async def test_a_wait_after_the_send_counts_the_total_from_the_send() -> None:
         )
     error = info.value
     assert str(error) == (
-        "GET /a failed: TimeoutError: the request's total timeout (30.0 s) ran out while it "
-        "waited for a new session"
+        "GET /a failed: TimeoutError: the request's total timeout ran out while it waited for "
+        "a new session"
     )
     assert (error.sent, error.retryable) == (True, False)  # no time left for another attempt
 
