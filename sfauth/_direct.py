@@ -18,7 +18,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from ._refresh import TokenManager
-from ._scoping import close_idle, closed_error, origin_of
+from ._scoping import close_idle, closed_after_rejection, origin_of
 from ._timeouts import total_seconds, with_total, within_total
 from ._token import Token
 
@@ -184,7 +184,7 @@ class DirectResend:
         """
         http = self._http
         if http.closed:
-            raise closed_error(self.method, self.url, sent=True)
+            raise closed_after_rejection(self.method, self.url)
         token, _ = await within_total(
             self.manager.replace(rejected, http),
             self.kwargs.get("timeout", http.timeout),
@@ -220,10 +220,10 @@ class DirectResend:
         """
         http = self._http
         if http.closed:
-            raise closed_error(self.method, self.url, sent=True)  # sent once, rejected
+            raise closed_after_rejection(self.method, self.url)
         token = await self.manager.newest(token, http)
         if http.closed:  # closed while a refresh ran
-            raise closed_error(self.method, self.url, sent=True)
+            raise closed_after_rejection(self.method, self.url)
         if token.instance_url != self._instance_url:
             self.move(token.instance_url)
         kwargs = left_of(self.kwargs, http, self._sent_at)

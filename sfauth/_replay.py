@@ -8,8 +8,9 @@ from aiohttp import ClientResponse
 
 from ._classify import is_rejection, rejection, session_error
 from ._logging import logger
+from ._scoping import closed_after_rejection
 from ._token import Token
-from .exceptions import InvalidSessionError
+from .exceptions import InvalidSessionError, SessionClosedError
 
 if TYPE_CHECKING:
     from ._refresh import TokenManager
@@ -88,6 +89,8 @@ async def after_rejection(
         InvalidSessionError: Rejected again after a refresh and replay, ``max_relogins``
             reached, or a streamed body that cannot be sent again.
         RestApiNotAllowedError, SessionError: A 401 that a new token will not fix.
+        SessionClosedError: The session was closed while the request waited for the new
+            session (the message says it is safe to resend: Salesforce did nothing with it).
     """
     manager = exchange.manager
     method, url = exchange.method, exchange.where()
@@ -117,7 +120,10 @@ async def after_rejection(
             if refusal is not None:
                 raise refusal
             exchange.refreshes += 1
-        fresh = await exchange.renewed(token)
+        try:
+            fresh = await exchange.renewed(token)
+        except SessionClosedError:
+            raise closed_after_rejection(method, url) from None
         exchange.rewind_or_raise(status)
         manager.telemetry.replay(status, error_code or "")
         if fresh.instance_url != token.instance_url:

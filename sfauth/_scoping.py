@@ -77,6 +77,20 @@ def closed_error(method: str, url: str, *, sent: bool | None) -> SessionClosedEr
     return SessionClosedError(f"the session was closed {what}; open it again to send more")
 
 
+def closed_after_rejection(method: str, url: str) -> SessionClosedError:
+    """The error for a request whose session closed while it waited to be sent again after a 401.
+
+    Salesforce rejected the request's session (``INVALID_SESSION_ID``) and did nothing with
+    it, so, unlike other requests cut off by a close, it may be sent again as it is.
+    """
+    shown = url.split("?", 1)[0][:200]
+    return SessionClosedError(
+        f"the session was closed before {method} {shown} was sent again after a 401; "
+        "Salesforce had rejected its session and done nothing with it, so it is safe to "
+        "resend once the session is open again"
+    )
+
+
 def closed_not_cancelled(
     http: aiohttp.ClientSession, method: str, url: str
 ) -> SessionClosedError | None:

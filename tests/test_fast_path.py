@@ -311,19 +311,27 @@ async def test_a_direct_replay_waits_for_the_new_session_within_the_total_timeou
     assert slots_in_use(sf) == 0
 
 
-async def test_a_close_while_a_direct_replay_waits_for_the_new_session_ends_it(
-    emulator: Emulator, make_session: SessionFactory, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("chain", [{}, {"raise_for_status": False}])  # direct, then chain
+async def test_a_close_while_a_replay_waits_for_the_new_session_says_it_is_safe_to_resend(
+    emulator: Emulator,
+    make_session: SessionFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    chain: dict[str, Any],
 ) -> None:
     sf = make_session()
     assert await status_of(sf) == 200
     logins = HeldLogins(monkeypatch)
     emulator.expire_all_sessions()
-    waiting = asyncio.create_task(status_of(sf))
+    waiting = asyncio.create_task(status_of(sf, **chain))
     await logins.entered.wait()
     await sf.close()
     with pytest.raises(SessionClosedError) as info:
         await waiting
-    assert str(info.value) == "the session was closed while waiting for a token"
+    assert str(info.value) == (
+        f"the session was closed before GET {emulator.instance_url}{LIMITS} was sent again "
+        "after a 401; Salesforce had rejected its session and done nothing with it, so it is "
+        "safe to resend once the session is open again"
+    )
     assert [r.status for r in emulator.requests] == [200, 401]  # not sent again
     assert slots_in_use(sf) == 0
 
