@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import gc
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
@@ -413,6 +414,22 @@ class HeldLogins:
 
     def release(self) -> None:
         self.open.set()
+
+
+async def test_a_direct_replay_waits_for_the_new_session_without_holding_its_401(
+    emulator: Emulator, make_session: SessionFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sf = make_session()
+    assert await status_of(sf) == 200
+    logins = HeldLogins(monkeypatch)
+    emulator.expire_all_sessions()
+    waiting = asyncio.create_task(status_of(sf))
+    await logins.entered.wait()  # the 401 was read: the request waits for the new session
+    gc.collect()
+    held = [o for o in gc.get_objects() if isinstance(o, ClientResponse) and o.status == 401]
+    logins.release()
+    assert await waiting == 200
+    assert held == []  # a herd of thousands waits here: none keeps its 401 alive
 
 
 async def test_a_direct_replay_sends_what_the_rejected_send_carried(
