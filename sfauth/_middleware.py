@@ -43,7 +43,7 @@ from ._scoping import (
 )
 from ._settings import Options, Settings, settings_from
 from ._telemetry import Telemetry
-from ._timeouts import within_total
+from ._timeouts import with_total, within_total
 from ._token import Token
 from .exceptions import InvalidSessionError, SFAuthError
 
@@ -376,7 +376,7 @@ class SalesforceAuthMiddleware:
                 gate.enter(), timeout, what="a send slot", method=method, url=url.split("?")[0]
             )
             if left is not None:
-                kwargs = {**kwargs, "timeout": left}
+                kwargs = {**kwargs, "timeout": with_total(timeout, left)}
             if http.closed:  # closed while this waited
                 gate.leave()
                 raise closed_error(method, url, sent=False)

@@ -19,7 +19,7 @@ from ._query import QueryMixin
 from ._scoping import closed_error, closed_not_cancelled, resolve
 from ._settings import Options, Settings, settings_from
 from ._sobjects import SObjectsMixin
-from ._timeouts import within_total
+from ._timeouts import with_total, within_total
 from ._token import Token
 from .exceptions import ConfigurationError, RequestTimeoutError, SFAuthError, TransportError
 
@@ -402,7 +402,7 @@ class AuthSession(QueryMixin, SObjectsMixin, BulkMixin):
             wait, timeout, what=what, method=method, url=_shown(path)
         )
         if left is not None:
-            kwargs["timeout"] = left
+            kwargs["timeout"] = with_total(timeout, left)
         return result
 
 

@@ -53,7 +53,7 @@ async def within_total(
     method: str,
     url: str,
     sent_at: float | None = None,
-) -> tuple[_T, aiohttp.ClientTimeout | None]:
+) -> tuple[_T, float | None]:
     """Await ``wait`` (a login, a send slot, a lease, a new session) within a total timeout.
 
     Args:
@@ -66,8 +66,8 @@ async def within_total(
             sent again): its total counts from then. ``None``: it counts from now.
 
     Returns:
-        ``wait``'s result, and ``request_timeout`` with what is left of its total (``None``
-        when it has no total).
+        ``wait``'s result, and the seconds left of the total (``None`` when it has none; at
+        least 1 ms): ``with_total(request_timeout, left)`` is the timeout to send with.
 
     Raises:
         RequestTimeoutError: The total timeout ran out first: ``sent=False``, or for a
@@ -93,5 +93,4 @@ async def within_total(
         raise error from None
     if total is None:
         return result, None
-    left = max(total - (time.monotonic() - started), 0.001)
-    return result, with_total(request_timeout, left)
+    return result, max(total - (time.monotonic() - started), 0.001)
