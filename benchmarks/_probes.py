@@ -24,6 +24,7 @@ from benchmarks._clients import (
     fetch_token,
     sfauth_session,
 )
+from benchmarks._worker import cpu_seconds
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -35,6 +36,30 @@ def percentile(values: list[float], q: float) -> float:
     low = int(pos)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+class GcTimer:
+    """Seconds CPython's cyclic garbage collector ran while the ``with`` block ran.
+
+    Timed by ``gc.callbacks`` (``perf_counter`` at each collection's start and stop).
+    """
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._began = 0.0
+
+    def _on_collection(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._began
+
+    def __enter__(self) -> GcTimer:
+        gc.callbacks.append(self._on_collection)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        gc.callbacks.remove(self._on_collection)
 
 
 def sfauth_one(sf: Any) -> Callable[[], Awaitable[bool]]:
@@ -73,8 +98,6 @@ async def layers(target: Target, concurrency: int, n: int, rounds: int) -> dict[
       object and its context manager around ``send``).
     """
     import aiohttp
-
-    from benchmarks._worker import cpu_seconds
 
     async with sfauth_session(target, concurrency) as sf:
         token = await sf.token()
@@ -163,6 +186,9 @@ async def _burst(
 ) -> dict[str, Any]:
     """``n`` requests started at once; each one's latency from its own start to its body.
 
+    Also the process's CPU seconds over the burst (``cpu``) and the part of them CPython's
+    garbage collector ran (``gc``).
+
     With ``expire_after``, the coroutine whose request is the ``expire_after``-th to complete
     (counting failures too) then awaits ``expire()`` (the server's answer to the control
     request, in this same event loop; no sleeping) while the rest of the burst keeps running:
@@ -196,13 +222,17 @@ async def _burst(
             expiry["confirmed_at"] = time.perf_counter() - started
             expiry["completed_when_confirmed"] = completed
 
+    cpu0 = cpu_seconds()
     started = time.perf_counter()
-    await asyncio.gather(*(timed() for _ in range(n)))
+    with GcTimer() as collector:
+        await asyncio.gather(*(timed() for _ in range(n)))
     result = {
         "n": n,
         "ok": len(latencies),
         "errors": dict(errors),
         "wall": time.perf_counter() - started,
+        "cpu": cpu_seconds() - cpu0,
+        "gc": collector.seconds,
         "p50": percentile(latencies, 0.50),
         "p99": percentile(latencies, 0.99),
         "max": max(latencies, default=float("nan")),
@@ -374,15 +404,6 @@ def gc_cost(
     ``gc.callbacks`` around each collection, beside the process's CPU time over the round.
     """
     from benchmarks._clients import make_driver
-    from benchmarks._worker import cpu_seconds
-
-    spent = [0.0, 0.0]  # collection time so far, start of the collection running
-
-    def timer(phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            spent[1] = time.perf_counter()
-        else:
-            spent[0] += time.perf_counter() - spent[1]
 
     rows = []
     for level in levels:
@@ -398,17 +419,13 @@ def gc_cost(
                 for name, driver in drivers.items():
                     gc.collect()
                     collections_before = sum(stat["collections"] for stat in gc.get_stats())
-                    spent[0] = 0.0
-                    gc.callbacks.append(timer)
                     cpu0 = cpu_seconds()
-                    try:
+                    with GcTimer() as collector:
                         ok, errors = driver.run(n)
-                    finally:
-                        gc.callbacks.remove(timer)
                     cpu = cpu_seconds() - cpu0
                     assert ok == n, errors
                     count = sum(stat["collections"] for stat in gc.get_stats())
-                    per[name].append((spent[0], cpu, count - collections_before))
+                    per[name].append((collector.seconds, cpu, count - collections_before))
         finally:
             for driver in ready:
                 driver.teardown()

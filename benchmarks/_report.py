@@ -212,6 +212,9 @@ def _herd_rounds(herd: dict[str, Any]) -> dict[str, Any] | None:
             values = [r[phase][stat] for r in rounds]
             summary[f"{prefix}_{stat}s"] = values
             summary[f"{prefix}_{stat}"] = statistics.median(values)
+        for stat in ("cpu", "gc"):  # absent from results measured before they were
+            measured = [r[phase][stat] for r in rounds if stat in r[phase]]
+            summary[f"{prefix}_{stat}"] = statistics.median(measured) if measured else None
     return summary
 
 
@@ -240,6 +243,9 @@ def herd_summary(results: Any) -> dict[str, Any] | None:
         exp / base for exp, base in zip(summary["exp_p99s"], summary["base_p99s"], strict=True)
     ]
     summary["p99_ratio"] = summary["exp_p99"] / summary["base_p99"]
+    # Twice the work: every request sent twice, so its p99 near twice the burst without's wall.
+    summary["work_ratio"] = summary["exp_p99"] / summary["base_wall"]
+    summary["base_shape"] = summary["base_p99"] / summary["base_wall"]
     return summary
 
 
@@ -432,8 +438,9 @@ def _herd_targets(results: Any) -> list[Target]:
                 f"{ratio:.2f} ({herd['exp_p99'] * 1e3:,.0f} vs {herd['base_p99'] * 1e3:,.0f} ms, "
                 f"medians of {_rounds(herd['rounds'])}; per round "
                 + ", ".join(f"{value:.2f}" for value in herd["p99_ratios"])
-                + f"): {_at_most(ratio, FLIGHT_P99_RATIO)}"
-                + note,
+                + f"): {_at_most(ratio, FLIGHT_P99_RATIO)}; p99 with / wall time without "
+                f"{herd['work_ratio']:.2f} (every request sent twice: 2.0 is twice the work), "
+                f"the p99 without being {herd['base_shape']:.2f} of its wall time" + note,
                 ratio <= FLIGHT_P99_RATIO,
             )
         )
@@ -1088,6 +1095,7 @@ def _herd_section(results: Any) -> list[str]:
             )
             + "\n"
         )
+        out.extend(_gc_share(pool, all_wait=False))
     if herd is not None:
         out.append("### All in flight: every request meets the expired session\n")
         out.append(
@@ -1102,9 +1110,43 @@ def _herd_section(results: Any) -> list[str]:
         out.extend(_herd_table(herd, [("p99 with / without", ratios, f"{herd['p99_ratio']:.2f}")]))
         out.append(
             f"Target: p99 with / without <= {FLIGHT_P99_RATIO}, taken as the ratio of the "
-            "median p99s (the median row); the per-round ratios show its spread.\n"
+            "median p99s (the median row); the per-round ratios show its spread. Why it sits "
+            "above 2: every request of the burst *with* is sent twice, and the replays start "
+            "only once the refresh is in, after the 401s, so nearly all of its requests finish "
+            "in its last stretch and its p99 is close to its whole length. Measured: p99 with / "
+            f"wall time without = {herd['work_ratio']:.2f} (2.0 would be exactly twice the "
+            "work). In the burst *without*, requests finish all along: its p99 is "
+            f"{herd['base_shape']:.2f} of its wall time. So even at exactly twice the work, "
+            f"the target's ratio would be about 2 / {herd['base_shape']:.2f} = "
+            f"{2 / herd['base_shape']:.2f}.\n"
         )
+        out.extend(_gc_share(herd, all_wait=True))
     return out
+
+
+def _gc_share(herd: dict[str, Any], *, all_wait: bool) -> list[str]:
+    """The herd's client CPU and the garbage collector's part of it (medians), when measured.
+
+    ``all_wait``: every request of the burst with the expiry waits for the refresh.
+    """
+    if herd.get("base_cpu") is None or herd.get("exp_cpu") is None:
+        return []
+    parts = [
+        f"{name} {herd[f'{key}_cpu']:.2f} s, of which the garbage collector "
+        f"{herd[f'{key}_gc']:.2f} s ({herd[f'{key}_gc'] / herd[f'{key}_cpu']:.0%})"
+        for name, key in (("without", "base"), ("with", "exp"))
+    ]
+    return [
+        f"Client CPU per burst (medians; `gc.callbacks` around each collection): {parts[0]}; "
+        f"{parts[1]}. Every collection traverses every request still alive (all "
+        f"{herd['n']:,} of a burst are started at once)"
+        + (
+            ", and a request that waits for the refresh stays alive, and is traversed, about "
+            "twice as long.\n"
+            if all_wait
+            else ".\n"
+        )
+    ]
 
 
 def soak_summary(path: Path = SOAK_SUMMARY) -> tuple[str | None, str]:

@@ -93,6 +93,8 @@ def _every_request_ok(herd: dict[str, Any]) -> None:
     ):
         assert burst["errors"] == {}
         assert burst["ok"] == burst["n"] == herd["n"]
+        assert burst["cpu"] > 0
+        assert burst["gc"] >= 0
 
 
 def test_the_herd_behind_a_pool_expires_mid_burst(results: Results) -> None:
@@ -277,6 +279,62 @@ def test_the_ratio_may_fall_by_the_allowed_amount() -> None:
     (falls,) = [t for t in _report.targets(results) if "does not fall" in t.name]
     assert falls.met is True
     assert falls.measured == "0.960 at 1024 vs 0.980 at 16: fell by 0.020 (at most 0.03 allowed)"
+
+
+def _burst(p99: float, wall: float, cpu: float, gc: float) -> dict[str, Any]:
+    return {"n": 1000, "ok": 1000, "errors": {}, "p50": p99 / 2, "p99": p99, "wall": wall} | (
+        {"cpu": cpu, "gc": gc}
+    )
+
+
+def test_the_herd_all_in_flight_says_what_stands_in_the_way_of_its_ratio() -> None:
+    results = _results({})
+    counts = {"token_requests": 1, "client_token_requests": 1, "served_401": 1000}
+    results.herd = {
+        "n": 1000,
+        "limit": 1000,
+        "token_round_trip": 0.003,
+        "rounds": [
+            {"baseline": _burst(0.9, 1.0, 1.2, 0.6), "expired": _burst(2.0, 2.1, 2.5, 1.5)}
+            | counts
+        ]
+        * 3,
+    }
+    (ratio,) = [
+        t for t in _report.targets(results) if t.name.startswith("herd all in flight: p99")
+    ]
+    assert ratio.met is False
+    assert ratio.measured == (
+        "2.22 (2,000 vs 900 ms, medians of 3 rounds; per round 2.22, 2.22, 2.22): 0.122 over; "
+        "p99 with / wall time without 2.00 (every request sent twice: 2.0 is twice the work), "
+        "the p99 without being 0.90 of its wall time"
+    )
+    text = "\n".join(_report._herd_section(results))
+    assert (
+        "Measured: p99 with / wall time without = 2.00 (2.0 would be exactly twice the work). "
+        "In the burst *without*, requests finish all along: its p99 is 0.90 of its wall time. "
+        "So even at exactly twice the work, the target's ratio would be about 2 / 0.90 = 2.22."
+    ) in text
+    assert (
+        "Client CPU per burst (medians; `gc.callbacks` around each collection): without 1.20 s, "
+        "of which the garbage collector 0.60 s (50%); with 2.50 s, of which the garbage "
+        "collector 1.50 s (60%). Every collection traverses every request still alive (all "
+        "1,000 of a burst are started at once), and a request that waits for the refresh stays "
+        "alive, and is traversed, about twice as long."
+    ) in text
+
+
+def test_a_herd_measured_without_cpu_figures_leaves_them_out() -> None:
+    results = _results({})
+    rounds = [{"baseline": _burst(0.9, 1.0, 0, 0), "expired": _burst(2.0, 2.1, 0, 0)}]
+    for herd_round in rounds:
+        for phase in ("baseline", "expired"):
+            del herd_round[phase]["cpu"], herd_round[phase]["gc"]
+        herd_round |= {"token_requests": 1, "client_token_requests": 1, "served_401": 1000}
+    results.herd = {"n": 1000, "limit": 1000, "token_round_trip": 0.003, "rounds": rounds}
+    text = "\n".join(_report._herd_section(results))
+    assert "p99 with / wall time without = 2.00 (2.0 would" in text
+    assert "Client CPU per burst" not in text
 
 
 def test_the_soak_summary_is_embedded_with_its_headings_one_level_down(tmp_path: Path) -> None:
