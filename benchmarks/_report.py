@@ -1129,7 +1129,7 @@ def _gc_share(herd: dict[str, Any], *, all_wait: bool) -> list[str]:
 
     ``all_wait``: every request of the burst with the expiry waits for the refresh.
     """
-    if herd.get("base_cpu") is None or herd.get("exp_cpu") is None:
+    if not herd.get("base_cpu") or not herd.get("exp_cpu"):  # not measured, or too short
         return []
     parts = [
         f"{name} {herd[f'{key}_cpu']:.2f} s, of which the garbage collector "

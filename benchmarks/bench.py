@@ -335,6 +335,43 @@ def _key_files() -> Iterator[tuple[str, bytes]]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def served(cpu: int | None) -> Iterator[tuple[Target, int]]:
+    """The benchmark server in a process of its own (pinned to ``cpu``), and a key to sign with.
+
+    Yields the ``Target`` (the server's URL, the private key's file) and the server's pid. On
+    exit the server is asked to stop, then terminated if it has not within 10 s.
+
+    Raises:
+        RuntimeError: The server exited at start or did not start within 60 s.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    with _key_files() as (key_path, public_pem):
+        parent, child = ctx.Pipe()
+        server = ctx.Process(target=_server.serve, args=(public_pem, child, cpu), daemon=True)
+        server.start()
+        child.close()
+        try:
+            try:
+                if not parent.poll(60):
+                    raise RuntimeError("the benchmark server did not start within 60 s")
+                url = parent.recv()
+            except EOFError:
+                raise RuntimeError(
+                    f"the benchmark server exited at start (exit code {server.exitcode})"
+                ) from None
+            yield Target(url=url, key_path=key_path), server.pid
+        finally:
+            with contextlib.suppress(OSError):
+                parent.send("stop")
+            parent.close()
+            server.join(10)
+            if server.is_alive():
+                server.terminate()
+                server.join(5)
+            server.close()
+
+
 def _server_stats(url: str) -> dict[str, int]:
     with urllib.request.urlopen(f"{url}/_bench/stats", timeout=30) as resp:
         data: dict[str, int] = json.loads(resp.read())
@@ -375,107 +412,83 @@ def run(config: Config, *, quiet: bool = False) -> Results:
         processes.remove(handle)
         handle.stop()
 
-    with _key_files() as (key_path, public_pem):
-        server_parent, server_child = ctx.Pipe()
-        server = ctx.Process(
-            target=_server.serve, args=(public_pem, server_child, server_cpu), daemon=True
-        )
-        server.start()
-        server_child.close()
-        server_pids.append(server.pid)
+    with served(server_cpu) as (target, server_pid):
+        server_pids.append(server_pid)
+        url = target.url
+        _log(f"server: {results.server['name']} at {url}, pinning {results.pinning}", quiet)
         try:
-            try:
-                if not server_parent.poll(60):
-                    raise RuntimeError("the benchmark server did not start within 60 s")
-                url = server_parent.recv()
-            except EOFError:
-                raise RuntimeError(
-                    f"the benchmark server exited at start (exit code {server.exitcode})"
-                ) from None
-            target = Target(url=url, key_path=key_path)
-            _log(f"server: {results.server['name']} at {url}, pinning {results.pinning}", quiet)
-            try:
-                _overhead(
-                    config, results, target, spawn, stop, client_cpu, meter, server_pids[0], quiet
-                )
+            _overhead(
+                config, results, target, spawn, stop, client_cpu, meter, server_pids[0], quiet
+            )
 
-                def probe(name: str, *command: Any) -> dict[str, Any]:
-                    handle = spawn(name, _worker.main, "probe", target, client_cpu)
-                    handle.call("ping")
-                    mark = meter.mark()
-                    value: dict[str, Any] = handle.call(name, *command)
-                    value["foreign_load"] = meter.foreign(mark)
-                    stop(handle)
-                    return value
+            def probe(name: str, *command: Any) -> dict[str, Any]:
+                handle = spawn(name, _worker.main, "probe", target, client_cpu)
+                handle.call("ping")
+                mark = meter.mark()
+                value: dict[str, Any] = handle.call(name, *command)
+                value["foreign_load"] = meter.foreign(mark)
+                stop(handle)
+                return value
 
+            _log(
+                f"herd behind a pool: {config.pool_herd} requests, limit "
+                f"{config.pool_herd_limit}, expiry after {config.pool_herd_at:.0%}, "
+                f"{config.herd_rounds} round(s)",
+                quiet,
+            )
+            results.pool_herd = probe(
+                "pool_herd",
+                config.pool_herd,
+                config.pool_herd_limit,
+                config.herd_rounds,
+                config.pool_herd_at,
+            )
+            _log(
+                f"herd all in flight: {config.herd} concurrent, {config.herd_rounds} round(s)",
+                quiet,
+            )
+            results.herd = probe("herd", config.herd, config.herd_rounds)
+            _log(f"memory: RSS after {', '.join(map(str, config.memory))} requests", quiet)
+            results.memory = probe("memory", list(config.memory), config.memory_concurrency)
+            _log("assertion cost", quiet)
+            results.assertion = probe(
+                "assertion", config.assertion_round_seconds, config.assertion_rounds
+            )
+            gc_clients = [name for name in config.fresh_per_round if name in config.clients]
+            _log(
+                f"garbage collector: {', '.join(gc_clients)} at concurrency "
+                f"{', '.join(map(str, config.gc_levels))}",
+                quiet,
+            )
+            results.gc = probe(
+                "gc", gc_clients, list(config.gc_levels), config.gc_requests, config.gc_rounds
+            )
+            _log(
+                f"layers: sfauth's direct path taken apart at concurrency "
+                f"{config.layers_concurrency}, {config.layers_rounds} round(s)",
+                quiet,
+            )
+            results.layers = probe(
+                "layers",
+                config.layers_concurrency,
+                config.layers_requests,
+                config.layers_rounds,
+            )
+            if config.profile_requests:
                 _log(
-                    f"herd behind a pool: {config.pool_herd} requests, limit "
-                    f"{config.pool_herd_limit}, expiry after {config.pool_herd_at:.0%}, "
-                    f"{config.herd_rounds} round(s)",
+                    f"profile: {config.profile_requests} requests at concurrency "
+                    f"{config.profile_concurrency}",
                     quiet,
                 )
-                results.pool_herd = probe(
-                    "pool_herd",
-                    config.pool_herd,
-                    config.pool_herd_limit,
-                    config.herd_rounds,
-                    config.pool_herd_at,
+                results.profile = probe(
+                    "profile",
+                    config.profile_concurrency,
+                    config.profile_requests,
+                    config.warmup(config.profile_concurrency),
                 )
-                _log(
-                    f"herd all in flight: {config.herd} concurrent, {config.herd_rounds} round(s)",
-                    quiet,
-                )
-                results.herd = probe("herd", config.herd, config.herd_rounds)
-                _log(f"memory: RSS after {', '.join(map(str, config.memory))} requests", quiet)
-                results.memory = probe("memory", list(config.memory), config.memory_concurrency)
-                _log("assertion cost", quiet)
-                results.assertion = probe(
-                    "assertion", config.assertion_round_seconds, config.assertion_rounds
-                )
-                gc_clients = [name for name in config.fresh_per_round if name in config.clients]
-                _log(
-                    f"garbage collector: {', '.join(gc_clients)} at concurrency "
-                    f"{', '.join(map(str, config.gc_levels))}",
-                    quiet,
-                )
-                results.gc = probe(
-                    "gc", gc_clients, list(config.gc_levels), config.gc_requests, config.gc_rounds
-                )
-                _log(
-                    f"layers: sfauth's direct path taken apart at concurrency "
-                    f"{config.layers_concurrency}, {config.layers_rounds} round(s)",
-                    quiet,
-                )
-                results.layers = probe(
-                    "layers",
-                    config.layers_concurrency,
-                    config.layers_requests,
-                    config.layers_rounds,
-                )
-                if config.profile_requests:
-                    _log(
-                        f"profile: {config.profile_requests} requests at concurrency "
-                        f"{config.profile_concurrency}",
-                        quiet,
-                    )
-                    results.profile = probe(
-                        "profile",
-                        config.profile_concurrency,
-                        config.profile_requests,
-                        config.warmup(config.profile_concurrency),
-                    )
-            finally:
-                for handle in list(processes):
-                    stop(handle)
         finally:
-            with contextlib.suppress(OSError):
-                server_parent.send("stop")
-            server_parent.close()
-            server.join(10)
-            if server.is_alive():
-                server.terminate()
-                server.join(5)
-            server.close()
+            for handle in list(processes):
+                stop(handle)
     results.seconds = time.perf_counter() - started
     return results
 

@@ -26,7 +26,6 @@ import asyncio
 import collections
 import datetime
 import json
-import multiprocessing
 import os
 import re
 import shutil
@@ -40,9 +39,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from benchmarks import _provenance, _server, _worker
+from benchmarks import _provenance, _server, _worker, bench
 from benchmarks._clients import Target, make_driver
-from benchmarks.bench import _key_files
 
 CLIENTS = ("aiohttp", "aiohttp+middleware", "sfauth")
 _COLLECTED = re.compile(r"==\d+== Collected : (\d+)")
@@ -117,26 +115,8 @@ def _short(filename: str) -> str:
 @contextmanager
 def served() -> Iterator[Target]:
     """The benchmark server in its own process (pinned to CPU 0), and a key to sign with."""
-    ctx = multiprocessing.get_context("spawn")
-    with _key_files() as (key_path, public_pem):
-        parent, child_end = ctx.Pipe()
-        server = ctx.Process(target=_server.serve, args=(public_pem, child_end, 0), daemon=True)
-        server.start()
-        child_end.close()
-        try:
-            try:
-                if not parent.poll(60):
-                    raise RuntimeError("the benchmark server did not start within 60 s")
-                url = parent.recv()
-            except EOFError:
-                raise RuntimeError(
-                    f"the benchmark server exited at start (exit code {server.exitcode})"
-                ) from None
-            yield Target(url=url, key_path=key_path)
-        finally:
-            parent.close()
-            server.kill()
-            server.join()
+    with bench.served(0) as (target, _):
+        yield target
 
 
 def _command(target: Target, client: str, concurrency: int, requests: int, ops: str) -> list[str]:
