@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import cProfile
 import gc
 import os
@@ -46,20 +47,22 @@ class GcTimer:
 
     def __init__(self) -> None:
         self.seconds = 0.0
-        self._began = 0.0
+        self._began: float | None = None
 
     def _on_collection(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
             self._began = time.perf_counter()
-        else:
+        elif self._began is not None:  # not the end of a collection begun before the block
             self.seconds += time.perf_counter() - self._began
+            self._began = None
 
     def __enter__(self) -> GcTimer:
         gc.callbacks.append(self._on_collection)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        gc.callbacks.remove(self._on_collection)
+        with contextlib.suppress(ValueError):  # the block may have cleared gc.callbacks
+            gc.callbacks.remove(self._on_collection)
 
 
 def sfauth_one(sf: Any) -> Callable[[], Awaitable[bool]]:

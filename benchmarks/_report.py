@@ -1110,10 +1110,11 @@ def _herd_section(results: Any) -> list[str]:
         out.extend(_herd_table(herd, [("p99 with / without", ratios, f"{herd['p99_ratio']:.2f}")]))
         out.append(
             f"Target: p99 with / without <= {FLIGHT_P99_RATIO}, taken as the ratio of the "
-            "median p99s (the median row); the per-round ratios show its spread. Why it sits "
-            "above 2: every request of the burst *with* is sent twice, and the replays start "
-            "only once the refresh is in, after the 401s, so nearly all of its requests finish "
-            "in its last stretch and its p99 is close to its whole length. Measured: p99 with / "
+            "median p99s (the median row); the per-round ratios show its spread. What keeps it "
+            "near or above 2: every request of the burst *with* is sent twice, and the replays "
+            "start only once the refresh is in, after the 401s, so nearly all of its requests "
+            "finish in its last stretch and its p99 is close to its whole length. Measured: p99 "
+            "with / "
             f"wall time without = {herd['work_ratio']:.2f} (2.0 would be exactly twice the "
             "work). In the burst *without*, requests finish all along: its p99 is "
             f"{herd['base_shape']:.2f} of its wall time. So even at exactly twice the work, "

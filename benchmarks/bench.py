@@ -357,19 +357,23 @@ def served(cpu: int | None) -> Iterator[tuple[Target, int]]:
                     raise RuntimeError("the benchmark server did not start within 60 s")
                 url = parent.recv()
             except EOFError:
+                server.join(5)  # its pipe closes before it can be reaped
                 raise RuntimeError(
                     f"the benchmark server exited at start (exit code {server.exitcode})"
                 ) from None
+            assert server.pid is not None  # started
             yield Target(url=url, key_path=key_path), server.pid
         finally:
             with contextlib.suppress(OSError):
                 parent.send("stop")
             parent.close()
             server.join(10)
-            if server.is_alive():
-                server.terminate()
-                server.join(5)
-            server.close()
+            for end in (server.terminate, server.kill):
+                if server.is_alive():
+                    end()
+                    server.join(5)
+            if not server.is_alive():
+                server.close()
 
 
 def _server_stats(url: str) -> dict[str, int]:

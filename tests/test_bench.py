@@ -9,6 +9,7 @@ them these tests fail, they do not skip.
 from __future__ import annotations
 
 import ast
+import gc
 import importlib
 from pathlib import Path
 from typing import Any
@@ -279,6 +280,19 @@ def test_the_ratio_may_fall_by_the_allowed_amount() -> None:
     (falls,) = [t for t in _report.targets(results) if "does not fall" in t.name]
     assert falls.met is True
     assert falls.measured == "0.960 at 1024 vs 0.980 at 16: fell by 0.020 (at most 0.03 allowed)"
+
+
+def test_the_gc_timer_counts_only_collections_it_saw_begin() -> None:
+    with _probes.GcTimer() as timer:
+        timer._on_collection("stop", {})  # the end of a collection begun before the block
+        assert timer.seconds == 0.0
+        timer._on_collection("start", {})
+        timer._on_collection("stop", {})
+        counted = timer.seconds
+        assert counted > 0.0
+        gc.callbacks.remove(timer._on_collection)  # the block may clear gc.callbacks
+    assert timer._on_collection not in gc.callbacks
+    assert timer.seconds == counted
 
 
 def _burst(p99: float, wall: float, cpu: float, gc: float) -> dict[str, Any]:
