@@ -78,7 +78,7 @@ bench: $(VENV)/.installed-dev
 # Instructions per request under valgrind's callgrind, sfauth against raw aiohttp: the
 # per-request overhead without a shared VM's noise (benchmarks/INSTRUCTIONS.md, embedded in
 # benchmarks/RESULTS.md by the next `make bench`). Debian's valgrind is installed when missing
-# and this runs as root. About 5 minutes on 2 cores.
+# and this runs as root. About 15 minutes on 2 cores (concurrency 16, 64, 256 and 1024).
 bench-instructions: $(VENV)/.installed-dev
 	@command -v valgrind >/dev/null || [ "$$(id -u)" != 0 ] || \
 		{ apt-get install -y -q valgrind || { apt-get update -q && apt-get install -y -q valgrind; }; }

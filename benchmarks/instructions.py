@@ -8,15 +8,17 @@ and event-loop schedule, whatever else the machine is doing. Each client (raw ai
 fixed bearer, aiohttp with a stamping middleware, sfauth's ``AuthSession``; configured as in
 ``make bench``, benchmarks/_clients.py) runs twice under callgrind against the benchmark server
 (benchmarks/_server.py, in its own process, not under valgrind): once with only its set-up and
-warm-up, once with ``--requests`` more requests. The difference over ``--requests`` is its
-instructions per request; the ratio to raw aiohttp's is the per-request overhead without the
-noise. Instructions are not time: cache misses and branch mispredictions are not counted, so the
-ratio is a floor of the CPU-time ratio, not a replacement for it (``make bench`` measures that).
+warm-up, once with ``--requests`` more requests, at each ``--concurrency`` (by default the
+levels ``make bench`` targets). The difference over the requests is its instructions per
+request; the ratio to raw aiohttp's at the same concurrency is the per-request overhead without
+the noise. Instructions are not time: cache misses and branch mispredictions are not counted,
+so the ratio is a floor of the CPU-time ratio, not a replacement for it (``make bench``
+measures that).
 
 It also counts the Python bytecodes each function executes per request (``sys.settrace`` opcode
-events, without valgrind) for raw aiohttp and sfauth, and lists the functions whose count differs:
-where sfauth's extra instructions are spent, per function. ``--write FILE`` writes the report as
-markdown (``benchmarks/INSTRUCTIONS.md``).
+events, without valgrind, at ``--bytecodes-at``) for raw aiohttp and sfauth, and lists the
+functions whose count differs: where sfauth's extra instructions are spent, per function.
+``--write FILE`` writes the report as markdown (``benchmarks/INSTRUCTIONS.md``).
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class Count:
     base: int
     total: int
     n: int
+    concurrency: int = 64
 
     @property
     def per_request(self) -> float:
@@ -169,8 +172,20 @@ def report(
     command: str,
     source: str,
 ) -> str:
-    """The markdown report: instructions per request and ratios, then bytecodes by function."""
-    raw = next(c for c in counts if c.client == "aiohttp")
+    """The markdown report: instructions per request and ratios, then bytecodes by function.
+
+    Args:
+        counts: Every client's counts, at one or more concurrencies (a ratio is to raw
+            aiohttp's at the same concurrency).
+        ops: Bytecodes per request by function, for ``aiohttp`` and ``sfauth``.
+        concurrency: The concurrency ``ops`` were counted at.
+        command: The command line, as the report shows it.
+        source: The git revision (``_provenance.revision``).
+    """
+    raw = {c.concurrency: c for c in counts if c.client == "aiohttp"}
+    levels = sorted(raw)
+    shown = ", ".join(f"{level:,}" for level in levels)
+    requests = ", ".join(f"{raw[level].n:,}" for level in levels)
     when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     machine = _provenance.machine(("aiohttp", "multidict", "yarl"))
     out = [
@@ -181,19 +196,21 @@ def report(
         f"- Machine: {machine['cpu']}; {machine['os']}",
         f"- Python: {machine['python']}; {machine['versions']}; {_valgrind_version()}",
         "",
-        f"Each client sends `GET /services/data/v62.0/query` with {concurrency} requests in "
+        f"Each client sends `GET /services/data/v62.0/query` with {shown} requests in "
         "flight, as in `make bench` (§1), in a process run twice under valgrind's callgrind: "
-        f"once with its set-up and warm-up only, once with {raw.n:,} more requests. "
-        "Instructions per request = the difference / the requests. Instructions are not "
+        f"once with its set-up and warm-up only, once with {requests} more requests "
+        "(by concurrency). Instructions per request = the difference / the requests; the "
+        "ratio is to raw aiohttp's at the same concurrency. Instructions are not "
         "time (cache misses are not counted): the ratio is a floor of the CPU-time ratio.",
         "",
-        "| client | instructions, set-up only | with the requests | per request | x aiohttp |",
-        "|---|---:|---:|---:|---:|",
+        "| concurrency | client | instructions, set-up only | with the requests | per request "
+        "| x aiohttp |",
+        "|---:|---|---:|---:|---:|---:|",
     ]
-    for c in counts:
+    for c in sorted(counts, key=lambda c: (c.concurrency, CLIENTS.index(c.client))):
         out.append(
-            f"| {c.client} | {c.base:,} | {c.total:,} | {c.per_request:,.0f} | "
-            f"{c.per_request / raw.per_request:.3f} |"
+            f"| {c.concurrency:,} | {c.client} | {c.base:,} | {c.total:,} | "
+            f"{c.per_request:,.0f} | {c.per_request / raw[c.concurrency].per_request:.3f} |"
         )
     mine, theirs = ops.get("sfauth", {}), ops.get("aiohttp", {})
     if mine and theirs:
@@ -201,7 +218,8 @@ def report(
         rows = [k for k in rows if abs(mine.get(k, 0) - theirs.get(k, 0)) >= 0.5]
         out += [
             "",
-            f"Python bytecodes per request: aiohttp {sum(theirs.values()):,.0f}, sfauth "
+            f"Python bytecodes per request at concurrency {concurrency:,}: aiohttp "
+            f"{sum(theirs.values()):,.0f}, sfauth "
             f"{sum(mine.values()):,.0f} ({sum(mine.values()) / sum(theirs.values()):.3f}x; "
             "`sys.settrace` opcode events, not under valgrind). The functions whose count "
             "differs by half a bytecode or more:",
@@ -229,13 +247,38 @@ def parser() -> argparse.ArgumentParser:
         "--requests",
         type=int,
         default=3000,
-        help="requests counted per client (at least 100; repeat runs of 3,000 agreed within "
-        "0.05 %% in one session, about 0.5 %% across sessions)",
+        help="requests counted per client and concurrency, at least 100 and at least 3 x "
+        "the concurrency (repeat runs of 3,000 at 64 agreed within 0.05 %% in one session, "
+        "about 0.5 %% across sessions)",
     )
-    p.add_argument("--concurrency", type=int, default=64)
+    p.add_argument(
+        "--concurrency",
+        type=_levels,
+        default=(16, 64, 256, 1024),
+        help="requests in flight, comma-separated (default 16,64,256,1024, as make bench)",
+    )
+    p.add_argument(
+        "--bytecodes-at",
+        type=int,
+        default=64,
+        help="the concurrency the bytecodes by function are counted at (default 64)",
+    )
     p.add_argument("--write", help="write the report (markdown) to this file")
     p.add_argument("--child", help=argparse.SUPPRESS)
     return p
+
+
+def _levels(text: str) -> tuple[int, ...]:
+    """``--concurrency``: comma-separated positive integers."""
+    try:
+        levels = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of whole numbers such as 16,64"
+        ) from None
+    if not levels or min(levels) < 1:
+        raise argparse.ArgumentTypeError(f"every concurrency must be at least 1; got {text!r}")
+    return levels
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -247,27 +290,33 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (Debian: apt-get install valgrind)", file=sys.stderr)
         return 2
-    if args.requests < 100 or args.concurrency < 1:
-        print("--requests must be at least 100 and --concurrency at least 1", file=sys.stderr)
+    if args.requests < 100 or args.bytecodes_at < 1:
+        print("--requests and --bytecodes-at must be at least 100 and 1", file=sys.stderr)
         return 2
     counts = []
     ops = {}
     with served() as target:
-        for client in CLIENTS:
-            base = instructions(target, client, args.concurrency, 0)
-            total = instructions(target, client, args.concurrency, args.requests)
-            if total <= base:  # the requests cost nothing: the runs differ by more than them
-                raise SystemExit(
-                    f"{client}: {total:,} instructions with the requests, {base:,} "
-                    "without: too few requests to count (raise --requests)"
+        for level in dict.fromkeys(args.concurrency):  # in order, once each
+            n = max(args.requests, 3 * level)  # every request slot used a few times over
+            for client in CLIENTS:
+                base = instructions(target, client, level, 0)
+                total = instructions(target, client, level, n)
+                if total <= base:  # the requests cost nothing: the runs differ by more
+                    raise SystemExit(
+                        f"{client} at {level}: {total:,} instructions with the requests, "
+                        f"{base:,} without: too few requests to count (raise --requests)"
+                    )
+                counts.append(Count(client, base, total, n, level))
+                print(
+                    f"concurrency {level}, {client}: {counts[-1].per_request:,.0f} "
+                    "instructions per request",
+                    flush=True,
                 )
-            counts.append(Count(client, base, total, args.requests))
-            print(f"{client}: {counts[-1].per_request:,.0f} instructions per request")
         for client in ("aiohttp", "sfauth"):
-            ops[client] = opcodes(target, client, args.concurrency, min(args.requests, 1000))
+            ops[client] = opcodes(target, client, args.bytecodes_at, min(args.requests, 1000))
     command = "python -m benchmarks.instructions " + " ".join(argv or sys.argv[1:])
     source = _provenance.revision(*([Path(args.write)] if args.write else []))
-    text = report(counts, ops, args.concurrency, command.strip(), source)
+    text = report(counts, ops, args.bytecodes_at, command.strip(), source)
     print(text)
     if args.write:
         Path(args.write).write_text(text)

@@ -482,14 +482,49 @@ def test_the_instructions_report_renders_counts_and_the_bytecode_difference() ->
     text = instructions.report(counts, ops, 64, "python -m benchmarks.instructions", "git abc")
     assert text.startswith("## Instructions per request (callgrind)\n")
     assert "sfauth source: git abc." in text
-    assert "| aiohttp | 2,000,000 | 3,200,000 | 400 | 1.000 |" in text
-    assert "| sfauth | 2,100,000 | 3,420,000 | 440 | 1.100 |" in text
-    assert "Python bytecodes per request: aiohttp 22, sfauth 155 (7.055x;" in text
+    assert "| 64 | aiohttp | 2,000,000 | 3,200,000 | 400 | 1.000 |" in text
+    assert "| 64 | sfauth | 2,100,000 | 3,420,000 | 440 | 1.100 |" in text
+    bytecodes = "Python bytecodes per request at concurrency 64: aiohttp 22, sfauth 155 (7.055x;"
+    assert bytecodes in text
     rows = [line for line in text.splitlines() if line.startswith("| `")]
     assert rows == [
         "| `sfauth/_middleware.py:3 send` | 0.0 | 150.0 | +150.0 |",
         "| `aiohttp/client.py:1 get` | 17.0 | 0.0 | -17.0 |",
     ]  # a difference under half a bytecode is left out
+
+
+def test_the_instructions_report_takes_each_ratio_at_its_own_concurrency() -> None:
+    from benchmarks import instructions
+
+    counts = [
+        instructions.Count("sfauth", 2_100_000, 3_420_000, 3000, 16),
+        instructions.Count("aiohttp", 2_000_000, 3_200_000, 3000, 16),
+        instructions.Count("aiohttp", 2_000_000, 5_000_000, 6000, 1024),
+        instructions.Count("sfauth", 2_100_000, 5_400_000, 6000, 1024),
+    ]
+    text = instructions.report(counts, {}, 64, "python -m benchmarks.instructions", "git abc")
+    rows = [line for line in text.splitlines() if line.startswith("| 1")]
+    assert rows == [
+        "| 16 | aiohttp | 2,000,000 | 3,200,000 | 400 | 1.000 |",
+        "| 16 | sfauth | 2,100,000 | 3,420,000 | 440 | 1.100 |",
+        "| 1,024 | aiohttp | 2,000,000 | 5,000,000 | 500 | 1.000 |",
+        "| 1,024 | sfauth | 2,100,000 | 5,400,000 | 550 | 1.100 |",
+    ]
+    assert "with 16, 1,024 requests in flight" in text
+    assert "once with 3,000, 6,000 more requests (by concurrency)" in text
+
+
+@pytest.mark.parametrize("given", ["0", "16,0", "a", "16,,64", ""])
+def test_the_instructions_tool_refuses_a_concurrency_that_is_not_positive_whole_numbers(
+    given: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from benchmarks import instructions
+
+    with pytest.raises(SystemExit):
+        instructions.parser().parse_args(["--concurrency", given])
+    assert "--concurrency" in capsys.readouterr().err
+    assert instructions.parser().parse_args(["--concurrency", "16,64"]).concurrency == (16, 64)
+    assert instructions.parser().parse_args([]).concurrency == (16, 64, 256, 1024)
 
 
 def test_the_bytecodes_of_sfauths_requests_are_counted_by_function() -> None:
