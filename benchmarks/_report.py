@@ -208,13 +208,10 @@ def _herd_rounds(herd: dict[str, Any]) -> dict[str, Any] | None:
     for count in ("token_requests", "client_token_requests", "served_401", "served_200"):
         summary[count] = [r.get(count) for r in rounds]
     for prefix, phase in (("base", "baseline"), ("exp", "expired")):
-        for stat in ("p50", "p99", "wall"):
+        for stat in ("p50", "p99", "wall", "cpu", "gc"):
             values = [r[phase][stat] for r in rounds]
             summary[f"{prefix}_{stat}s"] = values
             summary[f"{prefix}_{stat}"] = statistics.median(values)
-        for stat in ("cpu", "gc"):  # absent from results measured before they were
-            measured = [r[phase][stat] for r in rounds if stat in r[phase]]
-            summary[f"{prefix}_{stat}"] = statistics.median(measured) if measured else None
     return summary
 
 
@@ -1114,9 +1111,8 @@ def _herd_section(results: Any) -> list[str]:
             "near or above 2: every request of the burst *with* is sent twice, and the replays "
             "start only once the refresh is in, after the 401s, so nearly all of its requests "
             "finish in its last stretch and its p99 is close to its whole length. Measured: p99 "
-            "with / "
-            f"wall time without = {herd['work_ratio']:.2f} (2.0 would be exactly twice the "
-            "work). In the burst *without*, requests finish all along: its p99 is "
+            f"with / wall time without = {herd['work_ratio']:.2f} (2.0 would be exactly twice "
+            "the work). In the burst *without*, requests finish all along: its p99 is "
             f"{herd['base_shape']:.2f} of its wall time. So even at exactly twice the work, "
             f"the target's ratio would be about 2 / {herd['base_shape']:.2f} = "
             f"{2 / herd['base_shape']:.2f}.\n"
@@ -1126,11 +1122,11 @@ def _herd_section(results: Any) -> list[str]:
 
 
 def _gc_share(herd: dict[str, Any], *, all_wait: bool) -> list[str]:
-    """The herd's client CPU and the garbage collector's part of it (medians), when measured.
+    """The herd's client CPU and the garbage collector's part of it (medians).
 
     ``all_wait``: every request of the burst with the expiry waits for the refresh.
     """
-    if not herd.get("base_cpu") or not herd.get("exp_cpu"):  # not measured, or too short
+    if not herd["base_cpu"] or not herd["exp_cpu"]:  # too short for getrusage's ticks
         return []
     parts = [
         f"{name} {herd[f'{key}_cpu']:.2f} s, of which the garbage collector "

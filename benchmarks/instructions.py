@@ -34,8 +34,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -51,13 +49,14 @@ _ROOT = Path(__file__).resolve().parent.parent
 
 @dataclass(frozen=True)
 class Count:
-    """Instructions of one client: with its set-up and warm-up only, and with ``n`` more."""
+    """Instructions of one client at ``concurrency``: with its set-up and warm-up only, and with
+    ``n`` more requests."""
 
     client: str
     base: int
     total: int
     n: int
-    concurrency: int = 64
+    concurrency: int
 
     @property
     def per_request(self) -> float:
@@ -113,13 +112,6 @@ def _short(filename: str) -> str:
         if marker in filename:
             return filename.split(marker, 1)[1]
     return os.path.basename(filename)
-
-
-@contextmanager
-def served() -> Iterator[Target]:
-    """The benchmark server in its own process (pinned to CPU 0), and a key to sign with."""
-    with bench.served(0) as (target, _):
-        yield target
 
 
 def _command(target: Target, client: str, concurrency: int, requests: int, ops: str) -> list[str]:
@@ -295,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     counts = []
     ops = {}
-    with served() as target:
+    with bench.served(0) as (target, _):  # the server on CPU 0, the clients on 1
         for level in dict.fromkeys(args.concurrency):  # in order, once each
             n = max(args.requests, 3 * level)  # every request slot used a few times over
             for client in CLIENTS:
