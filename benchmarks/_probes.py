@@ -80,9 +80,35 @@ def sfauth_one(sf: Any) -> Callable[[], Awaitable[bool]]:
 LAYERS = (
     "aiohttp",
     "aiohttp, bearer per request",
+    "+ a request object of its own",
     "+ the middleware's send",
     "+ AuthSession's request",
 )
+
+
+class _RequestObject:
+    """The least an ``async with sf.get(...)`` API adds around a send, and nothing of sfauth's.
+
+    It holds the send and its arguments, awaits the send on entry and releases the response
+    on exit, as ``AuthSession``'s request object does around its own work.
+    """
+
+    __slots__ = ("_args", "_kwargs", "_resp", "_send")
+
+    def __init__(self, send: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> None:
+        self._send = send
+        self._args = args
+        self._kwargs = kwargs
+        self._resp: Any = None
+
+    async def __aenter__(self) -> Any:
+        self._resp = resp = await self._send(*self._args, **self._kwargs)
+        return resp
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        resp = self._resp
+        resp.release()
+        await resp.wait_for_close()
 
 
 async def layers(target: Target, concurrency: int, n: int, rounds: int) -> dict[str, Any]:
@@ -95,10 +121,13 @@ async def layers(target: Target, concurrency: int, n: int, rounds: int) -> dict[
     - ``aiohttp, bearer per request``: ``AuthSession``'s own pool (``sf.http``), the bearer in
       each request's headers, redirects off, no middleware: the aiohttp call the direct path
       makes, and nothing of sfauth's;
-    - ``+ the middleware's send``: ``SalesforceAuthMiddleware.send`` called directly with the
-      URL built (checks, send slot, the call above, status, usage header, body read);
-    - ``+ AuthSession's request``: ``sf.get()`` as users write it (token, URL, the request
-      object and its context manager around ``send``).
+    - ``+ a request object of its own``: the same call made by a bare ``async with`` object
+      (``_RequestObject``), the least any ``async with sf.get(...)`` API adds;
+    - ``+ the middleware's send``: that object around ``SalesforceAuthMiddleware.send``
+      called directly with the URL built (checks, send slot, the call above, status, usage
+      header, body read);
+    - ``+ AuthSession's request``: ``sf.get()`` as users write it (the token check, the URL
+      and its origin, the view, and sfauth's request object in place of the bare one).
     """
     import aiohttp
 
@@ -120,13 +149,24 @@ async def layers(target: Target, concurrency: int, n: int, rounds: int) -> dict[
                 await resp.read()  # as the direct path does, inside its retry loop
                 return await checked(resp)
 
-        async def send() -> bool:
-            resp = await view.send(sf.http, loop, token, "GET", url, {"params": PARAMS})
-            try:
+        async def in_object() -> bool:
+            async with _RequestObject(
+                sf.http.request,
+                "GET",
+                url,
+                params=PARAMS,
+                headers=bearer,
+                allow_redirects=False,
+                middlewares=(),
+            ) as resp:
+                await resp.read()
                 return await checked(resp)
-            finally:
-                resp.release()
-                await resp.wait_for_close()
+
+        async def send() -> bool:
+            async with _RequestObject(
+                view.send, sf.http, loop, token, "GET", url, {"params": PARAMS}
+            ) as resp:
+                return await checked(resp)
 
         async with aiohttp.ClientSession(
             headers=bearer,
@@ -137,7 +177,9 @@ async def layers(target: Target, concurrency: int, n: int, rounds: int) -> dict[
                 async with http.get(url, params=PARAMS) as resp:
                     return await checked(resp)
 
-            clients = dict(zip(LAYERS, (raw, per_request, send, sfauth_one(sf)), strict=True))
+            clients = dict(
+                zip(LAYERS, (raw, per_request, in_object, send, sfauth_one(sf)), strict=True)
+            )
             for one in clients.values():
                 await closed_loop(one, max(2 * concurrency, 200), concurrency)
             cpu: dict[str, list[float]] = {name: [] for name in LAYERS}

@@ -950,7 +950,9 @@ def _layers_lines(results: Any) -> list[str]:
     out = [
         "",
         "**Where sfauth's cost goes.** sfauth's direct path taken apart, one layer added per "
-        f"row (benchmarks/_probes.py `layers`): one process, concurrency "
+        "row; the third row's bare `async with` object, the least any `sf.get(...)`-style API "
+        "adds, stands in for sfauth's own request object until the last row "
+        f"(benchmarks/_probes.py `layers`): one process, concurrency "
         f"{data['concurrency']}, {_rounds(data['rounds'])} of {data['requests']:,} requests "
         "per client, interleaved (order reversed every other round); CPU per request over raw "
         "aiohttp's in the same round, median and its 95 % interval"

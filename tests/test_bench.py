@@ -81,7 +81,7 @@ def test_the_layers_probe_ran_every_layer_in_every_round(results: Results) -> No
     layers = results.layers
     assert list(layers["cpu"]) == list(_probes.LAYERS)
     assert all(len(rounds) == config.layers_rounds for rounds in layers["cpu"].values())
-    assert layers["ok"] == layers["n"] == config.layers_requests * config.layers_rounds * 4
+    assert layers["ok"] == layers["n"] == config.layers_requests * config.layers_rounds * 5
     (first, *rest) = _report.layers_rows(results)
     assert (first["ratio"], first["added"]) == (1.0, None)
     assert all(row["added"] is not None for row in rest)
