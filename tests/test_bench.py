@@ -296,9 +296,16 @@ def test_the_gc_timer_counts_only_collections_it_saw_begin() -> None:
 
 
 def _burst(p99: float, wall: float, cpu: float, gc: float) -> dict[str, Any]:
-    return {"n": 1000, "ok": 1000, "errors": {}, "p50": p99 / 2, "p99": p99, "wall": wall} | (
-        {"cpu": cpu, "gc": gc}
-    )
+    return {
+        "n": 1000,
+        "ok": 1000,
+        "errors": {},
+        "p50": p99 / 2,
+        "p99": p99,
+        "wall": wall,
+        "cpu": cpu,
+        "gc": gc,
+    }
 
 
 def test_the_herd_all_in_flight_says_what_stands_in_the_way_of_its_ratio() -> None:
